@@ -1,0 +1,20 @@
+//! The pure core of CodeCollab: everything about convergence, with no IO, no async runtime and no panics on
+//! peer input.
+//!
+//! - [`ot`]: the text operation algebra (retain / insert / delete over Unicode scalar values): apply, compose,
+//!   transform, invert, cursor transformation, conversion from editor replacement lists.
+//! - [`client`]: the OT client state machine (Synchronized / AwaitingConfirm / AwaitingWithBuffer) with client
+//!   sequence numbers for idempotent resends.
+//! - [`document`]: the server-side document: rope, revision, bounded history, exactly-once `receive`.
+//! - [`wire`]: the versioned messages between daemon and server; [`codec`]: their bounded binary encoding.
+
+pub mod client;
+pub mod codec;
+pub mod document;
+pub mod ot;
+pub mod wire;
+
+pub use client::{Client, ClientError, ClientSeq, Outgoing, Revision};
+pub use codec::{DecodeError, EncodeError};
+pub use document::{ClientId, Document, DocumentLimits, HistoryEntry, ReceiveError, Received};
+pub use ot::{transform, Bias, Component, OpError, Replacement, Selection, TextOperation};

@@ -1,0 +1,164 @@
+//! Applying an operation to text (`&str` or a `ropey::Rope`) and inverting it against the text it applied to.
+//!
+//! Law: `apply(apply(s, op), op.invert(s)) == s`.
+
+use ropey::Rope;
+
+use super::operation::{char_len, Component, OpError, TextOperation};
+
+impl TextOperation {
+    /// Returns `text` with the operation applied. O(len(text)).
+    pub fn apply(&self, text: &str) -> Result<String, OpError> {
+        let actual = char_len(text);
+        if actual != self.base_len {
+            return Err(OpError::BaseLengthMismatch { expected: self.base_len, actual });
+        }
+        let mut out = String::with_capacity(text.len() + self.inserted_bytes());
+        let mut rest = text;
+        for component in &self.components {
+            match component {
+                Component::Retain(n) => {
+                    let cut = byte_offset(rest, *n);
+                    out.push_str(&rest[..cut]);
+                    rest = &rest[cut..];
+                }
+                Component::Insert(s) => out.push_str(s),
+                Component::Delete(n) => rest = &rest[byte_offset(rest, *n)..],
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies the operation to `rope` in place: O(log n) per component, independent of the document size.
+    ///
+    /// On error the rope is untouched (the length is checked before anything changes).
+    pub fn apply_rope(&self, rope: &mut Rope) -> Result<(), OpError> {
+        let actual = rope.len_chars();
+        if actual != self.base_len {
+            return Err(OpError::BaseLengthMismatch { expected: self.base_len, actual });
+        }
+        let mut position = 0;
+        for component in &self.components {
+            match component {
+                Component::Retain(n) => position += n,
+                Component::Insert(s) => {
+                    rope.insert(position, s);
+                    position += char_len(s);
+                }
+                Component::Delete(n) => rope.remove(position..position + n),
+            }
+        }
+        Ok(())
+    }
+
+    /// The operation that undoes this one, given the text this one applies to.
+    pub fn invert(&self, base: &str) -> Result<TextOperation, OpError> {
+        let actual = char_len(base);
+        if actual != self.base_len {
+            return Err(OpError::BaseLengthMismatch { expected: self.base_len, actual });
+        }
+        let mut inverse = TextOperation::with_capacity(self.components.len());
+        let mut rest = base;
+        for component in &self.components {
+            match component {
+                Component::Retain(n) => {
+                    inverse.retain(*n);
+                    rest = &rest[byte_offset(rest, *n)..];
+                }
+                Component::Insert(s) => {
+                    inverse.delete(char_len(s));
+                }
+                Component::Delete(n) => {
+                    let cut = byte_offset(rest, *n);
+                    inverse.insert_counted(&rest[..cut], *n);
+                    rest = &rest[cut..];
+                }
+            }
+        }
+        Ok(inverse)
+    }
+
+    /// [`TextOperation::invert`] against a rope: O(log n) per component plus the deleted text.
+    pub fn invert_rope(&self, base: &Rope) -> Result<TextOperation, OpError> {
+        let actual = base.len_chars();
+        if actual != self.base_len {
+            return Err(OpError::BaseLengthMismatch { expected: self.base_len, actual });
+        }
+        let mut inverse = TextOperation::with_capacity(self.components.len());
+        let mut position = 0;
+        for component in &self.components {
+            match component {
+                Component::Retain(n) => {
+                    inverse.retain(*n);
+                    position += n;
+                }
+                Component::Insert(s) => {
+                    inverse.delete(char_len(s));
+                }
+                Component::Delete(n) => {
+                    let deleted: String = base.slice(position..position + n).chars().collect();
+                    inverse.insert_counted(&deleted, *n);
+                    position += n;
+                }
+            }
+        }
+        Ok(inverse)
+    }
+
+    fn inserted_bytes(&self) -> usize {
+        self.components.iter().map(|c| if let Component::Insert(s) = c { s.len() } else { 0 }).sum()
+    }
+}
+
+/// Byte offset of the `chars`-th char of `text` (or its length). Callers have checked the total length.
+#[inline]
+fn byte_offset(text: &str, chars: usize) -> usize {
+    text.char_indices().nth(chars).map_or(text.len(), |(i, _)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(build: impl FnOnce(&mut TextOperation)) -> TextOperation {
+        let mut op = TextOperation::new();
+        build(&mut op);
+        op
+    }
+
+    #[test]
+    fn applies_to_str_and_rope_alike() {
+        let base = "héllo wörld 😀";
+        let edit = op(|o| {
+            o.retain(1).delete(1).insert("e").retain(3).insert(" big").retain(8);
+        });
+        let expected = "hello big wörld 😀";
+        assert_eq!(edit.apply(base).expect("lengths match"), expected);
+        let mut rope = Rope::from_str(base);
+        edit.apply_rope(&mut rope).expect("lengths match");
+        assert_eq!(rope.to_string(), expected);
+    }
+
+    #[test]
+    fn wrong_length_is_an_error_and_changes_nothing() {
+        let edit = op(|o| {
+            o.retain(3).insert("x");
+        });
+        assert_eq!(edit.apply("ab"), Err(OpError::BaseLengthMismatch { expected: 3, actual: 2 }));
+        let mut rope = Rope::from_str("abcd");
+        assert!(edit.apply_rope(&mut rope).is_err());
+        assert_eq!(rope.to_string(), "abcd");
+    }
+
+    #[test]
+    fn invert_undoes() {
+        let base = "日本語のテキスト";
+        let edit = op(|o| {
+            o.retain(2).delete(2).insert("👩‍💻").retain(4);
+        });
+        let after = edit.apply(base).expect("lengths match");
+        let inverse = edit.invert(base).expect("lengths match");
+        assert_eq!(inverse, edit.invert_rope(&Rope::from_str(base)).expect("lengths match"));
+        assert_eq!(inverse.apply(&after).expect("lengths match"), base);
+    }
+}

@@ -1,0 +1,144 @@
+//! The wire messages between daemon and server (`ClientMsg` up, `ServerMsg` down), protocol version 1.
+//!
+//! Every frame is one WebSocket binary message holding one MessagePack-encoded message (see [`crate::codec`]).
+//! `docs/wire-protocol.md` describes the handshake, the exchanges and the error codes in prose.
+
+use serde::{Deserialize, Serialize};
+
+use crate::client::{ClientSeq, Revision};
+use crate::document::ClientId;
+use crate::ot::{Selection, TextOperation};
+
+/// The version of the messages below. Bumped on any incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The WebSocket subprotocol that names [`PROTOCOL_VERSION`].
+pub const SUBPROTOCOL: &str = "codecollab.v1";
+
+/// A document's id within its session, assigned by the server. Paths can change (renames); ids do not.
+pub type DocId = u64;
+/// A peer's id within its session, assigned by the server per connection.
+pub type PeerId = u64;
+
+/// What a token lets its bearer do in a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read and edit every document.
+    Edit,
+    /// Read every document and show a cursor; edits are refused.
+    View,
+}
+
+/// A person in the session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub peer: PeerId,
+    pub name: String,
+    pub role: Role,
+    /// Colour for this peer's cursor, `#rrggbb`, assigned by the server so every editor agrees.
+    pub color: String,
+}
+
+/// A document as listed in the session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocInfo {
+    pub doc: DocId,
+    /// Path relative to the shared folder, `/`-separated, never absolute and never containing `..`.
+    pub path: String,
+    pub revision: Revision,
+}
+
+/// Messages from a client (a daemon) to the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    /// First message on a connection authenticated by a host token (or on loopback): create a session.
+    /// Answered by [`ServerMsg::SessionCreated`].
+    CreateSession { name: String },
+    /// First message on a connection authenticated by an invite token: join its session. `client_id` is the
+    /// same across reconnects of one daemon, which is what makes resent operations idempotent.
+    Join { client_id: ClientId },
+    /// Create a document at `path` with `text`, or open it if it exists. Answered by [`ServerMsg::Snapshot`].
+    Create { path: String, text: String },
+    /// Subscribe to a document. With `since`, the server replays what came after that revision (the client's
+    /// own operations as [`ServerMsg::Ack`]) then sends [`ServerMsg::Subscribed`]; without it, or when the history
+    /// no longer reaches back that far, it sends a [`ServerMsg::Snapshot`].
+    Subscribe { doc: DocId, since: Option<Revision> },
+    /// Stop receiving a document's operations and presence.
+    Unsubscribe { doc: DocId },
+    /// An edit of `doc` made on `base_revision`.
+    Op { doc: DocId, seq: ClientSeq, base_revision: Revision, op: TextOperation },
+    /// This peer's selections in `doc`, at `revision`.
+    Cursor { doc: DocId, revision: Revision, selections: Vec<Selection> },
+    /// Delete a document from the session.
+    Delete { doc: DocId },
+    /// Move a document to a new path.
+    Rename { doc: DocId, path: String },
+    /// Host only: remove a peer by name; tokens issued to that name are refused from now on.
+    RemovePeer { name: String },
+}
+
+/// Messages from the server to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// The answer to [`ClientMsg::CreateSession`]: the session and its invite tokens.
+    SessionCreated { session: String, host_token: String, edit_token: String, view_token: String },
+    /// The answer to [`ClientMsg::Join`].
+    Welcome { session: String, peer: PeerId, role: Role, peers: Vec<PeerInfo>, docs: Vec<DocInfo> },
+    /// A document's full text at `revision`. `last_seq` is the last sequence number of this client committed to
+    /// it, if the server still knows it, so a client can tell whether its outstanding operation is included.
+    Snapshot { doc: DocId, path: String, revision: Revision, text: String, last_seq: Option<ClientSeq> },
+    /// The replay after `Subscribe { since }` is complete; the client is live at `revision`.
+    Subscribed { doc: DocId, revision: Revision },
+    /// The client's operation `seq` was committed (durably) as `revision`.
+    Ack { doc: DocId, seq: ClientSeq, revision: Revision },
+    /// Another client's operation, committed as `revision`.
+    Op { doc: DocId, revision: Revision, peer: PeerId, op: TextOperation },
+    /// A peer's selections in `doc`, transformed to `revision`.
+    Presence { doc: DocId, peer: PeerId, revision: Revision, selections: Vec<Selection> },
+    /// A document appeared in the session (created by someone).
+    Created { doc: DocInfo },
+    Deleted { doc: DocId },
+    Renamed { doc: DocId, path: String },
+    PeerJoined { peer: PeerInfo },
+    PeerLeft { peer: PeerId },
+    /// A refusal. The connection stays open unless a close frame follows.
+    Error { code: ErrorCode, message: String, doc: Option<DocId> },
+}
+
+/// Why the server refused something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame could not be decoded.
+    Malformed,
+    /// The frame names a protocol version the server does not speak.
+    UnsupportedVersion,
+    /// The frame is larger than the server accepts.
+    FrameTooLarge,
+    /// Missing, expired, forged or revoked token, or one for another session.
+    Unauthorized,
+    /// The role does not allow this (a viewer's edit, a guest removing a peer).
+    Forbidden,
+    /// The operation does not fit the document at its base revision.
+    BaseLengthMismatch,
+    /// The base revision is ahead of the document.
+    FutureRevision,
+    /// The base revision is older than the history kept; subscribe again for a snapshot.
+    ResyncNeeded,
+    /// No such document.
+    UnknownDocument,
+    /// A path that is absolute, contains `..`, or is otherwise not a plain relative path.
+    InvalidPath,
+    /// Too many operations per second on this connection.
+    RateLimited,
+    /// The document would exceed its size limit.
+    DocumentTooLarge,
+    /// Too many documents in this session, sessions on the server, or connections.
+    LimitReached,
+    /// A message out of order (for example an edit before joining).
+    ProtocolViolation,
+    /// The server could not store the change; nothing was applied.
+    StorageFailure,
+}
