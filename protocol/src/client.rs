@@ -169,6 +169,12 @@ impl Client {
                 Some(outstanding.seq)
             }
         };
+        // An acknowledgement repeated for an operation already acknowledged (the server answers a resend of a
+        // committed operation with another ack) changes nothing.
+        let already_acknowledged = seq < expected_seq.unwrap_or(self.next_seq) && revision <= self.revision;
+        if already_acknowledged {
+            return Ok(None);
+        }
         if expected_seq != Some(seq) || revision != self.revision + 1 {
             let expected = match expected_seq {
                 Some(s) => format!("expected op {s} at revision {}", self.revision + 1),
@@ -253,12 +259,16 @@ mod tests {
     fn bad_acks_and_gaps_are_errors_that_change_nothing() {
         let mut client = Client::new(5, 1);
         assert!(client.server_ack(1, 6).is_err());
+        assert!(client.server_ack(1, 5).is_err(), "nothing was ever sent with seq 1");
         client.apply_local(insert_at(0, 0, "a")).expect("valid");
         assert!(client.server_ack(2, 6).is_err());
         assert!(client.server_ack(1, 7).is_err());
         assert!(client.apply_server(7, TextOperation::identity(0)).is_err());
         assert_eq!(client.revision(), 5);
         assert_eq!(client.server_ack(1, 6).expect("valid"), None);
+        // The same acknowledgement again (a resend answered twice) is ignored.
+        assert_eq!(client.server_ack(1, 6).expect("repeat is harmless"), None);
+        assert_eq!(client.revision(), 6);
     }
 
     #[test]

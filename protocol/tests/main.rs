@@ -1,1 +1,7 @@
-//! Integration tests of the protocol crate.
+//! Integration tests of the protocol crate: laws, simulation, traces and codec, in one test binary.
+
+mod codec;
+mod laws;
+mod simulation;
+mod support;
+mod traces;

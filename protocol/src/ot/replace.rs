@@ -40,11 +40,17 @@ impl TextOperation {
                 // Invariant: `op` is a prefix producing `written` chars, then a retain of the rest of the
                 // current document. Replace that trailing retain by this replacement and a shorter retain.
                 let tail = current_len - written;
-                if let Some(Component::Retain(n)) = op.components.last() {
-                    let n = *n;
-                    op.components.pop();
-                    op.base_len -= n;
-                    op.target_len -= n;
+                // The builder may have merged that retain with one of the prefix: trim exactly `tail` chars.
+                if tail > 0 {
+                    match op.components.last_mut() {
+                        Some(Component::Retain(n)) if *n > tail => *n -= tail,
+                        Some(Component::Retain(n)) if *n == tail => {
+                            op.components.pop();
+                        }
+                        _ => unreachable_invariant(),
+                    }
+                    op.base_len -= tail;
+                    op.target_len -= tail;
                 }
                 let keep = start - written;
                 op.retain(keep).insert(text).delete(end - start).retain(tail - keep - (end - start));
@@ -83,6 +89,13 @@ impl TextOperation {
         out.extend(pending);
         out
     }
+}
+
+/// The one-pass fold keeps a trailing retain of exactly the unwritten rest; this is only reached if that
+/// invariant is broken by a change to this file.
+#[cold]
+fn unreachable_invariant() -> ! {
+    unreachable!("from_replacements: the operation does not end with a retain of the unwritten rest")
 }
 
 #[cfg(test)]

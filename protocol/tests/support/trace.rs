@@ -1,0 +1,53 @@
+//! Loads the editing traces in `shared/traces` (gzipped JSON, CC BY 4.0, see that folder's README).
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Trace {
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub start_content: String,
+    pub end_content: String,
+    pub txns: Vec<Txn>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Txn {
+    /// `(position, deleted chars, inserted text)`, positions in chars, applied in order.
+    pub patches: Vec<(usize, usize, String)>,
+}
+
+/// The folder holding the traces: `CODECOLLAB_TRACES`, else `../shared/traces` beside the repository.
+pub fn traces_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("CODECOLLAB_TRACES") {
+        return PathBuf::from(dir);
+    }
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    workspace.join("../shared/traces")
+}
+
+pub fn load(name: &str) -> Trace {
+    let path = traces_dir().join(format!("{name}.json.gz"));
+    let file = std::fs::File::open(&path)
+        .unwrap_or_else(|e| panic!("cannot open trace {} ({e}); set CODECOLLAB_TRACES", path.display()));
+    let mut json = String::new();
+    flate2::read::GzDecoder::new(file).read_to_string(&mut json).expect("trace is valid gzip");
+    serde_json::from_str(&json).expect("trace is valid JSON")
+}
+
+/// Names of every sequential trace in the folder.
+pub fn sequential_traces() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(traces_dir())
+        .expect("traces folder exists")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json.gz")).map(str::to_owned))
+        .filter(|name| load(name).kind.as_deref() != Some("concurrent"))
+        .collect();
+    names.sort();
+    names
+}
