@@ -200,8 +200,7 @@ impl Client {
     /// The connection to the server was lost: whatever was in flight must be sent again after resuming.
     pub fn disconnected(&mut self) {
         self.connected = false;
-        if let State::AwaitingConfirm { outstanding } | State::AwaitingWithBuffer { outstanding, .. } =
-            &mut self.state
+        if let State::AwaitingConfirm { outstanding } | State::AwaitingWithBuffer { outstanding, .. } = &mut self.state
         {
             outstanding.sent = false;
         }

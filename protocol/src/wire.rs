@@ -83,28 +83,77 @@ pub enum ClientMsg {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMsg {
     /// The answer to [`ClientMsg::CreateSession`]: the session and its invite tokens.
-    SessionCreated { session: String, host_token: String, edit_token: String, view_token: String },
+    SessionCreated {
+        session: String,
+        host_token: String,
+        edit_token: String,
+        view_token: String,
+    },
     /// The answer to [`ClientMsg::Join`].
-    Welcome { session: String, peer: PeerId, role: Role, peers: Vec<PeerInfo>, docs: Vec<DocInfo> },
+    Welcome {
+        session: String,
+        peer: PeerId,
+        role: Role,
+        peers: Vec<PeerInfo>,
+        docs: Vec<DocInfo>,
+    },
     /// A document's full text at `revision`. `last_seq` is the last sequence number of this client committed to
     /// it, if the server still knows it, so a client can tell whether its outstanding operation is included.
-    Snapshot { doc: DocId, path: String, revision: Revision, text: String, last_seq: Option<ClientSeq> },
+    Snapshot {
+        doc: DocId,
+        path: String,
+        revision: Revision,
+        text: String,
+        last_seq: Option<ClientSeq>,
+    },
     /// The replay after `Subscribe { since }` is complete; the client is live at `revision`.
-    Subscribed { doc: DocId, revision: Revision },
+    Subscribed {
+        doc: DocId,
+        revision: Revision,
+    },
     /// The client's operation `seq` was committed (durably) as `revision`.
-    Ack { doc: DocId, seq: ClientSeq, revision: Revision },
+    Ack {
+        doc: DocId,
+        seq: ClientSeq,
+        revision: Revision,
+    },
     /// Another client's operation, committed as `revision`.
-    Op { doc: DocId, revision: Revision, peer: PeerId, op: TextOperation },
+    Op {
+        doc: DocId,
+        revision: Revision,
+        peer: PeerId,
+        op: TextOperation,
+    },
     /// A peer's selections in `doc`, transformed to `revision`.
-    Presence { doc: DocId, peer: PeerId, revision: Revision, selections: Vec<Selection> },
+    Presence {
+        doc: DocId,
+        peer: PeerId,
+        revision: Revision,
+        selections: Vec<Selection>,
+    },
     /// A document appeared in the session (created by someone).
-    Created { doc: DocInfo },
-    Deleted { doc: DocId },
-    Renamed { doc: DocId, path: String },
-    PeerJoined { peer: PeerInfo },
-    PeerLeft { peer: PeerId },
+    Created {
+        doc: DocInfo,
+    },
+    Deleted {
+        doc: DocId,
+    },
+    Renamed {
+        doc: DocId,
+        path: String,
+    },
+    PeerJoined {
+        peer: PeerInfo,
+    },
+    PeerLeft {
+        peer: PeerId,
+    },
     /// A refusal. The connection stays open unless a close frame follows.
-    Error { code: ErrorCode, message: String, doc: Option<DocId> },
+    Error {
+        code: ErrorCode,
+        message: String,
+        doc: Option<DocId>,
+    },
 }
 
 /// Why the server refused something.

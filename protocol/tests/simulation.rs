@@ -79,7 +79,13 @@ impl Sim {
     }
 
     fn open_connection(&mut self, client: usize) -> usize {
-        self.connections.push(Connection { client, up: VecDeque::new(), down: VecDeque::new(), open: true, live: false });
+        self.connections.push(Connection {
+            client,
+            up: VecDeque::new(),
+            down: VecDeque::new(),
+            open: true,
+            live: false,
+        });
         let index = self.connections.len() - 1;
         self.clients[client].connection = Some(index);
         index

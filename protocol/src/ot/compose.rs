@@ -11,7 +11,7 @@ impl TextOperation {
         if self.target_len != next.base_len {
             return Err(OpError::ComposeLengthMismatch { first_target: self.target_len, second_base: next.base_len });
         }
-        let mut out = TextOperation::with_capacity(self.components.len().max(next.components.len()) + 1);
+        let mut out = TextOperation::with_capacity(self.components.len() + next.components.len());
         let mut first = Reader::new(self);
         let mut second = Reader::new(next);
         loop {
@@ -29,16 +29,23 @@ impl TextOperation {
                 }
                 (Some(a), Some(b)) => {
                     let n = a.len().min(b.len());
-                    match (first.take(n), second.take(n)) {
-                        (Some(Piece::Retain(_)), Some(Piece::Retain(_))) => {
+                    second.advance(n);
+                    match (a, b) {
+                        (Piece::Retain(_), Piece::Retain(_)) => {
+                            first.advance(n);
                             out.retain(n);
                         }
-                        (Some(Piece::Retain(_)), Some(Piece::Delete(_))) => {
+                        (Piece::Retain(_), Piece::Delete(_)) => {
+                            first.advance(n);
                             out.delete(n);
                         }
-                        (Some(Piece::Insert(s, _)), Some(Piece::Retain(_))) => out.insert_counted(s, n),
+                        (Piece::Insert(..), Piece::Retain(_)) => {
+                            if let Some(Piece::Insert(s, _)) = first.take(n) {
+                                out.insert_counted(s, n);
+                            }
+                        }
                         // Inserted by the first, deleted by the second: nothing is left of it.
-                        (Some(Piece::Insert(..)), Some(Piece::Delete(_))) => {}
+                        (Piece::Insert(..), Piece::Delete(_)) => first.advance(n),
                         _ => return Err(mismatch(self, next)),
                     }
                 }

@@ -14,15 +14,16 @@
 
 use std::fmt;
 
-use smallvec::SmallVec;
+use compact_str::CompactString;
 
 /// One step of an operation, applied at a cursor that walks the base document from its start.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Component {
     /// Keep the next `n` chars.
     Retain(usize),
-    /// Insert this text at the cursor. The text is never empty.
-    Insert(String),
+    /// Insert this text at the cursor. The text is never empty. Short texts (up to 24 bytes, so every
+    /// keystroke) are stored inline, without a heap allocation.
+    Insert(CompactString),
     /// Remove the next `n` chars.
     Delete(usize),
 }
@@ -54,9 +55,9 @@ pub enum OpError {
     ReplacementOutOfBounds { start: usize, end: usize, len: usize },
 }
 
-/// Inline capacity: a keystroke (`retain, insert, retain`) or a backspace fits without a heap allocation for
-/// the component list.
-pub(crate) type Components = SmallVec<[Component; 3]>;
+/// The components in order. A plain `Vec`: measured against an inline `SmallVec`, moving the larger inline
+/// value around cost more than the one allocation it saved.
+pub(crate) type Components = Vec<Component>;
 
 /// An edit of a whole document: it consumes exactly `base_len` chars and produces exactly `target_len` chars.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
@@ -93,7 +94,7 @@ impl TextOperation {
 
     /// An empty operation with room for `n` components.
     pub fn with_capacity(n: usize) -> Self {
-        TextOperation { components: SmallVec::with_capacity(n), base_len: 0, target_len: 0 }
+        TextOperation { components: Vec::with_capacity(n), base_len: 0, target_len: 0 }
     }
 
     /// The operation that keeps a document of `len` chars as it is.
@@ -134,6 +135,7 @@ impl TextOperation {
     }
 
     /// Appends "keep the next `n` chars".
+    #[inline]
     pub fn retain(&mut self, n: usize) -> &mut Self {
         if n == 0 {
             return self;
@@ -149,6 +151,7 @@ impl TextOperation {
     }
 
     /// Appends "insert `text` here".
+    #[inline]
     pub fn insert(&mut self, text: &str) -> &mut Self {
         if text.is_empty() {
             return self;
@@ -168,18 +171,20 @@ impl TextOperation {
         self.push_insert(text);
     }
 
+    #[inline]
     fn push_insert(&mut self, text: &str) {
         let n = self.components.len();
         match self.components.as_mut_slice() {
             [.., Component::Insert(last)] => last.push_str(text),
             // Insert goes before a trailing delete; merge with an insert just before that delete.
             [.., Component::Insert(before), Component::Delete(_)] => before.push_str(text),
-            [.., Component::Delete(_)] => self.components.insert(n - 1, Component::Insert(text.to_owned())),
-            _ => self.components.push(Component::Insert(text.to_owned())),
+            [.., Component::Delete(_)] => self.components.insert(n - 1, Component::Insert(CompactString::new(text))),
+            _ => self.components.push(Component::Insert(CompactString::new(text))),
         }
     }
 
     /// Appends "remove the next `n` chars".
+    #[inline]
     pub fn delete(&mut self, n: usize) -> &mut Self {
         if n == 0 {
             return self;
@@ -213,10 +218,7 @@ impl TextOperation {
 
     /// Number of chars inserted in total.
     pub fn inserted_chars(&self) -> usize {
-        self.components
-            .iter()
-            .map(|c| if let Component::Insert(s) = c { char_len(s) } else { 0 })
-            .sum()
+        self.components.iter().map(|c| if let Component::Insert(s) = c { char_len(s) } else { 0 }).sum()
     }
 
     /// Number of chars deleted in total.

@@ -47,6 +47,18 @@ impl<'a> Reader<'a> {
         self.head = self.rest.next().map(piece);
     }
 
+    /// Consumes the first `n` chars of the current piece (`n` at most its length) without splitting text.
+    #[inline]
+    pub(crate) fn advance(&mut self, n: usize) {
+        match &mut self.head {
+            Some(Piece::Retain(k) | Piece::Delete(k)) if n < *k => *k -= n,
+            Some(Piece::Insert(..)) => {
+                self.take(n);
+            }
+            _ => self.skip(),
+        }
+    }
+
     /// Consumes and returns the first `n` chars of the current piece; `n` must not exceed its length.
     #[inline]
     pub(crate) fn take(&mut self, n: usize) -> Option<Piece<'a>> {

@@ -26,7 +26,7 @@ pub fn transform(a: &TextOperation, b: &TextOperation) -> Result<(TextOperation,
     if a.base_len != b.base_len {
         return Err(OpError::TransformLengthMismatch { a_base: a.base_len, b_base: b.base_len });
     }
-    let capacity = a.components.len() + b.components.len();
+    let capacity = a.components.len().max(b.components.len()) + 2;
     let mut a_prime = TextOperation::with_capacity(capacity);
     let mut b_prime = TextOperation::with_capacity(capacity);
     let mut a_reader = Reader::new(a);
@@ -47,19 +47,22 @@ pub fn transform(a: &TextOperation, b: &TextOperation) -> Result<(TextOperation,
             }
             (Some(x), Some(y)) => {
                 let n = x.len().min(y.len());
-                match (a_reader.take(n), b_reader.take(n)) {
-                    (Some(Piece::Retain(_)), Some(Piece::Retain(_))) => {
+                a_reader.advance(n);
+                b_reader.advance(n);
+                match (x, y) {
+                    (Piece::Retain(_), Piece::Retain(_)) => {
                         a_prime.retain(n);
                         b_prime.retain(n);
                     }
                     // Both deleted the same chars: neither needs to delete them again.
-                    (Some(Piece::Delete(_)), Some(Piece::Delete(_))) => {}
-                    (Some(Piece::Delete(_)), Some(Piece::Retain(_))) => {
+                    (Piece::Delete(_), Piece::Delete(_)) => {}
+                    (Piece::Delete(_), Piece::Retain(_)) => {
                         a_prime.delete(n);
                     }
-                    (Some(Piece::Retain(_)), Some(Piece::Delete(_))) => {
+                    (Piece::Retain(_), Piece::Delete(_)) => {
                         b_prime.delete(n);
                     }
+                    // Inserts were handled above.
                     _ => return Err(OpError::TransformLengthMismatch { a_base: a.base_len, b_base: b.base_len }),
                 }
             }

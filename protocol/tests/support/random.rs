@@ -50,7 +50,8 @@ pub fn text(rng: &mut Rng, max_pieces: usize) -> String {
 pub fn nonempty_text(rng: &mut Rng, max_pieces: usize) -> String {
     let mut s = text(rng, max_pieces);
     if s.is_empty() {
-        s.push_str(*rng.pick(PIECES));
+        let piece: &&str = rng.pick(PIECES);
+        s.push_str(piece);
     }
     s
 }
