@@ -83,8 +83,9 @@ mod tests {
 
     #[test]
     fn version_is_checked_before_the_body() {
-        let mut frame = ClientMsg::Join { client_id: 7 }.encode().expect("encodes");
-        assert_eq!(ClientMsg::decode(&frame, 1024), Ok(ClientMsg::Join { client_id: 7 }));
+        let join = ClientMsg::Join { client_id: 7, name: None };
+        let mut frame = join.encode().expect("encodes");
+        assert_eq!(ClientMsg::decode(&frame, 1024), Ok(join));
         frame[1] = 9;
         assert_eq!(ClientMsg::decode(&frame, 1024), Err(DecodeError::UnsupportedVersion(9)));
         assert!(matches!(ClientMsg::decode(&frame, 3), Err(DecodeError::TooLarge { .. })));

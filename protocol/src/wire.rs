@@ -55,9 +55,11 @@ pub enum ClientMsg {
     /// First message on a connection authenticated by a host token (or on loopback): create a session.
     /// Answered by [`ServerMsg::SessionCreated`].
     CreateSession { name: String },
-    /// First message on a connection authenticated by an invite token: join its session. `client_id` is the
-    /// same across reconnects of one daemon, which is what makes resent operations idempotent.
-    Join { client_id: ClientId },
+    /// First message on a connection authenticated by an invite or personal token (or right after
+    /// `CreateSession` on the same connection): join the session. `client_id` is the same across reconnects of
+    /// one daemon, which is what makes resent operations idempotent. `name` is how others see this peer when the
+    /// token is an invite (a personal token already names its peer).
+    Join { client_id: ClientId, name: Option<String> },
     /// Create a document at `path` with `text`, or open it if it exists. Answered by [`ServerMsg::Snapshot`].
     Create { path: String, text: String },
     /// Subscribe to a document. With `since`, the server replays what came after that revision (the client's
@@ -82,18 +84,24 @@ pub enum ClientMsg {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMsg {
-    /// The answer to [`ClientMsg::CreateSession`]: the session and its invite tokens.
+    /// The answer to [`ClientMsg::CreateSession`]: the session, the server's public URL (if configured), the
+    /// host's own token and the two invite tokens. The connection may go on with `Join` as the host.
     SessionCreated {
         session: String,
+        url: Option<String>,
         host_token: String,
         edit_token: String,
         view_token: String,
     },
-    /// The answer to [`ClientMsg::Join`].
+    /// The answer to [`ClientMsg::Join`]. `token` is this peer's personal token, to use when reconnecting; `host`
+    /// says whether this peer may remove others.
     Welcome {
         session: String,
         peer: PeerId,
+        name: String,
         role: Role,
+        host: bool,
+        token: String,
         peers: Vec<PeerInfo>,
         docs: Vec<DocInfo>,
     },

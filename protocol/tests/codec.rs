@@ -17,7 +17,8 @@ fn sample_op() -> TextOperation {
 fn client_messages() -> Vec<ClientMsg> {
     vec![
         ClientMsg::CreateSession { name: "Ada".into() },
-        ClientMsg::Join { client_id: u64::MAX },
+        ClientMsg::Join { client_id: u64::MAX, name: None },
+        ClientMsg::Join { client_id: 1, name: Some("Zoë 👩\u{200d}💻".into()) },
         ClientMsg::Create { path: "src/main.rs".into(), text: "fn main() {}\r\n".into() },
         ClientMsg::Subscribe { doc: 3, since: None },
         ClientMsg::Subscribe { doc: 3, since: Some(17) },
@@ -40,6 +41,7 @@ fn server_messages() -> Vec<ServerMsg> {
     vec![
         ServerMsg::SessionCreated {
             session: "s1".into(),
+            url: Some("wss://collab.example:7830".into()),
             host_token: "h".into(),
             edit_token: "e".into(),
             view_token: "v".into(),
@@ -47,7 +49,10 @@ fn server_messages() -> Vec<ServerMsg> {
         ServerMsg::Welcome {
             session: "s1".into(),
             peer: 1,
+            name: "Ada".into(),
             role: Role::Edit,
+            host: true,
+            token: "t".into(),
             peers: vec![peer.clone()],
             docs: vec![doc.clone()],
         },
