@@ -45,7 +45,6 @@ pub struct DocInfo {
     pub doc: DocId,
     /// Path relative to the shared folder, `/`-separated, never absolute and never containing `..`.
     pub path: String,
-    pub revision: Revision,
 }
 
 /// Messages from a client (a daemon) to the server.

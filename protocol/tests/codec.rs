@@ -37,7 +37,7 @@ fn client_messages() -> Vec<ClientMsg> {
 
 fn server_messages() -> Vec<ServerMsg> {
     let peer = PeerInfo { peer: 4, name: "Grace".into(), role: Role::View, color: "#aa3355".into() };
-    let doc = DocInfo { doc: 1, path: "README.md".into(), revision: 12 };
+    let doc = DocInfo { doc: 1, path: "README.md".into() };
     vec![
         ServerMsg::SessionCreated {
             session: "s1".into(),

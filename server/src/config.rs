@@ -1,0 +1,276 @@
+//! Server configuration: command-line flags, `CODECOLLAB_*` environment variables and an optional TOML file,
+//! merged in that order of precedence over built-in defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+/// `codecollab-server`: the CodeCollab relay.
+#[derive(Debug, Parser)]
+#[command(name = "codecollab-server", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a host token, needed to create sessions on a server that does not listen on loopback.
+    Token {
+        /// Data directory of the server the token is for (its secret signs the token).
+        #[arg(long, env = "CODECOLLAB_DATA_DIR", default_value = "./codecollab-data")]
+        data_dir: PathBuf,
+        /// Who the token is for; shown to others and in the server's log.
+        #[arg(long)]
+        name: String,
+        /// How long the token is valid, e.g. `12h`, `30d`.
+        #[arg(long, default_value = "30d", value_parser = parse_duration)]
+        ttl: Duration,
+    },
+}
+
+/// Flags of the server itself. Each may also come from the environment or the TOML file.
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:7830].
+    #[arg(long, env = "CODECOLLAB_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory holding the database and the token secret [default: ./codecollab-data].
+    #[arg(long, env = "CODECOLLAB_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML configuration file (see docs/operations.md for its keys).
+    #[arg(long, env = "CODECOLLAB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// PEM certificate chain: serve wss:// and https:// (needs --tls-key).
+    #[arg(long, env = "CODECOLLAB_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "CODECOLLAB_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// URL under which clients reach this server, put in invites (e.g. wss://collab.example.com).
+    #[arg(long, env = "CODECOLLAB_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Interval between heartbeat pings; a peer silent for two intervals is dropped [default: 15s].
+    #[arg(long, env = "CODECOLLAB_HEARTBEAT", value_parser = parse_duration)]
+    pub heartbeat: Option<Duration>,
+    /// `process` (survives a crash of the server process) or `fsync` (also survives power loss, slower)
+    /// [default: process].
+    #[arg(long, env = "CODECOLLAB_DURABILITY")]
+    pub durability: Option<Durability>,
+}
+
+/// What "acknowledged" promises. See docs/operations.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Committed to SQLite's write-ahead log (in the OS page cache): survives the server process being killed.
+    Process,
+    /// Committed and fsynced: also survives the machine losing power.
+    Fsync,
+}
+
+/// Bounds on everything a peer controls, each with a typed refusal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest WebSocket message accepted from a client, in bytes.
+    pub max_frame_bytes: usize,
+    /// Largest document, in chars.
+    pub max_document_chars: usize,
+    pub max_documents_per_session: usize,
+    pub max_sessions: usize,
+    pub max_connections: usize,
+    /// Sustained operations (edits and cursor moves) per second per connection, and the burst above it.
+    pub ops_per_second: u32,
+    pub ops_burst: u32,
+    /// Messages queued toward one connection before it is considered too slow and dropped (it can resume).
+    pub outbound_queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame_bytes: 16 << 20,
+            max_document_chars: 16 << 20,
+            max_documents_per_session: 10_000,
+            max_sessions: 1_000,
+            max_connections: 10_000,
+            ops_per_second: 2_000,
+            ops_burst: 4_000,
+            outbound_queue: 8_192,
+        }
+    }
+}
+
+/// The TOML file: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    public_url: Option<String>,
+    heartbeat: Option<String>,
+    durability: Option<Durability>,
+    snapshot_every: Option<u64>,
+    history: Option<usize>,
+    invite_ttl: Option<String>,
+    limits: Option<Limits>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub tls: Option<TlsFiles>,
+    pub public_url: Option<String>,
+    pub heartbeat: Duration,
+    pub durability: Durability,
+    /// A snapshot is stored every this many operations of a document.
+    pub snapshot_every: u64,
+    /// Operations each document keeps in memory for late operations and resuming clients.
+    pub history: usize,
+    /// How long invite tokens minted for a new session are valid.
+    pub invite_ttl: Duration,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7830)),
+            data_dir: PathBuf::from("./codecollab-data"),
+            tls: None,
+            public_url: None,
+            heartbeat: Duration::from_secs(15),
+            durability: Durability::Process,
+            snapshot_every: 1_000,
+            history: 1_024,
+            invite_ttl: Duration::from_secs(7 * 24 * 3600),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Merges flags and environment (already combined by clap) over the TOML file over the defaults.
+    pub fn load(args: &ServeArgs) -> anyhow::Result<Config> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let mut config = Config::default();
+        if let Some(listen) = args.listen.or(file.listen) {
+            config.listen = listen;
+        }
+        if let Some(dir) = args.data_dir.clone().or(file.data_dir) {
+            config.data_dir = dir;
+        }
+        let cert = args.tls_cert.clone().or(file.tls_cert);
+        let key = args.tls_key.clone().or(file.tls_key);
+        config.tls = match (cert, key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => bail!("TLS needs both a certificate and a key (--tls-cert and --tls-key)"),
+        };
+        config.public_url = args.public_url.clone().or(file.public_url);
+        if let Some(heartbeat) = args.heartbeat {
+            config.heartbeat = heartbeat;
+        } else if let Some(text) = file.heartbeat {
+            config.heartbeat = parse_duration(&text).map_err(anyhow::Error::msg).context("heartbeat")?;
+        }
+        if let Some(durability) = args.durability.or(file.durability) {
+            config.durability = durability;
+        }
+        if let Some(n) = file.snapshot_every {
+            config.snapshot_every = n.max(1);
+        }
+        if let Some(n) = file.history {
+            config.history = n.max(1);
+        }
+        if let Some(text) = file.invite_ttl {
+            config.invite_ttl = parse_duration(&text).map_err(anyhow::Error::msg).context("invite_ttl")?;
+        }
+        if let Some(limits) = file.limits {
+            config.limits = limits;
+        }
+        if config.heartbeat < Duration::from_millis(10) {
+            bail!("heartbeat interval must be at least 10ms");
+        }
+        Ok(config)
+    }
+
+    /// Creating sessions without a host token is allowed only on a loopback address.
+    pub fn open_session_creation(&self) -> bool {
+        self.listen.ip().is_loopback()
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Parses `250ms`, `30s`, `5m`, `12h`, `7d` (or a bare number of seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 30s, 5m, 12h or 7d"))?;
+    let seconds = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit `{unit}` in `{text}` (use ms, s, m, h or d)")),
+    };
+    n.checked_mul(seconds).map(Duration::from_secs).ok_or_else(|| format!("`{text}` is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert!(parse_duration("3 weeks").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn file_values_apply_under_flags() {
+        let dir = std::env::temp_dir().join(format!("codecollab-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("server.toml");
+        std::fs::write(&path, "listen = \"0.0.0.0:9000\"\nheartbeat = \"2s\"\n[limits]\nmax_sessions = 3\n")
+            .expect("write");
+        let args =
+            ServeArgs { config: Some(path.clone()), heartbeat: Some(Duration::from_secs(5)), ..Default::default() };
+        let config = Config::load(&args).expect("valid");
+        assert_eq!(config.listen, "0.0.0.0:9000".parse().expect("addr"));
+        assert_eq!(config.heartbeat, Duration::from_secs(5));
+        assert_eq!(config.limits.max_sessions, 3);
+        assert!(!config.open_session_creation());
+        std::fs::write(&path, "no_such_key = 1\n").expect("write");
+        assert!(Config::load(&args).is_err());
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

@@ -1,0 +1,143 @@
+//! The HTTP side of the one port: reading a request head (bounded), plain responses for `/healthz` and
+//! `/metrics`, and a stream wrapper that replays the bytes already read to the WebSocket handshake.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+/// The largest request head accepted.
+pub const MAX_HEAD: usize = 16 * 1024;
+
+#[derive(Debug)]
+pub struct RequestHead {
+    pub method: String,
+    pub path: String,
+    /// Header names in lowercase.
+    pub headers: Vec<(String, String)>,
+    /// Every byte read so far (the head and anything after it), for the handshake to read again.
+    pub raw: Vec<u8>,
+}
+
+impl RequestHead {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn is_websocket_upgrade(&self) -> bool {
+        self.header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+    }
+
+    /// The bearer token of the `Authorization` header, if any.
+    pub fn bearer_token(&self) -> Option<&str> {
+        let value = self.header("authorization")?;
+        let (scheme, token) = value.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    }
+
+    /// The subprotocols the client offers.
+    pub fn subprotocols(&self) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == "sec-websocket-protocol")
+            .flat_map(|(_, v)| v.split(','))
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .collect()
+    }
+}
+
+/// Reads until the end of the request head. `Ok(None)` if the peer closed first; an error if the head is
+/// malformed or longer than [`MAX_HEAD`].
+pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Option<RequestHead>> {
+    let mut raw = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        raw.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&raw) {
+            Ok(httparse::Status::Complete(_)) => {
+                let method = request.method.unwrap_or_default().to_owned();
+                let path = request.path.unwrap_or_default().to_owned();
+                let headers = request
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                    .collect();
+                return Ok(Some(RequestHead { method, path, headers, raw }));
+            }
+            Ok(httparse::Status::Partial) if raw.len() < MAX_HEAD => continue,
+            Ok(httparse::Status::Partial) => {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "request head too large"))
+            }
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+        }
+    }
+}
+
+/// Writes a complete response and shuts the stream down.
+pub async fn respond<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    status: &str,
+    content_type: &str,
+    body: &str,
+) -> io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// A stream that first yields `prefix`, then reads from `inner`.
+#[derive(Debug)]
+pub struct Rewind<S> {
+    prefix: Vec<u8>,
+    position: usize,
+    inner: S,
+}
+
+impl<S> Rewind<S> {
+    pub fn new(prefix: Vec<u8>, inner: S) -> Self {
+        Rewind { prefix, position: 0, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.position < self.prefix.len() {
+            let rest = &self.prefix[self.position..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            self.position += n;
+            if self.position == self.prefix.len() {
+                self.prefix = Vec::new();
+                self.position = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,25 @@
+//! `codecollab-server`, the relay: it orders every edit per document, stores it durably before acknowledging
+//! it, and relays edits and presence to everyone else in the session.
+//!
+//! - [`server`]: the accept loop, shared state and shutdown; [`connection`]: one task per connection
+//!   (HTTP head, authentication, WebSocket loop, heartbeat, rate limit); [`http`]: `/healthz`, `/metrics`.
+//! - [`session`]: one task per session (peers, documents by path, invites, removal);
+//!   [`document`]: one task per document (sequencing, group commit, broadcast, presence).
+//! - [`store`]: the storage interface, its SQLite implementation and the group-commit thread.
+//! - [`auth`]: signed tokens and the server secret; [`tls`]: rustls; [`config`]: flags, env and TOML;
+//!   [`metrics`]: Prometheus counters; [`outbox`]: the bounded queue toward each connection.
+
+pub mod auth;
+pub mod config;
+pub mod connection;
+pub mod document;
+pub mod http;
+pub mod metrics;
+pub mod outbox;
+pub mod server;
+pub mod session;
+pub mod store;
+pub mod tls;
+
+pub use config::Config;
+pub use server::run;

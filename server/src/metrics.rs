@@ -1,0 +1,113 @@
+//! Counters, gauges and the commit-latency histogram, rendered at `GET /metrics` in Prometheus text format.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use codecollab_protocol::wire::ErrorCode;
+
+/// Every refusal reason, so each has a series even at zero.
+pub const ERROR_CODES: &[(ErrorCode, &str)] = &[
+    (ErrorCode::Malformed, "malformed"),
+    (ErrorCode::UnsupportedVersion, "unsupported_version"),
+    (ErrorCode::FrameTooLarge, "frame_too_large"),
+    (ErrorCode::Unauthorized, "unauthorized"),
+    (ErrorCode::Forbidden, "forbidden"),
+    (ErrorCode::BaseLengthMismatch, "base_length_mismatch"),
+    (ErrorCode::FutureRevision, "future_revision"),
+    (ErrorCode::ResyncNeeded, "resync_needed"),
+    (ErrorCode::UnknownDocument, "unknown_document"),
+    (ErrorCode::InvalidPath, "invalid_path"),
+    (ErrorCode::RateLimited, "rate_limited"),
+    (ErrorCode::DocumentTooLarge, "document_too_large"),
+    (ErrorCode::LimitReached, "limit_reached"),
+    (ErrorCode::ProtocolViolation, "protocol_violation"),
+    (ErrorCode::StorageFailure, "storage_failure"),
+];
+
+/// Upper bounds of the commit latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; 12],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|&bound| seconds <= bound) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub connections: AtomicI64,
+    pub sessions: AtomicI64,
+    pub documents: AtomicI64,
+    pub ops_committed: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub commit_latency: Histogram,
+    refusals: [AtomicU64; 15],
+}
+
+impl Metrics {
+    pub fn refused(&self, code: ErrorCode) {
+        if let Some(i) = ERROR_CODES.iter().position(|(c, _)| *c == code) {
+            self.refusals[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let gauges = [
+            ("codecollab_connections", "Open WebSocket connections.", &self.connections),
+            ("codecollab_sessions", "Sessions loaded in memory.", &self.sessions),
+            ("codecollab_documents", "Documents loaded in memory.", &self.documents),
+        ];
+        for (name, help, value) in gauges {
+            let _ =
+                writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", value.load(Ordering::Relaxed));
+        }
+        let counters = [
+            ("codecollab_ops_committed_total", "Operations committed durably.", &self.ops_committed),
+            ("codecollab_bytes_in_total", "WebSocket payload bytes received.", &self.bytes_in),
+            ("codecollab_bytes_out_total", "WebSocket payload bytes sent.", &self.bytes_out),
+        ];
+        for (name, help, value) in counters {
+            let _ =
+                writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
+        }
+        self.commit_latency.render(
+            "codecollab_commit_latency_seconds",
+            "Time to commit one batch of writes to the store.",
+            &mut out,
+        );
+        let name = "codecollab_refusals_total";
+        let _ = writeln!(out, "# HELP {name} Requests refused, by reason.\n# TYPE {name} counter");
+        for ((_, label), value) in ERROR_CODES.iter().zip(&self.refusals) {
+            let _ = writeln!(out, "{name}{{reason=\"{label}\"}} {}", value.load(Ordering::Relaxed));
+        }
+        out
+    }
+}

@@ -1,0 +1,371 @@
+//! One task per session: the owner of who is in it (peers, names, removals) and which documents it holds (by
+//! path); it starts document tasks on demand and announces joins, leaves, creations, renames and deletions.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use codecollab_protocol::wire::{DocId, DocInfo, ErrorCode, PeerId, PeerInfo, Role, ServerMsg};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::document::{self, DocCommand, DocHandle, DocSettings};
+use crate::metrics::Metrics;
+use crate::outbox::{encode, Outbox};
+use crate::store::writer::StoreHandle;
+use crate::store::{SessionRecord, StoreError, Write, Written};
+
+/// A refusal to send back to the client.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Refusal { code, message: message.into() }
+    }
+}
+
+fn storage(error: StoreError) -> Refusal {
+    tracing::error!(%error, "store request failed");
+    Refusal::new(ErrorCode::StorageFailure, "the server could not store the change")
+}
+
+/// Who a connection is, as its token says.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub name: String,
+    pub role: Role,
+    pub host: bool,
+}
+
+/// What a successful join returns to the connection.
+#[derive(Debug)]
+pub struct Joined {
+    pub peer: PeerId,
+    pub peers: Vec<PeerInfo>,
+    pub docs: Vec<DocInfo>,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, Refusal>>;
+
+#[derive(Debug)]
+pub enum SessionCommand {
+    Join { identity: Identity, outbox: Outbox, reply: Reply<Joined> },
+    Leave { peer: PeerId },
+    Create { peer: PeerId, path: String, text: String, reply: Reply<DocHandle> },
+    Open { doc: DocId, reply: Reply<DocHandle> },
+    Delete { peer: PeerId, doc: DocId, reply: Reply<()> },
+    Rename { peer: PeerId, doc: DocId, path: String, reply: Reply<()> },
+    RemovePeer { peer: PeerId, name: String, reply: Reply<()> },
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    commands: mpsc::Sender<SessionCommand>,
+}
+
+impl SessionHandle {
+    /// Sends a command and waits for its reply.
+    pub async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> SessionCommand) -> Result<T, Refusal> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || Refusal::new(ErrorCode::ProtocolViolation, "the session has ended");
+        self.commands.send(make(reply)).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    pub async fn tell(&self, command: SessionCommand) {
+        let _ = self.commands.send(command).await;
+    }
+}
+
+/// Everything a session task needs from the server.
+#[derive(Debug, Clone)]
+pub struct SessionContext {
+    pub store: StoreHandle,
+    pub metrics: Arc<Metrics>,
+    pub doc_settings: DocSettings,
+    pub max_documents: usize,
+}
+
+struct PeerEntry {
+    info: PeerInfo,
+    outbox: Outbox,
+}
+
+struct DocEntry {
+    path: String,
+    /// Started on first use.
+    handle: Option<DocHandle>,
+}
+
+struct SessionTask {
+    id: String,
+    host: String,
+    removed: HashSet<String>,
+    peers: HashMap<PeerId, PeerEntry>,
+    docs: HashMap<DocId, DocEntry>,
+    paths: HashMap<String, DocId>,
+    next_peer: PeerId,
+    context: SessionContext,
+}
+
+/// Cursor colours, assigned in join order so every editor shows a peer in the same colour.
+const COLORS: &[&str] = &["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324"];
+
+/// Starts the task of a session whose record was loaded from the store.
+pub fn spawn(id: String, record: SessionRecord, context: SessionContext) -> SessionHandle {
+    let (commands, receiver) = mpsc::channel(1_024);
+    let mut task = SessionTask {
+        id,
+        host: record.host,
+        removed: record.removed.into_iter().collect(),
+        peers: HashMap::new(),
+        docs: HashMap::new(),
+        paths: HashMap::new(),
+        next_peer: 1,
+        context,
+    };
+    for doc in record.documents {
+        task.paths.insert(doc.path.clone(), doc.doc);
+        task.docs.insert(doc.doc, DocEntry { path: doc.path, handle: None });
+    }
+    task.context.metrics.sessions.fetch_add(1, Ordering::Relaxed);
+    tokio::spawn(task.run(receiver));
+    SessionHandle { commands }
+}
+
+/// A path as a session stores it: relative, `/`-separated, no `.`/`..`/empty components, no backslashes or
+/// control characters, at most 4096 bytes.
+pub fn validate_path(path: &str) -> Result<String, Refusal> {
+    let invalid = |why: &str| Refusal::new(ErrorCode::InvalidPath, format!("invalid path: {why}"));
+    if path.is_empty() || path.len() > 4096 {
+        return Err(invalid("empty or longer than 4096 bytes"));
+    }
+    if path.starts_with('/') || path.contains('\\') || path.chars().any(char::is_control) {
+        return Err(invalid("must be relative, `/`-separated, without control characters"));
+    }
+    if path.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+        return Err(invalid("empty, `.` and `..` components are not allowed"));
+    }
+    if path.len() >= 2 && path.as_bytes()[1] == b':' {
+        return Err(invalid("drive letters are not allowed"));
+    }
+    Ok(path.to_owned())
+}
+
+impl SessionTask {
+    async fn run(mut self, mut receiver: mpsc::Receiver<SessionCommand>) {
+        while let Some(command) = receiver.recv().await {
+            self.handle(command).await;
+        }
+        self.context.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn broadcast(&self, msg: &ServerMsg, except: Option<PeerId>) {
+        let frame = encode(msg);
+        for (peer, entry) in &self.peers {
+            if Some(*peer) != except {
+                entry.outbox.send_frame(frame.clone());
+            }
+        }
+    }
+
+    fn may_edit(&self, peer: PeerId) -> Result<(), Refusal> {
+        match self.peers.get(&peer) {
+            Some(entry) if entry.info.role == Role::Edit => Ok(()),
+            Some(_) => Err(Refusal::new(ErrorCode::Forbidden, "view-only peers cannot change the session's files")),
+            None => Err(Refusal::new(ErrorCode::ProtocolViolation, "join the session first")),
+        }
+    }
+
+    fn doc_info(&self, doc: DocId) -> DocInfo {
+        DocInfo { doc, path: self.docs.get(&doc).map(|d| d.path.clone()).unwrap_or_default() }
+    }
+
+    async fn handle(&mut self, command: SessionCommand) {
+        match command {
+            SessionCommand::Join { identity, outbox, reply } => {
+                let _ = reply.send(self.join(identity, outbox));
+            }
+            SessionCommand::Leave { peer } => {
+                if self.peers.remove(&peer).is_some() {
+                    self.broadcast(&ServerMsg::PeerLeft { peer }, None);
+                }
+            }
+            SessionCommand::Create { peer, path, text, reply } => {
+                let _ = reply.send(self.create(peer, path, text).await);
+            }
+            SessionCommand::Open { doc, reply } => {
+                let _ = reply.send(self.open(doc).await);
+            }
+            SessionCommand::Delete { peer, doc, reply } => {
+                let _ = reply.send(self.delete(peer, doc).await);
+            }
+            SessionCommand::Rename { peer, doc, path, reply } => {
+                let _ = reply.send(self.rename(peer, doc, path).await);
+            }
+            SessionCommand::RemovePeer { peer, name, reply } => {
+                let _ = reply.send(self.remove_peer(peer, name).await);
+            }
+        }
+    }
+
+    fn join(&mut self, identity: Identity, outbox: Outbox) -> Result<Joined, Refusal> {
+        if self.removed.contains(&identity.name) {
+            return Err(Refusal::new(ErrorCode::Unauthorized, "you were removed from this session"));
+        }
+        let peer = self.next_peer;
+        self.next_peer += 1;
+        let color = COLORS[(peer as usize - 1) % COLORS.len()].to_owned();
+        let info = PeerInfo { peer, name: identity.name, role: identity.role, color };
+        self.broadcast(&ServerMsg::PeerJoined { peer: info.clone() }, None);
+        self.peers.insert(peer, PeerEntry { info, outbox });
+        let peers = self.peers.values().map(|p| p.info.clone()).collect();
+        let docs = self.docs.iter().map(|(&doc, entry)| DocInfo { doc, path: entry.path.clone() }).collect();
+        Ok(Joined { peer, peers, docs })
+    }
+
+    async fn create(&mut self, peer: PeerId, path: String, text: String) -> Result<DocHandle, Refusal> {
+        self.may_edit(peer)?;
+        let path = validate_path(&path)?;
+        if let Some(&doc) = self.paths.get(&path) {
+            return self.open(doc).await;
+        }
+        if self.docs.len() >= self.context.max_documents {
+            return Err(Refusal::new(
+                ErrorCode::LimitReached,
+                format!("this session already holds {} documents, the limit", self.docs.len()),
+            ));
+        }
+        let chars = text.chars().count();
+        if chars > self.context.doc_settings.limits.max_chars {
+            return Err(Refusal::new(
+                ErrorCode::DocumentTooLarge,
+                format!("{chars} chars is over the limit of {}", self.context.doc_settings.limits.max_chars),
+            ));
+        }
+        let write = Write::CreateDocument { session: self.id.clone(), path: path.clone(), text };
+        let outcome = self.context.store.commit(vec![write]).await.map_err(storage)?;
+        let doc = match outcome.into_iter().next() {
+            Some(Ok(Written::DocumentCreated(doc))) => doc,
+            Some(Err(error)) => return Err(storage(error)),
+            _ => return Err(storage(StoreError::Backend("no outcome for the document".into()))),
+        };
+        self.paths.insert(path.clone(), doc);
+        self.docs.insert(doc, DocEntry { path, handle: None });
+        let handle = self.open(doc).await?;
+        self.broadcast(&ServerMsg::Created { doc: self.doc_info(doc) }, Some(peer));
+        Ok(handle)
+    }
+
+    async fn open(&mut self, doc: DocId) -> Result<DocHandle, Refusal> {
+        let Some(entry) = self.docs.get_mut(&doc) else {
+            return Err(Refusal::new(ErrorCode::UnknownDocument, format!("no document {doc} in this session")));
+        };
+        if let Some(handle) = &entry.handle {
+            return Ok(handle.clone());
+        }
+        let handle = document::spawn(
+            doc,
+            entry.path.clone(),
+            self.context.doc_settings,
+            self.context.store.clone(),
+            self.context.metrics.clone(),
+        )
+        .await
+        .map_err(storage)?;
+        entry.handle = Some(handle.clone());
+        Ok(handle)
+    }
+
+    async fn delete(&mut self, peer: PeerId, doc: DocId) -> Result<(), Refusal> {
+        self.may_edit(peer)?;
+        let Some(entry) = self.docs.get(&doc) else {
+            return Err(Refusal::new(ErrorCode::UnknownDocument, format!("no document {doc} in this session")));
+        };
+        let path = entry.path.clone();
+        self.context.store.commit(vec![Write::DeleteDocument { doc }]).await.map_err(storage)?;
+        // Dropping the handle stops the document's task once its queue is drained.
+        self.docs.remove(&doc);
+        self.paths.remove(&path);
+        self.broadcast(&ServerMsg::Deleted { doc }, None);
+        Ok(())
+    }
+
+    async fn rename(&mut self, peer: PeerId, doc: DocId, path: String) -> Result<(), Refusal> {
+        self.may_edit(peer)?;
+        let path = validate_path(&path)?;
+        if !self.docs.contains_key(&doc) {
+            return Err(Refusal::new(ErrorCode::UnknownDocument, format!("no document {doc} in this session")));
+        }
+        if self.paths.contains_key(&path) {
+            return Err(Refusal::new(ErrorCode::InvalidPath, format!("a document already exists at {path}")));
+        }
+        let outcome = self.context.store.commit(vec![Write::RenameDocument { doc, path: path.clone() }]).await;
+        match outcome.map_err(storage)?.into_iter().next() {
+            Some(Ok(_)) => {}
+            Some(Err(StoreError::PathTaken(p))) => {
+                return Err(Refusal::new(ErrorCode::InvalidPath, format!("a document already exists at {p}")))
+            }
+            Some(Err(error)) => return Err(storage(error)),
+            None => return Err(storage(StoreError::Backend("no outcome for the rename".into()))),
+        }
+        if let Some(entry) = self.docs.get_mut(&doc) {
+            self.paths.remove(&entry.path);
+            entry.path = path.clone();
+            if let Some(handle) = &entry.handle {
+                handle.send(DocCommand::Rename { path: path.clone() }).await;
+            }
+        }
+        self.paths.insert(path.clone(), doc);
+        self.broadcast(&ServerMsg::Renamed { doc, path }, None);
+        Ok(())
+    }
+
+    async fn remove_peer(&mut self, peer: PeerId, name: String) -> Result<(), Refusal> {
+        let is_host = self.peers.get(&peer).is_some_and(|p| p.info.name == self.host && p.info.role == Role::Edit);
+        if !is_host {
+            return Err(Refusal::new(ErrorCode::Forbidden, "only the session's host can remove peers"));
+        }
+        if name == self.host {
+            return Err(Refusal::new(ErrorCode::Forbidden, "the host cannot remove themselves"));
+        }
+        self.context
+            .store
+            .commit(vec![Write::RemovePeer { session: self.id.clone(), name: name.clone() }])
+            .await
+            .map_err(storage)?;
+        self.removed.insert(name.clone());
+        let removed: Vec<PeerId> = self.peers.iter().filter(|(_, p)| p.info.name == name).map(|(&id, _)| id).collect();
+        for id in removed {
+            if let Some(entry) = self.peers.remove(&id) {
+                entry.outbox.send(&ServerMsg::Error {
+                    code: ErrorCode::Unauthorized,
+                    message: "you were removed from this session".into(),
+                    doc: None,
+                });
+                entry.outbox.close(crate::connection::CLOSE_REMOVED, "removed from the session");
+            }
+            self.broadcast(&ServerMsg::PeerLeft { peer: id }, None);
+        }
+        tracing::info!(session = %self.id, %name, "peer removed");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_path;
+
+    #[test]
+    fn paths_stay_inside_the_shared_folder() {
+        for good in ["a.txt", "src/main.rs", "dir/sub dir/ünïcode 日本.md", ".gitignore"] {
+            assert_eq!(validate_path(good).map_err(|r| r.message), Ok(good.to_owned()));
+        }
+        for bad in ["", "/etc/passwd", "../x", "a/../../x", "a//b", "a/./b", "a\\b", "C:x", "a\u{0}b", "dir/"] {
+            assert!(validate_path(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+}

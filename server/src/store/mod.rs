@@ -1,0 +1,119 @@
+//! Durable storage behind a narrow interface: batches of writes committed atomically (which is what group commit
+//! needs), and a few reads. SQLite implements it today; a PostgreSQL store shared by several nodes implements the
+//! same trait without touching the document logic.
+//!
+//! The one rule every implementation keeps: an operation is appended at a revision that must be free. Two
+//! writers can never both commit revision `r` of a document; the loser gets [`StoreError::RevisionTaken`].
+
+pub mod sqlite;
+pub mod writer;
+
+use codecollab_protocol::wire::DocId;
+use codecollab_protocol::{ClientId, ClientSeq, Revision, TextOperation};
+
+/// One committed operation as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOp {
+    /// The revision this operation produced.
+    pub revision: Revision,
+    pub author: ClientId,
+    pub seq: ClientSeq,
+    pub op: TextOperation,
+}
+
+/// A write. A batch of them commits as one transaction; each succeeds or fails on its own inside it.
+#[derive(Debug, Clone)]
+pub enum Write {
+    CreateSession {
+        session: String,
+        host: String,
+        created: u64,
+    },
+    /// Refuse this name in this session from now on.
+    RemovePeer {
+        session: String,
+        name: String,
+    },
+    /// Creates a document with its revision-0 snapshot; the outcome carries its id.
+    CreateDocument {
+        session: String,
+        path: String,
+        text: String,
+    },
+    RenameDocument {
+        doc: DocId,
+        path: String,
+    },
+    DeleteDocument {
+        doc: DocId,
+    },
+    /// Appends consecutive operations; the first one's revision must be the next free one.
+    AppendOps {
+        doc: DocId,
+        ops: Vec<StoredOp>,
+    },
+    Snapshot {
+        doc: DocId,
+        revision: Revision,
+        text: String,
+    },
+    /// Drops operations up to `through` and snapshots older than the newest one at or before `through`.
+    Compact {
+        doc: DocId,
+        through: Revision,
+    },
+}
+
+/// What a successful write returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    Done,
+    DocumentCreated(DocId),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("revision {revision} of document {doc} is already taken")]
+    RevisionTaken { doc: DocId, revision: Revision },
+    #[error("a document already exists at {0}")]
+    PathTaken(String),
+    #[error("no such document {0}")]
+    UnknownDocument(DocId),
+    #[error("storage failure: {0}")]
+    Backend(String),
+}
+
+/// A document as listed in a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentRecord {
+    pub doc: DocId,
+    pub path: String,
+}
+
+/// Everything needed to rebuild a document in memory.
+#[derive(Debug, Clone)]
+pub struct LoadedDocument {
+    pub snapshot_revision: Revision,
+    pub snapshot_text: String,
+    /// Operations after the snapshot, in revision order.
+    pub ops: Vec<StoredOp>,
+    /// Per client, the last sequence number committed and its revision.
+    pub client_seqs: Vec<(ClientId, ClientSeq, Revision)>,
+}
+
+/// A session as stored.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub host: String,
+    pub removed: Vec<String>,
+    pub documents: Vec<DocumentRecord>,
+}
+
+/// The storage interface. Methods are blocking; the server calls them from its store thread only.
+pub trait Store: Send {
+    /// Applies `writes` in one transaction and returns one outcome per write, in order.
+    fn commit(&mut self, writes: &[Write]) -> Result<Vec<Result<Written, StoreError>>, StoreError>;
+    fn load_session(&mut self, session: &str) -> Result<Option<SessionRecord>, StoreError>;
+    fn session_count(&mut self) -> Result<usize, StoreError>;
+    fn load_document(&mut self, doc: DocId) -> Result<LoadedDocument, StoreError>;
+}

@@ -1,0 +1,373 @@
+//! The embedded default store: SQLite (bundled) in the data directory, in WAL mode.
+//!
+//! Durability: with `synchronous=NORMAL` (durability `process`) a committed transaction is in the WAL file and
+//! survives the server process being killed; a power loss may lose the last transactions. With
+//! `synchronous=FULL` (durability `fsync`) every commit is fsynced and survives power loss too.
+
+use std::path::Path;
+
+use codecollab_protocol::wire::DocId;
+use codecollab_protocol::{ClientId, Revision, TextOperation};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+
+use super::{DocumentRecord, LoadedDocument, SessionRecord, Store, StoreError, StoredOp, Write, Written};
+use crate::config::Durability;
+
+/// The database file in the data directory.
+pub const DATABASE_FILE: &str = "codecollab.sqlite3";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS removed_peers (
+    session TEXT NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (session, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS documents (
+    id INTEGER PRIMARY KEY,
+    session TEXT NOT NULL,
+    path TEXT NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX IF NOT EXISTS documents_live_path ON documents (session, path) WHERE deleted = 0;
+CREATE TABLE IF NOT EXISTS ops (
+    doc INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    author INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    op BLOB NOT NULL,
+    PRIMARY KEY (doc, revision)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshots (
+    doc INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    PRIMARY KEY (doc, revision)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS client_seqs (
+    doc INTEGER NOT NULL,
+    client INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    PRIMARY KEY (doc, client)
+) WITHOUT ROWID;
+";
+
+pub struct SqliteStore {
+    connection: Connection,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteStore")
+    }
+}
+
+fn backend(error: rusqlite::Error) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+fn is_constraint(error: &rusqlite::Error) -> bool {
+    matches!(error, rusqlite::Error::SqliteFailure(e, _) if e.code == ErrorCode::ConstraintViolation)
+}
+
+/// SQLite integers are signed: ids and sequence numbers are stored bit-for-bit.
+fn to_sql(value: u64) -> i64 {
+    value as i64
+}
+
+fn from_sql(value: i64) -> u64 {
+    value as u64
+}
+
+/// Operations are stored in the same compact MessagePack form as on the wire.
+fn encode_op(op: &TextOperation) -> Vec<u8> {
+    rmp_serde::to_vec(op).expect("operations encode")
+}
+
+fn decode_op(bytes: &[u8]) -> Result<TextOperation, StoreError> {
+    rmp_serde::from_slice(bytes).map_err(|e| StoreError::Backend(format!("a stored operation does not decode: {e}")))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database in `data_dir`.
+    pub fn open(data_dir: &Path, durability: Durability) -> anyhow::Result<SqliteStore> {
+        std::fs::create_dir_all(data_dir)?;
+        let connection = Connection::open(data_dir.join(DATABASE_FILE))?;
+        let synchronous = match durability {
+            Durability::Process => "NORMAL",
+            Durability::Fsync => "FULL",
+        };
+        connection.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 5000;"
+        ))?;
+        connection.execute_batch(SCHEMA)?;
+        Ok(SqliteStore { connection })
+    }
+
+    fn apply(tx: &Connection, write: &Write) -> Result<Written, StoreError> {
+        match write {
+            Write::CreateSession { session, host, created } => {
+                tx.execute(
+                    "INSERT INTO sessions (id, host, created) VALUES (?1, ?2, ?3)",
+                    params![session, host, to_sql(*created)],
+                )
+                .map_err(backend)?;
+            }
+            Write::RemovePeer { session, name } => {
+                tx.execute(
+                    "INSERT OR IGNORE INTO removed_peers (session, name) VALUES (?1, ?2)",
+                    params![session, name],
+                )
+                .map_err(backend)?;
+            }
+            Write::CreateDocument { session, path, text } => {
+                let inserted =
+                    tx.execute("INSERT INTO documents (session, path) VALUES (?1, ?2)", params![session, path]);
+                match inserted {
+                    Err(e) if is_constraint(&e) => return Err(StoreError::PathTaken(path.clone())),
+                    other => other.map_err(backend)?,
+                };
+                let doc = tx.last_insert_rowid();
+                tx.execute("INSERT INTO snapshots (doc, revision, text) VALUES (?1, 0, ?2)", params![doc, text])
+                    .map_err(backend)?;
+                return Ok(Written::DocumentCreated(from_sql(doc)));
+            }
+            Write::RenameDocument { doc, path } => {
+                let changed = tx.execute(
+                    "UPDATE documents SET path = ?2 WHERE id = ?1 AND deleted = 0",
+                    params![to_sql(*doc), path],
+                );
+                match changed {
+                    Err(e) if is_constraint(&e) => return Err(StoreError::PathTaken(path.clone())),
+                    Ok(0) => return Err(StoreError::UnknownDocument(*doc)),
+                    other => other.map_err(backend)?,
+                };
+            }
+            Write::DeleteDocument { doc } => {
+                let id = to_sql(*doc);
+                tx.execute("UPDATE documents SET deleted = 1 WHERE id = ?1", params![id]).map_err(backend)?;
+                for table in ["ops", "snapshots", "client_seqs"] {
+                    tx.execute(&format!("DELETE FROM {table} WHERE doc = ?1"), params![id]).map_err(backend)?;
+                }
+            }
+            Write::AppendOps { doc, ops } => {
+                let id = to_sql(*doc);
+                let mut insert = tx
+                    .prepare_cached("INSERT INTO ops (doc, revision, author, seq, op) VALUES (?1, ?2, ?3, ?4, ?5)")
+                    .map_err(backend)?;
+                let mut seqs = tx
+                    .prepare_cached(
+                        "INSERT INTO client_seqs (doc, client, seq, revision) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (doc, client) DO UPDATE SET seq = excluded.seq, revision = excluded.revision",
+                    )
+                    .map_err(backend)?;
+                for stored in ops {
+                    let inserted = insert.execute(params![
+                        id,
+                        to_sql(stored.revision),
+                        to_sql(stored.author),
+                        to_sql(stored.seq),
+                        encode_op(&stored.op)
+                    ]);
+                    match inserted {
+                        Err(e) if is_constraint(&e) => {
+                            return Err(StoreError::RevisionTaken { doc: *doc, revision: stored.revision })
+                        }
+                        other => other.map_err(backend)?,
+                    };
+                    seqs.execute(params![id, to_sql(stored.author), to_sql(stored.seq), to_sql(stored.revision)])
+                        .map_err(backend)?;
+                }
+            }
+            Write::Snapshot { doc, revision, text } => {
+                tx.execute(
+                    "INSERT OR REPLACE INTO snapshots (doc, revision, text) VALUES (?1, ?2, ?3)",
+                    params![to_sql(*doc), to_sql(*revision), text],
+                )
+                .map_err(backend)?;
+            }
+            Write::Compact { doc, through } => {
+                let id = to_sql(*doc);
+                let through = to_sql(*through);
+                let newest: Option<i64> = tx
+                    .query_row(
+                        "SELECT MAX(revision) FROM snapshots WHERE doc = ?1 AND revision <= ?2",
+                        params![id, through],
+                        |row| row.get(0),
+                    )
+                    .map_err(backend)?;
+                // Never drop an operation the newest usable snapshot does not already contain.
+                if let Some(newest) = newest {
+                    tx.execute("DELETE FROM ops WHERE doc = ?1 AND revision <= ?2", params![id, newest])
+                        .map_err(backend)?;
+                    tx.execute("DELETE FROM snapshots WHERE doc = ?1 AND revision < ?2", params![id, newest])
+                        .map_err(backend)?;
+                }
+            }
+        }
+        Ok(Written::Done)
+    }
+}
+
+impl Store for SqliteStore {
+    fn commit(&mut self, writes: &[Write]) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
+        let mut tx = self.connection.transaction().map_err(backend)?;
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for write in writes {
+            // Each write in its own savepoint: one refused write does not undo the others of the batch.
+            let savepoint = tx.savepoint().map_err(backend)?;
+            let outcome = Self::apply(&savepoint, write);
+            if outcome.is_ok() {
+                savepoint.commit().map_err(backend)?;
+            } else {
+                drop(savepoint); // rolls back
+            }
+            outcomes.push(outcome);
+        }
+        tx.set_drop_behavior(rusqlite::DropBehavior::Commit);
+        tx.commit().map_err(backend)?;
+        Ok(outcomes)
+    }
+
+    fn load_session(&mut self, session: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let host: Option<String> = self
+            .connection
+            .query_row("SELECT host FROM sessions WHERE id = ?1", params![session], |row| row.get(0))
+            .optional()
+            .map_err(backend)?;
+        let Some(host) = host else { return Ok(None) };
+        let mut removed_query =
+            self.connection.prepare_cached("SELECT name FROM removed_peers WHERE session = ?1").map_err(backend)?;
+        let removed = removed_query
+            .query_map(params![session], |row| row.get(0))
+            .map_err(backend)?
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(backend)?;
+        let mut documents_query = self
+            .connection
+            .prepare_cached("SELECT id, path FROM documents WHERE session = ?1 AND deleted = 0 ORDER BY id")
+            .map_err(backend)?;
+        let documents = documents_query
+            .query_map(params![session], |row| Ok(DocumentRecord { doc: from_sql(row.get(0)?), path: row.get(1)? }))
+            .map_err(backend)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        Ok(Some(SessionRecord { host, removed, documents }))
+    }
+
+    fn session_count(&mut self) -> Result<usize, StoreError> {
+        let n: i64 =
+            self.connection.query_row("SELECT COUNT(*) FROM sessions", [], |row| row.get(0)).map_err(backend)?;
+        Ok(n as usize)
+    }
+
+    fn load_document(&mut self, doc: DocId) -> Result<LoadedDocument, StoreError> {
+        let id = to_sql(doc);
+        let snapshot: Option<(i64, String)> = self
+            .connection
+            .query_row(
+                "SELECT revision, text FROM snapshots WHERE doc = ?1 ORDER BY revision DESC LIMIT 1",
+                params![id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(backend)?;
+        let Some((snapshot_revision, snapshot_text)) = snapshot else {
+            return Err(StoreError::UnknownDocument(doc));
+        };
+        let mut ops_query = self
+            .connection
+            .prepare_cached(
+                "SELECT revision, author, seq, op FROM ops WHERE doc = ?1 AND revision > ?2 ORDER BY revision",
+            )
+            .map_err(backend)?;
+        let rows = ops_query
+            .query_map(params![id, snapshot_revision], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?, row.get::<_, Vec<u8>>(3)?))
+            })
+            .map_err(backend)?;
+        let mut ops = Vec::new();
+        let mut expected: Revision = from_sql(snapshot_revision) + 1;
+        for row in rows {
+            let (revision, author, seq, bytes) = row.map_err(backend)?;
+            let revision = from_sql(revision);
+            if revision != expected {
+                return Err(StoreError::Backend(format!("document {doc} is missing revision {expected}")));
+            }
+            expected += 1;
+            ops.push(StoredOp { revision, author: from_sql(author), seq: from_sql(seq), op: decode_op(&bytes)? });
+        }
+        let mut seqs_query = self
+            .connection
+            .prepare_cached("SELECT client, seq, revision FROM client_seqs WHERE doc = ?1")
+            .map_err(backend)?;
+        let client_seqs = seqs_query
+            .query_map(params![id], |row| {
+                Ok((from_sql(row.get(0)?) as ClientId, from_sql(row.get(1)?), from_sql(row.get(2)?)))
+            })
+            .map_err(backend)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        Ok(LoadedDocument { snapshot_revision: from_sql(snapshot_revision), snapshot_text, ops, client_seqs })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn insert(len: usize, at: usize, text: &str) -> TextOperation {
+        TextOperation::replace(len, at, at, text).expect("in bounds")
+    }
+
+    fn temp_store(name: &str) -> (SqliteStore, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("codecollab-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        (SqliteStore::open(&dir, Durability::Process).expect("opens"), dir)
+    }
+
+    #[test]
+    fn revisions_are_taken_once_and_documents_reload() {
+        let (mut store, dir) = temp_store("revisions");
+        let outcomes = store
+            .commit(&[
+                Write::CreateSession { session: "s".into(), host: "Ada".into(), created: 1 },
+                Write::CreateDocument { session: "s".into(), path: "a.txt".into(), text: "hi".into() },
+                Write::CreateDocument { session: "s".into(), path: "a.txt".into(), text: "again".into() },
+            ])
+            .expect("commits");
+        let Ok(Written::DocumentCreated(doc)) = outcomes[1] else { panic!("{outcomes:?}") };
+        assert_eq!(outcomes[2], Err(StoreError::PathTaken("a.txt".into())));
+        let op1 = StoredOp { revision: 1, author: u64::MAX, seq: 1, op: insert(2, 2, "!") };
+        let op2 = StoredOp { revision: 2, author: 7, seq: 1, op: insert(3, 0, "¡") };
+        let outcomes = store
+            .commit(&[
+                Write::AppendOps { doc, ops: vec![op1.clone()] },
+                Write::AppendOps { doc, ops: vec![op1.clone()] },
+                Write::AppendOps { doc, ops: vec![op2.clone()] },
+            ])
+            .expect("commits");
+        assert_eq!(outcomes[1], Err(StoreError::RevisionTaken { doc, revision: 1 }));
+        assert!(outcomes[2].is_ok(), "a refused write does not undo the rest of the batch");
+        let loaded = store.load_document(doc).expect("loads");
+        assert_eq!((loaded.snapshot_revision, loaded.snapshot_text.as_str()), (0, "hi"));
+        assert_eq!(loaded.ops, vec![op1, op2.clone()]);
+        assert!(loaded.client_seqs.contains(&(u64::MAX, 1, 1)));
+        // Snapshot at 1, compact through 1: the snapshot replaces the first op.
+        store
+            .commit(&[Write::Snapshot { doc, revision: 1, text: "hi!".into() }, Write::Compact { doc, through: 1 }])
+            .expect("commits");
+        let loaded = store.load_document(doc).expect("loads");
+        assert_eq!((loaded.snapshot_revision, loaded.snapshot_text.as_str()), (1, "hi!"));
+        assert_eq!(loaded.ops, vec![op2]);
+        let session = store.load_session("s").expect("reads").expect("exists");
+        assert_eq!(session.documents, vec![DocumentRecord { doc, path: "a.txt".into() }]);
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

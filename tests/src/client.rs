@@ -1,0 +1,175 @@
+//! A WebSocket client that speaks the wire protocol: plain or TLS, with the bearer token and the subprotocol in
+//! the upgrade request, and typed send and receive with timeouts (a hung test fails instead of hanging).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use codecollab_protocol::wire::{ClientMsg, ServerMsg, SUBPROTOCOL};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::WebSocketStream;
+
+/// Default wait for one message.
+pub const RECV_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// What arrived.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Msg(ServerMsg),
+    /// The server closed the connection, with this code and reason if it sent a close frame.
+    Closed(Option<(u16, String)>),
+}
+
+/// How to connect.
+#[derive(Debug, Clone, Default)]
+pub struct Connect {
+    pub token: Option<String>,
+    /// Subprotocols offered; defaults to the current one.
+    pub protocols: Option<Vec<String>>,
+    /// TLS client configuration for wss:// URLs.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+pub struct WsClient {
+    ws: WebSocketStream<Box<dyn Io>>,
+}
+
+impl std::fmt::Debug for WsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WsClient")
+    }
+}
+
+impl WsClient {
+    /// Connects with the current protocol and an optional token.
+    pub async fn connect(url: &str, token: Option<&str>) -> anyhow::Result<WsClient> {
+        Self::connect_with(url, Connect { token: token.map(str::to_owned), ..Default::default() }).await
+    }
+
+    /// Connects, giving up after ten seconds (a test fails rather than hangs).
+    pub async fn connect_with(url: &str, options: Connect) -> anyhow::Result<WsClient> {
+        tokio::time::timeout(Duration::from_secs(10), Self::connect_inner(url, options))
+            .await
+            .map_err(|_| anyhow!("connecting to {url} timed out"))?
+    }
+
+    async fn connect_inner(url: &str, options: Connect) -> anyhow::Result<WsClient> {
+        let (secure, rest) = if let Some(rest) = url.strip_prefix("wss://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("ws://") {
+            (false, rest)
+        } else {
+            bail!("not a ws:// or wss:// URL: {url}");
+        };
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let tcp = TcpStream::connect(authority).await.with_context(|| format!("connecting to {authority}"))?;
+        tcp.set_nodelay(true)?;
+        let stream: Box<dyn Io> = if secure {
+            let config = options.tls.clone().context("wss:// needs a TLS configuration")?;
+            let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h).to_owned();
+            let name = rustls::pki_types::ServerName::try_from(host)?;
+            Box::new(tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?)
+        } else {
+            Box::new(tcp)
+        };
+        let mut request = url.into_client_request()?;
+        let protocols = options.protocols.unwrap_or_else(|| vec![SUBPROTOCOL.to_owned()]);
+        if !protocols.is_empty() {
+            request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_str(&protocols.join(", "))?);
+        }
+        if let Some(token) = &options.token {
+            request.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {token}"))?);
+        }
+        let config = WebSocketConfig::default().max_message_size(Some(256 << 20)).max_frame_size(Some(256 << 20));
+        let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await?;
+        Ok(WsClient { ws })
+    }
+
+    pub async fn send(&mut self, msg: &ClientMsg) -> anyhow::Result<()> {
+        self.send_raw(msg.encode()?).await
+    }
+
+    /// Sends arbitrary bytes as one binary message.
+    pub async fn send_raw(&mut self, frame: Vec<u8>) -> anyhow::Result<()> {
+        self.ws.send(Message::Binary(Bytes::from(frame))).await?;
+        Ok(())
+    }
+
+    pub async fn send_text(&mut self, text: &str) -> anyhow::Result<()> {
+        self.ws.send(Message::Text(text.into())).await?;
+        Ok(())
+    }
+
+    /// The next message or close, within `timeout`.
+    pub async fn next_event_within(&mut self, timeout: Duration) -> anyhow::Result<Event> {
+        loop {
+            let next = tokio::time::timeout(timeout, self.ws.next())
+                .await
+                .map_err(|_| anyhow!("no message within {timeout:?}"))?;
+            match next {
+                Some(Ok(Message::Binary(frame))) => return Ok(Event::Msg(ServerMsg::decode(&frame, usize::MAX)?)),
+                Some(Ok(Message::Close(frame))) => {
+                    return Ok(Event::Closed(frame.map(|f| (u16::from(f.code), f.reason.to_string()))))
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Ok(Event::Closed(None)),
+            }
+        }
+    }
+
+    pub async fn next_event(&mut self) -> anyhow::Result<Event> {
+        self.next_event_within(RECV_TIMEOUT).await
+    }
+
+    /// The next message; a close is an error.
+    pub async fn recv(&mut self) -> anyhow::Result<ServerMsg> {
+        match self.next_event().await? {
+            Event::Msg(msg) => Ok(msg),
+            Event::Closed(close) => bail!("connection closed: {close:?}"),
+        }
+    }
+
+    /// A message if one arrives within `timeout`, else `None`.
+    pub async fn try_recv(&mut self, timeout: Duration) -> anyhow::Result<Option<ServerMsg>> {
+        match tokio::time::timeout(timeout, self.ws.next()).await {
+            Err(_) => Ok(None),
+            Ok(Some(Ok(Message::Binary(frame)))) => Ok(Some(ServerMsg::decode(&frame, usize::MAX)?)),
+            Ok(Some(Ok(Message::Close(frame)))) => bail!("connection closed: {frame:?}"),
+            Ok(Some(Ok(_))) => Ok(None),
+            Ok(Some(Err(e))) => Err(e.into()),
+            Ok(None) => bail!("connection closed"),
+        }
+    }
+
+    /// Receives until `pick` returns something, discarding the messages before it.
+    pub async fn recv_until<T>(&mut self, mut pick: impl FnMut(&ServerMsg) -> Option<T>) -> anyhow::Result<T> {
+        loop {
+            let msg = self.recv().await?;
+            if let Some(found) = pick(&msg) {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// Waits for the server to close the connection; returns the close code and reason.
+    pub async fn expect_close(&mut self) -> anyhow::Result<Option<(u16, String)>> {
+        loop {
+            if let Event::Closed(close) = self.next_event().await? {
+                return Ok(close);
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}

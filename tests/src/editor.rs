@@ -1,0 +1,244 @@
+//! An editor-like client of one document: joins a session, opens a document, edits it through the protocol's
+//! OT client and applies what the server sends, as a daemon does. Also creates sessions.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use codecollab_protocol::wire::{ClientMsg, DocId, PeerId, ServerMsg};
+use codecollab_protocol::{Client, ClientId, Outgoing, Revision, TextOperation};
+use ropey::Rope;
+
+use crate::client::{Connect, WsClient};
+
+/// The tokens of a new session.
+#[derive(Debug, Clone)]
+pub struct SessionTokens {
+    pub session: String,
+    pub host_token: String,
+    pub edit_token: String,
+    pub view_token: String,
+}
+
+/// Creates a session as `name` (no token: the server must listen on loopback), on a connection of its own.
+pub async fn create_session(url: &str, host_token: Option<&str>, name: &str) -> anyhow::Result<SessionTokens> {
+    let mut ws = WsClient::connect(url, host_token).await?;
+    ws.send(&ClientMsg::CreateSession { name: name.into() }).await?;
+    let tokens = match ws.recv().await? {
+        ServerMsg::SessionCreated { session, host_token, edit_token, view_token, .. } => {
+            SessionTokens { session, host_token, edit_token, view_token }
+        }
+        other => bail!("expected SessionCreated, got {other:?}"),
+    };
+    ws.close().await;
+    Ok(tokens)
+}
+
+#[derive(Debug)]
+pub struct Editor {
+    /// `None` while offline: edits are then buffered by the OT client until [`Editor::reconnect`].
+    pub ws: Option<WsClient>,
+    pub client_id: ClientId,
+    pub peer: PeerId,
+    /// The personal token from `Welcome`, used to reconnect.
+    pub token: String,
+    pub doc: DocId,
+    pub ot: Client,
+    pub text: Rope,
+    /// Operations this editor made that the server acknowledged.
+    pub acknowledged: u64,
+    connect: Connect,
+}
+
+/// Joins the session `token` grants and waits for `Welcome`.
+pub async fn join(
+    url: &str,
+    connect: &Connect,
+    client_id: ClientId,
+    name: &str,
+) -> anyhow::Result<(WsClient, ServerMsg)> {
+    let mut ws = WsClient::connect_with(url, connect.clone()).await?;
+    ws.send(&ClientMsg::Join { client_id, name: Some(name.into()) }).await?;
+    let welcome = ws.recv().await?;
+    if !matches!(welcome, ServerMsg::Welcome { .. }) {
+        bail!("expected Welcome, got {welcome:?}");
+    }
+    Ok((ws, welcome))
+}
+
+impl Editor {
+    /// Joins with `token` as `name`, and opens `path` (created with `initial` if the session lacks it).
+    pub async fn open(url: &str, token: &str, name: &str, path: &str, initial: &str) -> anyhow::Result<Editor> {
+        Self::open_with(url, Connect { token: Some(token.into()), ..Default::default() }, name, path, initial).await
+    }
+
+    pub async fn open_with(
+        url: &str,
+        connect: Connect,
+        name: &str,
+        path: &str,
+        initial: &str,
+    ) -> anyhow::Result<Editor> {
+        let client_id = random_client_id();
+        let (mut ws, welcome) = join(url, &connect, client_id, name).await?;
+        let ServerMsg::Welcome { peer, token, .. } = welcome else { unreachable!("checked by join") };
+        ws.send(&ClientMsg::Create { path: path.into(), text: initial.into() }).await?;
+        let (doc, revision, text) = ws
+            .recv_until(|m| match m {
+                ServerMsg::Snapshot { doc, revision, text, .. } => Some((*doc, *revision, text.clone())),
+                _ => None,
+            })
+            .await?;
+        Ok(Editor {
+            ws: Some(ws),
+            client_id,
+            peer,
+            token,
+            doc,
+            ot: Client::new(revision, 1),
+            text: Rope::from_str(&text),
+            acknowledged: 0,
+            connect,
+        })
+    }
+
+    fn op_msg(&self, out: Outgoing) -> ClientMsg {
+        ClientMsg::Op { doc: self.doc, seq: out.seq, base_revision: out.base_revision, op: out.op }
+    }
+
+    /// Sends an operation; a transport failure takes the editor offline (the op is resent after reconnecting).
+    async fn send_op(&mut self, out: Outgoing) {
+        let msg = self.op_msg(out);
+        let failed = match self.ws.as_mut() {
+            Some(ws) => ws.send(&msg).await.is_err(),
+            None => true,
+        };
+        if failed {
+            self.disconnect();
+        }
+    }
+
+    pub fn is_online(&self) -> bool {
+        self.ws.is_some()
+    }
+
+    /// Drops the connection without a goodbye, as a network failure would.
+    pub fn disconnect(&mut self) {
+        self.ws = None;
+        self.ot.disconnected();
+    }
+
+    /// A local edit: applied here at once, sent when the OT client allows.
+    pub async fn edit(&mut self, op: TextOperation) -> anyhow::Result<()> {
+        op.apply_rope(&mut self.text)?;
+        if let Some(out) = self.ot.apply_local(op)? {
+            self.send_op(out).await;
+        }
+        Ok(())
+    }
+
+    /// Handles one message from the server. Errors from the server are errors here.
+    pub async fn handle(&mut self, msg: ServerMsg) -> anyhow::Result<()> {
+        match msg {
+            ServerMsg::Ack { doc, seq, revision } if doc == self.doc => {
+                let before = self.ot.revision();
+                if let Some(out) = self.ot.server_ack(seq, revision)? {
+                    self.send_op(out).await;
+                }
+                if self.ot.revision() > before {
+                    self.acknowledged += 1;
+                }
+            }
+            ServerMsg::Op { doc, revision, op, .. } if doc == self.doc => {
+                let op = self.ot.apply_server(revision, op)?;
+                op.apply_rope(&mut self.text)?;
+            }
+            ServerMsg::Subscribed { doc, revision } if doc == self.doc => {
+                anyhow::ensure!(
+                    revision == self.ot.revision(),
+                    "replay ended at {revision}, client at {}",
+                    self.ot.revision()
+                );
+                if let Some(out) = self.ot.resumed() {
+                    self.send_op(out).await;
+                }
+            }
+            ServerMsg::Error { code, message, .. } => bail!("server refused: {code:?}: {message}"),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Handles whatever arrives within `timeout`. Returns false if nothing did (or the editor is offline; a
+    /// transport failure takes it offline).
+    pub async fn pump(&mut self, timeout: Duration) -> anyhow::Result<bool> {
+        let Some(ws) = self.ws.as_mut() else { return Ok(false) };
+        match ws.try_recv(timeout).await {
+            Ok(Some(msg)) => {
+                self.handle(msg).await?;
+                Ok(true)
+            }
+            Ok(None) => Ok(false),
+            Err(_) => {
+                self.disconnect();
+                Ok(false)
+            }
+        }
+    }
+
+    /// Receives until every local edit is acknowledged and the client has seen `revision`.
+    pub async fn sync_to(&mut self, revision: Revision) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !(self.ot.is_synchronized() && self.ot.revision() >= revision) {
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "not in sync with revision {revision} after 60s");
+            let ws = self.ws.as_mut().context("offline")?;
+            let msg = ws.recv().await?;
+            self.handle(msg).await?;
+        }
+        Ok(())
+    }
+
+    /// Receives until every local edit is acknowledged.
+    pub async fn flush(&mut self) -> anyhow::Result<()> {
+        self.sync_to(0).await
+    }
+
+    /// Reconnects to `url` with the personal token, resubscribes from the last revision seen, processes the
+    /// replay and resends what was in flight.
+    pub async fn reconnect(&mut self, url: &str) -> anyhow::Result<()> {
+        self.ot.disconnected();
+        let connect = Connect { token: Some(self.token.clone()), ..self.connect.clone() };
+        let (mut ws, _) = join(url, &connect, self.client_id, "ignored").await.context("rejoining")?;
+        ws.send(&ClientMsg::Subscribe { doc: self.doc, since: Some(self.ot.revision()) }).await?;
+        self.ws = Some(ws);
+        loop {
+            let msg = self.ws.as_mut().context("offline")?.recv().await?;
+            let done = matches!(msg, ServerMsg::Subscribed { doc, .. } if doc == self.doc);
+            if let ServerMsg::Snapshot { .. } = msg {
+                bail!("the server sent a snapshot: history does not reach back to {}", self.ot.revision());
+            }
+            self.handle(msg).await?;
+            if done {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A fresh client id, distinct across editors and processes.
+pub fn random_client_id() -> ClientId {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    hasher.finish()
+}
+
+/// Opens a fresh connection and returns the server's current text and revision of `path`.
+pub async fn server_text(url: &str, token: &str, path: &str) -> anyhow::Result<(String, Revision)> {
+    let mut editor = Editor::open(url, token, "observer", path, "").await?;
+    let text = editor.text.to_string();
+    let revision = editor.ot.revision();
+    if let Some(ws) = editor.ws.take() {
+        ws.close().await;
+    }
+    Ok((text, revision))
+}

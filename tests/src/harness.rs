@@ -1,0 +1,197 @@
+//! Servers for tests: in-process on 127.0.0.1:0 (`TestServer`), or the real binary as a child process
+//! (`ServerProcess`) where process death matters; temporary directories; building binaries on demand.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use codecollab_server::Config;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A directory removed when dropped.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("codecollab-{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("creating a temporary directory");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The server running inside the test process, on its own temporary data directory.
+#[derive(Debug)]
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub data_dir: TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts a server with the default configuration adjusted by `configure`.
+    pub async fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
+        let data_dir = TempDir::new("server");
+        let mut config = Config { data_dir: data_dir.path().to_owned(), ..Config::default() };
+        config.listen = "127.0.0.1:0".parse().expect("address");
+        configure(&mut config);
+        let listener = tokio::net::TcpListener::bind(config.listen).await.expect("binding a test port");
+        let addr = listener.local_addr().expect("local address");
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(codecollab_server::run(listener, config, async move {
+            let _ = stopped.await;
+        }));
+        TestServer { addr, data_dir, shutdown: Some(shutdown), task: Some(task) }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// Shuts the server down as SIGTERM would, and waits for it.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.context("server task panicked")?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// The target directory's profile folder holding this test binary's sibling binaries.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current executable");
+    let deps = exe.parent().expect("deps folder");
+    if deps.file_name().is_some_and(|n| n == "deps") {
+        deps.parent().expect("profile folder").to_owned()
+    } else {
+        deps.to_owned()
+    }
+}
+
+/// The path of a workspace binary, built (once per test process) in the same profile as the tests.
+pub fn binary(package: &str, name: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    let dir = profile_dir();
+    let built = BUILT.get_or_init(|| Mutex::new(Vec::new()));
+    let mut built = built.lock().expect("build lock");
+    if !built.iter().any(|b| b == name) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut command = Command::new(cargo);
+        command.args(["build", "--quiet", "-p", package, "--bin", name]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            command.arg("--release");
+        }
+        let status = command.status().expect("running cargo build");
+        assert!(status.success(), "building {name} failed");
+        built.push(name.to_owned());
+    }
+    dir.join(name)
+}
+
+/// The real `codecollab-server` binary as a child process.
+#[derive(Debug)]
+pub struct ServerProcess {
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl ServerProcess {
+    /// Starts the binary on `listen` (use port 0 for any) with `data_dir`, and waits until it listens.
+    pub fn spawn(listen: &str, data_dir: &Path, extra: &[&str]) -> anyhow::Result<ServerProcess> {
+        let mut child = Command::new(binary("codecollab-server", "codecollab-server"))
+            .args(["--listen", listen, "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting codecollab-server")?;
+        let stderr = child.stderr.take().context("stderr")?;
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = loop {
+            let Some(line) = lines.next() else { bail!("codecollab-server exited before listening") };
+            let line = line?;
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let addr = rest.trim().trim_start_matches("ws://").trim_start_matches("wss://");
+                break addr.parse().with_context(|| format!("parsing the address in {line:?}"))?;
+            }
+        };
+        // Keep draining the log so the server never blocks on a full pipe; echo it for failing tests.
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                eprintln!("[server] {line}");
+            }
+        });
+        Ok(ServerProcess { addr, child })
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends `signal` (e.g. "TERM") and waits up to `timeout` for the exit status.
+    pub fn signal_and_wait(&mut self, signal: &str, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let status = Command::new("kill").args([format!("-{signal}"), self.pid().to_string()]).status()?;
+        anyhow::ensure!(status.success(), "kill -{signal} failed");
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("the server did not exit within {timeout:?} of SIG{signal}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

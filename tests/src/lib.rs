@@ -1,0 +1,15 @@
+//! Shared harness for CodeCollab's end-to-end tests and load generator: servers (in-process or the real binary),
+//! a WebSocket client that speaks the wire protocol, and an editor-like OT client.
+//!
+//! - [`harness`]: temporary directories, the in-process [`harness::TestServer`], the real binary as
+//!   [`harness::ServerProcess`], and building binaries on demand.
+//! - [`client`]: [`client::WsClient`], plain or TLS, with the token and subprotocol in the upgrade request.
+//! - [`editor`]: [`editor::Editor`], one document edited through the protocol's OT client, as a daemon would.
+//! - [`random`]: the seeded generator shared with the protocol crate's tests.
+
+pub mod client;
+pub mod editor;
+pub mod harness;
+
+#[path = "../../protocol/tests/support/random.rs"]
+pub mod random;

@@ -1,0 +1,3 @@
+//! End-to-end tests across real sockets and processes, one binary with one module per area.
+
+mod server;
