@@ -38,6 +38,7 @@ fn print_token(data_dir: &std::path::Path, name: &str, ttl: std::time::Duration)
 fn serve(args: &codecollab_server::config::ServeArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let config = Config::load(args)?;

@@ -124,6 +124,8 @@ pub fn binary(package: &str, name: &str) -> PathBuf {
 pub struct ServerProcess {
     pub addr: SocketAddr,
     child: Child,
+    /// Every line the server logged, for tests that check what it says (and does not say).
+    log: std::sync::Arc<Mutex<Vec<String>>>,
 }
 
 impl ServerProcess {
@@ -145,17 +147,26 @@ impl ServerProcess {
             let Some(line) = lines.next() else { bail!("codecollab-server exited before listening") };
             let line = line?;
             if let Some(rest) = line.split("listening on ").nth(1) {
-                let addr = rest.trim().trim_start_matches("ws://").trim_start_matches("wss://");
+                let url = rest.split_whitespace().next().unwrap_or_default();
+                let addr = url.trim_start_matches("ws://").trim_start_matches("wss://");
                 break addr.parse().with_context(|| format!("parsing the address in {line:?}"))?;
             }
         };
         // Keep draining the log so the server never blocks on a full pipe; echo it for failing tests.
+        let log = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 eprintln!("[server] {line}");
+                sink.lock().expect("log lock").push(line);
             }
         });
-        Ok(ServerProcess { addr, child })
+        Ok(ServerProcess { addr, child, log })
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
     }
 
     pub fn url(&self) -> String {
