@@ -130,6 +130,8 @@ where
     let config = WebSocketConfig::default()
         .max_message_size(Some(shared.config.limits.max_frame_bytes))
         .max_frame_size(Some(shared.config.limits.max_frame_bytes));
+    // The error type is tungstenite's, large by its design; this callback never returns it.
+    #[allow(clippy::result_large_err)]
     let callback = |_: &Request, mut response: Response| {
         if let Ok(value) = HeaderValue::from_str(&echo) {
             response.headers_mut().insert("sec-websocket-protocol", value);

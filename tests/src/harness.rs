@@ -206,3 +206,20 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// A plain HTTP/1.1 GET on the server's port; returns the status code and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut response)).await??;
+    parse_response(&response)
+}
+
+/// Splits an HTTP response into status code and body.
+pub fn parse_response(response: &str) -> anyhow::Result<(u16, String)> {
+    let status = response.split_whitespace().nth(1).context("no status line")?.parse()?;
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    Ok((status, body))
+}

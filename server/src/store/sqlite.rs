@@ -293,14 +293,13 @@ impl Store for SqliteStore {
             })
             .map_err(backend)?;
         let mut ops = Vec::new();
-        let mut expected: Revision = from_sql(snapshot_revision) + 1;
-        for row in rows {
+        let first: Revision = from_sql(snapshot_revision) + 1;
+        for (expected, row) in (first..).zip(rows) {
             let (revision, author, seq, bytes) = row.map_err(backend)?;
             let revision = from_sql(revision);
             if revision != expected {
                 return Err(StoreError::Backend(format!("document {doc} is missing revision {expected}")));
             }
-            expected += 1;
             ops.push(StoredOp { revision, author: from_sql(author), seq: from_sql(seq), op: decode_op(&bytes)? });
         }
         let mut seqs_query = self
