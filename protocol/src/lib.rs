@@ -15,6 +15,6 @@ pub mod ot;
 pub mod wire;
 
 pub use client::{Client, ClientError, ClientSeq, Outgoing, Revision};
-pub use codec::{DecodeError, EncodeError};
+pub use codec::{frame_of_bodies, DecodeError, EncodeError};
 pub use document::{ClientId, Document, DocumentLimits, HistoryEntry, ReceiveError, Received};
 pub use ot::{transform, Bias, Component, OpError, Replacement, Selection, TextOperation};

@@ -101,8 +101,10 @@ impl Default for Limits {
             max_documents_per_session: 10_000,
             max_sessions: 1_000,
             max_connections: 10_000,
-            ops_per_second: 2_000,
-            ops_burst: 4_000,
+            // Far above what a daemon can send (it has one op in flight, so at most one per round trip), far
+            // below a flood.
+            ops_per_second: 10_000,
+            ops_burst: 20_000,
             outbound_queue: 8_192,
         }
     }

@@ -127,7 +127,10 @@ where
         let _ = http::respond(&mut stream, "400 Bad Request", "text/plain", &body).await;
         return;
     };
+    // tungstenite zero-fills up to `read_buffer_size` before every socket read; with the default 128 KiB and
+    // keystroke-sized frames that memset was the server's largest cost. Large frames still arrive in pieces.
     let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
         .max_message_size(Some(shared.config.limits.max_frame_bytes))
         .max_frame_size(Some(shared.config.limits.max_frame_bytes));
     // The error type is tungstenite's, large by its design; this callback never returns it.
@@ -414,12 +417,6 @@ impl Connection {
             Ok(None) => return self.refuse(ErrorCode::Unauthorized, "this session does not exist", None),
             Err(refusal) => return self.refuse_with(refusal, None),
         };
-        let identity = Identity { name: name.clone(), role, host };
-        let outbox = self.outbox.clone();
-        let joined = match session.ask(|reply| SessionCommand::Join { identity, outbox, reply }).await {
-            Ok(joined) => joined,
-            Err(refusal) => return self.refuse_with(refusal, None),
-        };
         // A personal token for reconnecting: same session, name and role, and never longer-lived than the token
         // it was obtained with.
         let mut personal = self.shared.secret.claims(TokenKind::Peer, Duration::ZERO);
@@ -429,17 +426,13 @@ impl Connection {
         personal.host = host;
         personal.exp = exp;
         let token = self.shared.secret.sign(&personal);
+        let identity = Identity { name: name.clone(), role, host };
+        let outbox = self.outbox.clone();
+        let joined = match session.ask(|reply| SessionCommand::Join { identity, token, outbox, reply }).await {
+            Ok(joined) => joined,
+            Err(refusal) => return self.refuse_with(refusal, None),
+        };
         tracing::info!(session = %session_id, %name, ?role, peer = joined.peer, "joined");
-        self.send(&ServerMsg::Welcome {
-            session: session_id.clone(),
-            peer: joined.peer,
-            name: name.clone(),
-            role,
-            host,
-            token,
-            peers: joined.peers,
-            docs: joined.docs,
-        });
         self.member = Some(Member { session_id, session, peer: joined.peer, client, name, role, docs: HashMap::new() });
     }
 

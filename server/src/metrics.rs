@@ -65,6 +65,8 @@ pub struct Metrics {
     pub sessions: AtomicI64,
     pub documents: AtomicI64,
     pub ops_committed: AtomicU64,
+    /// Commits of document batches; `ops_committed` divided by this is the average group size.
+    pub document_commits: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub commit_latency: Histogram,
@@ -91,6 +93,11 @@ impl Metrics {
         }
         let counters = [
             ("codecollab_ops_committed_total", "Operations committed durably.", &self.ops_committed),
+            (
+                "codecollab_document_commits_total",
+                "Batches of operations committed (group commit).",
+                &self.document_commits,
+            ),
             ("codecollab_bytes_in_total", "WebSocket payload bytes received.", &self.bytes_in),
             ("codecollab_bytes_out_total", "WebSocket payload bytes sent.", &self.bytes_out),
         ];

@@ -40,25 +40,52 @@ pub struct Identity {
     pub host: bool,
 }
 
-/// What a successful join returns to the connection.
+/// What a successful join returns to the connection (which has been sent `Welcome` already).
 #[derive(Debug)]
 pub struct Joined {
     pub peer: PeerId,
-    pub peers: Vec<PeerInfo>,
-    pub docs: Vec<DocInfo>,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, Refusal>>;
 
 #[derive(Debug)]
 pub enum SessionCommand {
-    Join { identity: Identity, outbox: Outbox, reply: Reply<Joined> },
-    Leave { peer: PeerId },
-    Create { peer: PeerId, path: String, text: String, reply: Reply<DocHandle> },
-    Open { doc: DocId, reply: Reply<DocHandle> },
-    Delete { peer: PeerId, doc: DocId, reply: Reply<()> },
-    Rename { peer: PeerId, doc: DocId, path: String, reply: Reply<()> },
-    RemovePeer { peer: PeerId, name: String, reply: Reply<()> },
+    /// Joins; the session sends `Welcome` (carrying `token`) itself, so it precedes every later broadcast.
+    Join {
+        identity: Identity,
+        token: String,
+        outbox: Outbox,
+        reply: Reply<Joined>,
+    },
+    Leave {
+        peer: PeerId,
+    },
+    Create {
+        peer: PeerId,
+        path: String,
+        text: String,
+        reply: Reply<DocHandle>,
+    },
+    Open {
+        doc: DocId,
+        reply: Reply<DocHandle>,
+    },
+    Delete {
+        peer: PeerId,
+        doc: DocId,
+        reply: Reply<()>,
+    },
+    Rename {
+        peer: PeerId,
+        doc: DocId,
+        path: String,
+        reply: Reply<()>,
+    },
+    RemovePeer {
+        peer: PeerId,
+        name: String,
+        reply: Reply<()>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -186,8 +213,8 @@ impl SessionTask {
 
     async fn handle(&mut self, command: SessionCommand) {
         match command {
-            SessionCommand::Join { identity, outbox, reply } => {
-                let _ = reply.send(self.join(identity, outbox));
+            SessionCommand::Join { identity, token, outbox, reply } => {
+                let _ = reply.send(self.join(identity, token, outbox));
             }
             SessionCommand::Leave { peer } => {
                 if self.peers.remove(&peer).is_some() {
@@ -212,19 +239,27 @@ impl SessionTask {
         }
     }
 
-    fn join(&mut self, identity: Identity, outbox: Outbox) -> Result<Joined, Refusal> {
+    fn join(&mut self, identity: Identity, token: String, outbox: Outbox) -> Result<Joined, Refusal> {
         if self.removed.contains(&identity.name) {
             return Err(Refusal::new(ErrorCode::Unauthorized, "you were removed from this session"));
         }
         let peer = self.next_peer;
         self.next_peer += 1;
         let color = COLORS[(peer as usize - 1) % COLORS.len()].to_owned();
-        let info = PeerInfo { peer, name: identity.name, role: identity.role, color };
+        let info = PeerInfo { peer, name: identity.name.clone(), role: identity.role, color };
         self.broadcast(&ServerMsg::PeerJoined { peer: info.clone() }, None);
-        self.peers.insert(peer, PeerEntry { info, outbox });
-        let peers = self.peers.values().map(|p| p.info.clone()).collect();
-        let docs = self.docs.iter().map(|(&doc, entry)| DocInfo { doc, path: entry.path.clone() }).collect();
-        Ok(Joined { peer, peers, docs })
+        self.peers.insert(peer, PeerEntry { info, outbox: outbox.clone() });
+        outbox.send(&ServerMsg::Welcome {
+            session: self.id.clone(),
+            peer,
+            name: identity.name,
+            role: identity.role,
+            host: identity.host,
+            token,
+            peers: self.peers.values().map(|p| p.info.clone()).collect(),
+            docs: self.docs.iter().map(|(&doc, entry)| DocInfo { doc, path: entry.path.clone() }).collect(),
+        });
+        Ok(Joined { peer })
     }
 
     async fn create(&mut self, peer: PeerId, path: String, text: String) -> Result<DocHandle, Refusal> {

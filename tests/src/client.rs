@@ -41,6 +41,8 @@ pub struct Connect {
 
 pub struct WsClient {
     ws: WebSocketStream<Box<dyn Io>>,
+    /// Messages of the last frame not handed out yet (a server frame may carry several).
+    pending: std::collections::VecDeque<ServerMsg>,
 }
 
 impl std::fmt::Debug for WsClient {
@@ -89,9 +91,12 @@ impl WsClient {
         if let Some(token) = &options.token {
             request.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {token}"))?);
         }
-        let config = WebSocketConfig::default().max_message_size(Some(256 << 20)).max_frame_size(Some(256 << 20));
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .max_message_size(Some(256 << 20))
+            .max_frame_size(Some(256 << 20));
         let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await?;
-        Ok(WsClient { ws })
+        Ok(WsClient { ws, pending: Default::default() })
     }
 
     pub async fn send(&mut self, msg: &ClientMsg) -> anyhow::Result<()> {
@@ -111,12 +116,21 @@ impl WsClient {
 
     /// The next message or close, within `timeout`.
     pub async fn next_event_within(&mut self, timeout: Duration) -> anyhow::Result<Event> {
+        if let Some(msg) = self.pending.pop_front() {
+            return Ok(Event::Msg(msg));
+        }
         loop {
             let next = tokio::time::timeout(timeout, self.ws.next())
                 .await
                 .map_err(|_| anyhow!("no message within {timeout:?}"))?;
             match next {
-                Some(Ok(Message::Binary(frame))) => return Ok(Event::Msg(ServerMsg::decode(&frame, usize::MAX)?)),
+                Some(Ok(Message::Binary(frame))) => {
+                    self.pending.extend(ServerMsg::decode_all(&frame, usize::MAX)?);
+                    match self.pending.pop_front() {
+                        Some(msg) => return Ok(Event::Msg(msg)),
+                        None => continue,
+                    }
+                }
                 Some(Ok(Message::Close(frame))) => {
                     return Ok(Event::Closed(frame.map(|f| (u16::from(f.code), f.reason.to_string()))))
                 }
@@ -140,9 +154,15 @@ impl WsClient {
 
     /// A message if one arrives within `timeout`, else `None`.
     pub async fn try_recv(&mut self, timeout: Duration) -> anyhow::Result<Option<ServerMsg>> {
+        if let Some(msg) = self.pending.pop_front() {
+            return Ok(Some(msg));
+        }
         match tokio::time::timeout(timeout, self.ws.next()).await {
             Err(_) => Ok(None),
-            Ok(Some(Ok(Message::Binary(frame)))) => Ok(Some(ServerMsg::decode(&frame, usize::MAX)?)),
+            Ok(Some(Ok(Message::Binary(frame)))) => {
+                self.pending.extend(ServerMsg::decode_all(&frame, usize::MAX)?);
+                Ok(self.pending.pop_front())
+            }
             Ok(Some(Ok(Message::Close(frame)))) => bail!("connection closed: {frame:?}"),
             Ok(Some(Ok(_))) => Ok(None),
             Ok(Some(Err(e))) => Err(e.into()),

@@ -143,13 +143,23 @@ impl ServerProcess {
             .context("starting codecollab-server")?;
         let stderr = child.stderr.take().context("stderr")?;
         let mut lines = BufReader::new(stderr).lines();
-        let addr = loop {
-            let Some(line) = lines.next() else { bail!("codecollab-server exited before listening") };
-            let line = line?;
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let url = rest.split_whitespace().next().unwrap_or_default();
-                let addr = url.trim_start_matches("ws://").trim_start_matches("wss://");
-                break addr.parse().with_context(|| format!("parsing the address in {line:?}"))?;
+        let mut listening = || -> anyhow::Result<SocketAddr> {
+            loop {
+                let Some(line) = lines.next() else { bail!("codecollab-server exited before listening") };
+                let line = line?;
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let url = rest.split_whitespace().next().unwrap_or_default();
+                    let addr = url.trim_start_matches("ws://").trim_start_matches("wss://");
+                    return addr.parse().with_context(|| format!("parsing the address in {line:?}"));
+                }
+            }
+        };
+        let addr = match listening() {
+            Ok(addr) => addr,
+            Err(error) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(error);
             }
         };
         // Keep draining the log so the server never blocks on a full pipe; echo it for failing tests.
