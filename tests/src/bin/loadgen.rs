@@ -44,6 +44,9 @@ struct Args {
     /// Instead of editing: hold this many idle, subscribed connections and report server memory.
     #[arg(long)]
     idle: Option<usize>,
+    /// With --idle: spread the connections over this many sessions (one document each).
+    #[arg(long, default_value_t = 1)]
+    sessions: usize,
     /// Heartbeat interval of the server started here.
     #[arg(long, default_value = "15s")]
     heartbeat: String,
@@ -190,47 +193,53 @@ async fn edit(
     Ok(report)
 }
 
-async fn idle(
-    url: &str,
-    tokens: &SessionTokens,
-    connections: usize,
-    seconds: u64,
-    pid: Option<u32>,
-) -> anyhow::Result<()> {
+async fn idle(url: &str, sessions: usize, connections: usize, seconds: u64, pid: Option<u32>) -> anyhow::Result<()> {
     let before = pid.map(process_usage).transpose()?;
-    let (ws, doc, _, _) = open_doc(url, &tokens.edit_token, 1, "idle.txt", "idle").await?;
-    let mut held = vec![ws];
+    let end = Instant::now() + Duration::from_secs(seconds);
+    // Each connection reads (which answers the server's pings) from the moment it is open until the end.
+    let hold = move |mut ws: WsClient| {
+        tokio::spawn(async move {
+            while Instant::now() < end {
+                if ws.try_recv(Duration::from_millis(500)).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        })
+    };
+    let mut tasks = Vec::new();
+    let mut docs = Vec::new();
+    for _ in 0..sessions.max(1) {
+        let tokens = editor::create_session(url, None, "loadgen").await?;
+        let (ws, doc, _, _) = open_doc(url, &tokens.edit_token, 1, "idle.txt", "idle").await?;
+        tasks.push(hold(ws));
+        docs.push((tokens, doc));
+    }
     for i in 0..connections {
+        let (tokens, doc) = &docs[i % docs.len()];
+        let doc = *doc;
         let connect = Connect { token: Some(tokens.edit_token.clone()), ..Default::default() };
         let (mut ws, _) = editor::join(url, &connect, 10_000 + i as u64, &format!("idle{i}")).await?;
         ws.send(&ClientMsg::Subscribe { doc, since: None }).await?;
         ws.recv_until(|m| matches!(m, ServerMsg::Snapshot { .. }).then_some(())).await?;
-        held.push(ws);
+        tasks.push(hold(ws));
     }
-    // Answer heartbeats for the duration: each connection reads (which answers pings) in its own task.
-    let tasks: Vec<_> = held
-        .into_iter()
-        .map(|mut ws| {
-            tokio::spawn(async move {
-                let end = Instant::now() + Duration::from_secs(seconds);
-                while Instant::now() < end {
-                    if ws.try_recv(Duration::from_millis(500)).await.is_err() {
-                        return false;
-                    }
-                }
-                true
-            })
-        })
-        .collect();
+    anyhow::ensure!(Instant::now() < end, "opening the connections took longer than --seconds");
+    // Measure while they are all open and idle.
+    tokio::time::sleep(end.saturating_duration_since(Instant::now()) / 2).await;
+    let during = pid.map(process_usage).transpose()?;
     let mut alive = 0;
     for task in tasks {
         alive += usize::from(task.await?);
     }
-    println!("idle connections: {connections} held for {seconds} s, {alive} still open at the end");
-    if let (Some(pid), Some((_, _, rss_before))) = (pid, before) {
-        let (_, peak, rss) = process_usage(pid)?;
+    let total = connections + sessions.max(1);
+    println!(
+        "idle connections: {connections} in {} session(s), held for {seconds} s; {alive} of {total} open at the end",
+        sessions.max(1)
+    );
+    if let (Some((_, _, rss_before)), Some((_, peak, rss))) = (before, during) {
         println!(
-            "server RSS: {:.1} MB before, {:.1} MB with the connections (peak {:.1} MB)",
+            "server RSS: {:.1} MB before, {:.1} MB with the connections open (peak {:.1} MB)",
             rss_before as f64 / 1024.0,
             rss as f64 / 1024.0,
             peak as f64 / 1024.0
@@ -254,10 +263,10 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let pid = args.pid.or(server.as_ref().map(ServerProcess::pid));
-    let tokens = Arc::new(editor::create_session(&url, None, "loadgen").await?);
     if let Some(connections) = args.idle {
-        return idle(&url, &tokens, connections, args.seconds, pid).await;
+        return idle(&url, args.sessions, connections, args.seconds, pid).await;
     }
+    let tokens = Arc::new(editor::create_session(&url, None, "loadgen").await?);
     // Create the documents first, so every client starts on the same initial text.
     for doc in 0..args.docs {
         let (ws, ..) =
