@@ -1,0 +1,48 @@
+//! `codecollab-daemon`: spawned by an editor, it speaks the editor protocol (LSP framing, `collab/*` methods) on
+//! stdio and the wire protocol toward the server.
+//!
+//! - [`lsp_server`]: the LSP side; handlers only forward. [`lsp_ext`]: the editor protocol's types.
+//! - [`main_loop`]: the one owner of state, driven by a closed `Event` enum: sessions, documents (rope + OT
+//!   client), reconnects, presence, files on disk.
+//! - [`editor_ot`]: the revision pair toward each editor buffer. [`position`]: every position conversion.
+//! - [`relay`]: the WebSocket connection to the server. [`workspace`]: the shared folder on disk.
+#![deny(clippy::print_stdout)]
+
+pub mod editor_ot;
+pub mod lsp_ext;
+pub mod lsp_server;
+pub mod main_loop;
+pub mod position;
+pub mod relay;
+pub mod workspace;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tower_lsp_server::{LspService, Server};
+
+/// Serves the editor protocol on `input`/`output` until `exit` or the end of `input`.
+pub async fn run<I, O>(input: I, output: O)
+where
+    I: AsyncRead + Unpin,
+    O: AsyncWrite,
+{
+    let (events, receiver) = mpsc::unbounded_channel();
+    let (out, out_receiver) = mpsc::unbounded_channel();
+    let main_loop = main_loop::MainLoop::new(events.clone(), out);
+    let main_task = tokio::spawn(main_loop.run(receiver));
+    let (service, socket) = LspService::build(|client| {
+        tokio::spawn(lsp_server::forward_output(client, out_receiver));
+        lsp_server::Backend::new(events)
+    })
+    .custom_method("collab/share", lsp_server::Backend::share)
+    .custom_method("collab/join", lsp_server::Backend::join)
+    .custom_method("collab/leave", lsp_server::Backend::leave)
+    .custom_method("collab/status", lsp_server::Backend::status)
+    .custom_method("collab/open", lsp_server::Backend::open)
+    .custom_method("collab/edit", lsp_server::Backend::edit)
+    .custom_method("collab/cursor", lsp_server::Backend::cursor)
+    .custom_method("collab/close", lsp_server::Backend::close)
+    .finish();
+    Server::new(input, output, socket).serve(service).await;
+    main_task.abort();
+}

@@ -1,0 +1,156 @@
+//! The editor protocol's custom methods, declared once as types (DESIGN section 2; docs/editor-protocol.md).
+//! Field names are camelCase on the wire; nothing here may be renamed.
+
+use serde::{Deserialize, Serialize};
+use tower_lsp_server::lsp_types::notification::Notification;
+use tower_lsp_server::lsp_types::Range;
+
+/// `collab/share` params.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShareParams {
+    pub root: String,
+    pub server: Option<String>,
+    pub name: Option<String>,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ShareResult {
+    pub session: String,
+    pub invite: String,
+    pub view_invite: String,
+}
+
+/// `collab/join` params.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinParams {
+    pub invite: String,
+    pub root: String,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinResult {
+    pub session: String,
+    /// Paths relative to the root.
+    pub files: Vec<String>,
+}
+
+/// A peer as the editor sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Peer {
+    pub id: u64,
+    pub name: String,
+    pub color: String,
+    pub role: String,
+    /// The file this peer's cursor is in, if known (an addition to DESIGN section 2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusResult {
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    pub peers: Vec<Peer>,
+}
+
+/// A change, LSP `didChange` style: applied in order, each relative to the text left by the previous one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Change {
+    pub range: Range,
+    pub text: String,
+}
+
+/// `collab/open`, editor → daemon.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OpenParams {
+    pub uri: String,
+    pub text: String,
+}
+
+/// `collab/edit`, both directions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EditParams {
+    pub uri: String,
+    pub revision: u64,
+    pub changes: Vec<Change>,
+}
+
+/// `collab/cursor`, editor → daemon.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CursorParams {
+    pub uri: String,
+    pub ranges: Vec<Range>,
+}
+
+/// `collab/close`, editor → daemon.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CloseParams {
+    pub uri: String,
+}
+
+/// One remote peer's selections in `collab/cursors`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RemoteCursor {
+    pub peer: u64,
+    pub name: String,
+    pub color: String,
+    pub ranges: Vec<Range>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CursorsParams {
+    pub uri: String,
+    pub cursors: Vec<RemoteCursor>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeersParams {
+    pub peers: Vec<Peer>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StateParams {
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Daemon → editor notifications.
+#[derive(Debug)]
+pub enum EditNotification {}
+impl Notification for EditNotification {
+    type Params = EditParams;
+    const METHOD: &'static str = "collab/edit";
+}
+
+#[derive(Debug)]
+pub enum CursorsNotification {}
+impl Notification for CursorsNotification {
+    type Params = CursorsParams;
+    const METHOD: &'static str = "collab/cursors";
+}
+
+#[derive(Debug)]
+pub enum PeersNotification {}
+impl Notification for PeersNotification {
+    type Params = PeersParams;
+    const METHOD: &'static str = "collab/peers";
+}
+
+#[derive(Debug)]
+pub enum StateNotification {}
+impl Notification for StateNotification {
+    type Params = StateParams;
+    const METHOD: &'static str = "collab/state";
+}

@@ -1,0 +1,135 @@
+//! The LSP side: tower-lsp-server's `LanguageServer` and the custom `collab/*` methods. Handlers convert and
+//! forward to the main loop *synchronously*, before returning their future: tower-lsp calls them in the order
+//! the messages arrive, so editor edits reach the main loop in order even though it runs handlers concurrently.
+
+use std::future::{ready, Ready};
+use std::path::PathBuf;
+
+use tokio::sync::{mpsc, oneshot};
+use tower_lsp_server::jsonrpc::{self, Result};
+use tower_lsp_server::lsp_types::*;
+use tower_lsp_server::{Client, LanguageServer};
+
+use crate::lsp_ext::*;
+use crate::main_loop::{Event, Output};
+use crate::position::Encoding;
+
+#[derive(Debug)]
+pub struct Backend {
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl Backend {
+    pub fn new(events: mpsc::UnboundedSender<Event>) -> Backend {
+        Backend { events }
+    }
+
+    fn forward(&self, event: Event) -> Ready<()> {
+        let _ = self.events.send(event);
+        ready(())
+    }
+
+    /// Forwards a request and waits for the main loop's answer.
+    fn ask<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T>>) -> Event,
+    ) -> impl std::future::Future<Output = Result<T>> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.events.send(make(reply)).is_ok();
+        async move {
+            if !sent {
+                return Err(jsonrpc::Error::internal_error());
+            }
+            answer.await.unwrap_or_else(|_| Err(jsonrpc::Error::internal_error()))
+        }
+    }
+
+    pub fn share(
+        &self,
+        params: ShareParams,
+    ) -> impl std::future::Future<Output = Result<ShareResult>> + Send + 'static {
+        self.ask(|reply| Event::Share { params, reply })
+    }
+
+    pub fn join(&self, params: JoinParams) -> impl std::future::Future<Output = Result<JoinResult>> + Send + 'static {
+        self.ask(|reply| Event::Join { params, reply })
+    }
+
+    pub fn leave(&self, _: serde_json::Value) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        self.ask(|reply| Event::Leave { reply })
+    }
+
+    pub fn status(
+        &self,
+        _: serde_json::Value,
+    ) -> impl std::future::Future<Output = Result<StatusResult>> + Send + 'static {
+        self.ask(|reply| Event::Status { reply })
+    }
+
+    pub fn open(&self, params: OpenParams) -> Ready<()> {
+        self.forward(Event::Open(params))
+    }
+
+    pub fn edit(&self, params: EditParams) -> Ready<()> {
+        self.forward(Event::Edit(params))
+    }
+
+    pub fn cursor(&self, params: CursorParams) -> Ready<()> {
+        self.forward(Event::Cursor(params))
+    }
+
+    pub fn close(&self, params: CloseParams) -> Ready<()> {
+        self.forward(Event::Close(params))
+    }
+}
+
+/// Picks the first encoding the editor lists that the daemon supports; UTF-16 if it lists none.
+fn negotiate(params: &InitializeParams) -> Encoding {
+    params
+        .capabilities
+        .general
+        .as_ref()
+        .and_then(|g| g.position_encodings.as_ref())
+        .and_then(|list| list.iter().find_map(|e| Encoding::from_name(e.as_str())))
+        .unwrap_or(Encoding::Utf16)
+}
+
+impl LanguageServer for Backend {
+    async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
+        let encoding = negotiate(&params);
+        let ca_file = params
+            .initialization_options
+            .as_ref()
+            .and_then(|o| o.get("caFile"))
+            .and_then(|v| v.as_str())
+            .map(PathBuf::from);
+        let _ = self.events.send(Event::Initialized { encoding, ca_file });
+        Ok(InitializeResult {
+            capabilities: ServerCapabilities {
+                position_encoding: Some(PositionEncodingKind::new(encoding.name())),
+                ..Default::default()
+            },
+            server_info: Some(ServerInfo {
+                name: "codecollab-daemon".into(),
+                version: Some(env!("CARGO_PKG_VERSION").into()),
+            }),
+        })
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Sends the main loop's output to the editor, in order.
+pub async fn forward_output(client: Client, mut output: mpsc::UnboundedReceiver<Output>) {
+    while let Some(out) = output.recv().await {
+        match out {
+            Output::Edit(params) => client.send_notification::<EditNotification>(params).await,
+            Output::Cursors(params) => client.send_notification::<CursorsNotification>(params).await,
+            Output::Peers(params) => client.send_notification::<PeersNotification>(params).await,
+            Output::State(params) => client.send_notification::<StateNotification>(params).await,
+            Output::Message(kind, message) => client.show_message(kind, message).await,
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! The `codecollab-daemon` binary: speaks the editor protocol on stdin/stdout (`--version` prints the version).
+//! Logs go to stderr, never stdout, which is the protocol.
+#![deny(clippy::print_stdout)]
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--version" || a == "-V") {
+        #[allow(clippy::print_stdout)] // The version is this flag's output, and no protocol runs.
+        {
+            println!("codecollab-daemon {}", env!("CARGO_PKG_VERSION"));
+        }
+        return std::process::ExitCode::SUCCESS;
+    }
+    if let Some(unknown) = args.first() {
+        eprintln!("codecollab-daemon: unknown argument {unknown:?}; it takes none (the editor speaks to it on stdio)");
+        return std::process::ExitCode::FAILURE;
+    }
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CODECOLLAB_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("codecollab-daemon: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(codecollab_daemon::run(tokio::io::stdin(), tokio::io::stdout()));
+    // Exit at once: background tasks (the relay, timers) must not keep the process alive after the editor left.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    std::process::ExitCode::SUCCESS
+}

@@ -1,0 +1,937 @@
+//! The daemon's main loop: the one owner of all state, driven by a closed [`Event`] enum. LSP handlers and the
+//! relay task only convert and forward; everything that can happen is handled here, in order.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use codecollab_protocol::wire::{ClientMsg, DocId, ErrorCode, PeerId, PeerInfo, Role, ServerMsg};
+use codecollab_protocol::{Bias, Client, ClientId, Outgoing, Revision, Selection, TextOperation};
+use ropey::Rope;
+use tokio::sync::{mpsc, oneshot};
+use tower_lsp_server::jsonrpc;
+use tower_lsp_server::lsp_types::{MessageType, Range};
+
+use crate::editor_ot::{DaemonEdit, EditorBuffer};
+use crate::lsp_ext::*;
+use crate::position::{self, Encoding};
+use crate::relay::{self, RelayEvent};
+use crate::workspace;
+
+type Reply<T> = oneshot::Sender<jsonrpc::Result<T>>;
+
+/// Everything that can happen to the daemon.
+#[derive(Debug)]
+pub enum Event {
+    Initialized {
+        encoding: Encoding,
+        ca_file: Option<PathBuf>,
+    },
+    Share {
+        params: ShareParams,
+        reply: Reply<ShareResult>,
+    },
+    Join {
+        params: JoinParams,
+        reply: Reply<JoinResult>,
+    },
+    Leave {
+        reply: Reply<()>,
+    },
+    Status {
+        reply: Reply<StatusResult>,
+    },
+    Open(OpenParams),
+    Edit(EditParams),
+    Cursor(CursorParams),
+    Close(CloseParams),
+    Relay(RelayEvent),
+    /// Time to try connecting again (if `epoch` is still the current attempt).
+    Reconnect {
+        epoch: u64,
+    },
+    /// Write changed files that no editor has open.
+    FlushDisk,
+}
+
+/// What the daemon sends its editor; the LSP side turns these into notifications.
+#[derive(Debug)]
+pub enum Output {
+    Edit(EditParams),
+    Cursors(CursorsParams),
+    Peers(PeersParams),
+    State(StateParams),
+    Message(MessageType, String),
+}
+
+/// A share or join waiting for the server.
+enum Pending {
+    Share { reply: Reply<ShareResult>, root: PathBuf, name: String, uploads: Option<usize> },
+    Join { reply: Reply<JoinResult>, root: PathBuf, name: String, waiting: usize },
+}
+
+struct Doc {
+    path: String,
+    text: Rope,
+    ot: Client,
+    editor: Option<EditorBuffer>,
+    /// Changed since last written to disk (for documents no editor has open).
+    dirty: bool,
+    /// Our selections, in `text` coordinates, not yet sent (sent once every local edit is acknowledged).
+    my_selections: Option<Vec<Selection>>,
+    /// Other peers' selections, in `text` coordinates.
+    presence: HashMap<PeerId, Vec<Selection>>,
+}
+
+struct Session {
+    id: String,
+    server: String,
+    /// Personal token, for reconnecting.
+    token: String,
+    root: PathBuf,
+    peer: PeerId,
+    role: Role,
+    peers: HashMap<PeerId, PeerInfo>,
+    docs: HashMap<DocId, Doc>,
+    /// Editor opens of files the session does not hold yet, by path: created on the server, then tracked.
+    pending_opens: HashMap<String, OpenParams>,
+    uris: HashMap<String, DocId>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Connection {
+    Idle,
+    Connecting,
+    Connected,
+    Reconnecting,
+}
+
+pub struct MainLoop {
+    events: mpsc::UnboundedSender<Event>,
+    output: mpsc::UnboundedSender<Output>,
+    encoding: Encoding,
+    ca_file: Option<PathBuf>,
+    connection: Connection,
+    /// The current connection attempt; events of older ones are ignored.
+    epoch: u64,
+    relay: Option<mpsc::UnboundedSender<ClientMsg>>,
+    failures: u32,
+    pending: Option<Pending>,
+    /// The server of the share or join in progress.
+    pending_server: Option<String>,
+    /// The invites of the session this daemon created: (edit, view).
+    invites: Option<(String, String)>,
+    /// This daemon's id toward the server, the same across reconnects.
+    client_id: ClientId,
+    session: Option<Session>,
+}
+
+fn rpc_error(message: impl Into<String>) -> jsonrpc::Error {
+    jsonrpc::Error { code: jsonrpc::ErrorCode::ServerError(-32001), message: message.into().into(), data: None }
+}
+
+fn random_client_id() -> ClientId {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    hasher.finish()
+}
+
+fn default_name() -> String {
+    std::env::var("USER").ok().filter(|n| !n.is_empty()).unwrap_or_else(|| "anonymous".into())
+}
+
+/// `ws://host:port/?session=ID#TOKEN`: the server, the session (for people), and the signed token.
+fn invite(server: &str, session: &str, token: &str) -> String {
+    let base = server.split(['?', '#']).next().unwrap_or(server).trim_end_matches('/');
+    format!("{base}/?session={session}#{token}")
+}
+
+fn parse_invite(invite: &str) -> Option<(String, String)> {
+    let (url, token) = invite.trim().split_once('#')?;
+    let url = url.split('?').next()?.trim_end_matches('/').to_owned();
+    (url.starts_with("ws://") || url.starts_with("wss://")).then(|| (url, token.to_owned()))
+}
+
+impl MainLoop {
+    pub fn new(events: mpsc::UnboundedSender<Event>, output: mpsc::UnboundedSender<Output>) -> MainLoop {
+        MainLoop {
+            events,
+            output,
+            encoding: Encoding::Utf16,
+            ca_file: None,
+            connection: Connection::Idle,
+            epoch: 0,
+            relay: None,
+            failures: 0,
+            pending: None,
+            pending_server: None,
+            invites: None,
+            client_id: random_client_id(),
+            session: None,
+        }
+    }
+
+    pub async fn run(mut self, mut receiver: mpsc::UnboundedReceiver<Event>) {
+        let flush_events = self.events.clone();
+        let flusher = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tick.tick().await;
+                if flush_events.send(Event::FlushDisk).is_err() {
+                    return;
+                }
+            }
+        });
+        while let Some(event) = receiver.recv().await {
+            self.handle(event);
+        }
+        flusher.abort();
+        self.flush_disk();
+    }
+
+    fn out(&self, output: Output) {
+        let _ = self.output.send(output);
+    }
+
+    fn state_name(&self) -> &'static str {
+        match self.connection {
+            Connection::Idle => "idle",
+            Connection::Connecting => "connecting",
+            Connection::Reconnecting => "reconnecting",
+            Connection::Connected if self.session.as_ref().is_some_and(|s| s.role == Role::View) => "readonly",
+            Connection::Connected => "connected",
+        }
+    }
+
+    fn set_connection(&mut self, connection: Connection, message: Option<String>) {
+        self.connection = connection;
+        let session = self.session.as_ref().map(|s| s.id.clone());
+        self.out(Output::State(StateParams { state: self.state_name().into(), session, message }));
+    }
+
+    fn send(&self, msg: ClientMsg) {
+        if let Some(relay) = &self.relay {
+            let _ = relay.send(msg);
+        }
+    }
+
+    fn connect(&mut self, url: String, token: Option<String>) {
+        self.epoch += 1;
+        self.relay = None;
+        let tls = match relay::tls_config(self.ca_file.as_deref()) {
+            Ok(tls) => tls,
+            Err(error) => {
+                self.out(Output::Message(MessageType::ERROR, format!("CodeCollab: TLS setup failed: {error:#}")));
+                return;
+            }
+        };
+        relay::spawn(url, token, self.epoch, tls, self.events.clone(), Event::Relay);
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Initialized { encoding, ca_file } => {
+                self.encoding = encoding;
+                self.ca_file = ca_file.or_else(|| std::env::var_os("CODECOLLAB_CA_FILE").map(PathBuf::from));
+            }
+            Event::Share { params, reply } => self.share(params, reply),
+            Event::Join { params, reply } => self.join(params, reply),
+            Event::Leave { reply } => {
+                self.leave();
+                let _ = reply.send(Ok(()));
+            }
+            Event::Status { reply } => {
+                let _ = reply.send(Ok(StatusResult {
+                    state: self.state_name().into(),
+                    session: self.session.as_ref().map(|s| s.id.clone()),
+                    peers: self.peer_list(),
+                }));
+            }
+            Event::Open(params) => self.open(params),
+            Event::Edit(params) => self.editor_edit(params),
+            Event::Cursor(params) => self.editor_cursor(params),
+            Event::Close(params) => self.close(params),
+            Event::Relay(event) => self.relay_event(event),
+            Event::Reconnect { epoch } => {
+                if epoch == self.epoch && self.relay.is_none() {
+                    if let Some(session) = &self.session {
+                        let (server, token) = (session.server.clone(), session.token.clone());
+                        self.connect(server, Some(token));
+                    }
+                }
+            }
+            Event::FlushDisk => self.flush_disk(),
+        }
+    }
+
+    // ---- share, join, leave ----
+
+    fn share(&mut self, params: ShareParams, reply: Reply<ShareResult>) {
+        if self.session.is_some() || self.pending.is_some() {
+            let _ = reply.send(Err(rpc_error("already in a session: leave it first")));
+            return;
+        }
+        let Some(root) = workspace::uri_to_path(&params.root) else {
+            let _ = reply.send(Err(jsonrpc::Error::invalid_params("root must be a file:// URI of a folder")));
+            return;
+        };
+        let server = params
+            .server
+            .or_else(|| std::env::var("CODECOLLAB_SERVER").ok())
+            .unwrap_or_else(|| "ws://127.0.0.1:7830".into());
+        let name = params.name.unwrap_or_else(default_name);
+        self.pending = Some(Pending::Share { reply, root, name, uploads: None });
+        self.session = None;
+        self.set_connection(Connection::Connecting, None);
+        self.pending_server = Some(server.clone());
+        self.connect(server, params.token);
+    }
+
+    fn join(&mut self, params: JoinParams, reply: Reply<JoinResult>) {
+        if self.session.is_some() || self.pending.is_some() {
+            let _ = reply.send(Err(rpc_error("already in a session: leave it first")));
+            return;
+        }
+        let Some(root) = workspace::uri_to_path(&params.root) else {
+            let _ = reply.send(Err(jsonrpc::Error::invalid_params("root must be a file:// URI of a folder")));
+            return;
+        };
+        let Some((server, token)) = parse_invite(&params.invite) else {
+            let _ = reply.send(Err(jsonrpc::Error::invalid_params("not an invite (expected ws[s]://...#token)")));
+            return;
+        };
+        let name = params.name.unwrap_or_else(default_name);
+        self.pending = Some(Pending::Join { reply, root, name, waiting: 0 });
+        self.set_connection(Connection::Connecting, None);
+        self.pending_server = Some(server.clone());
+        self.connect(server, Some(token));
+    }
+
+    fn leave(&mut self) {
+        self.flush_disk();
+        self.epoch += 1;
+        self.relay = None;
+        self.session = None;
+        self.fail_pending("left the session");
+        self.set_connection(Connection::Idle, None);
+    }
+
+    fn fail_pending(&mut self, reason: &str) {
+        match self.pending.take() {
+            Some(Pending::Share { reply, .. }) => {
+                let _ = reply.send(Err(rpc_error(format!("could not share: {reason}"))));
+            }
+            Some(Pending::Join { reply, .. }) => {
+                let _ = reply.send(Err(rpc_error(format!("could not join: {reason}"))));
+            }
+            None => {}
+        }
+    }
+
+    // ---- the relay ----
+
+    fn relay_event(&mut self, event: RelayEvent) {
+        match event {
+            RelayEvent::Connected { epoch, sender } if epoch == self.epoch => {
+                self.relay = Some(sender);
+                match (&self.pending, &self.session) {
+                    (Some(Pending::Share { name, .. }), _) => {
+                        let name = name.clone();
+                        self.send(ClientMsg::CreateSession { name });
+                    }
+                    (Some(Pending::Join { name, .. }), _) => {
+                        let name = Some(name.clone());
+                        self.send(ClientMsg::Join { client_id: self.client_id, name });
+                    }
+                    (None, Some(_)) => self.send(ClientMsg::Join { client_id: self.client_id, name: None }),
+                    (None, None) => self.relay = None,
+                }
+            }
+            RelayEvent::Messages { epoch, messages } if epoch == self.epoch => {
+                for message in messages {
+                    self.server_message(message);
+                }
+            }
+            RelayEvent::Closed { epoch, reason } if epoch == self.epoch => {
+                self.relay = None;
+                tracing::info!(%reason, "connection to the server lost");
+                if self.pending.is_some() && self.session.is_none() {
+                    self.fail_pending(&reason);
+                    self.set_connection(Connection::Idle, Some(reason));
+                    return;
+                }
+                let Some(session) = self.session.as_mut() else { return };
+                for doc in session.docs.values_mut() {
+                    doc.ot.disconnected();
+                }
+                // Exponential backoff with jitter, capped at a few seconds, for as long as the editor runs.
+                self.failures += 1;
+                let base = 100u64.saturating_mul(1 << self.failures.min(5)).min(3_000);
+                let jitter = random_client_id() % (base / 2 + 1);
+                let delay = Duration::from_millis(base / 2 + jitter);
+                let epoch = self.epoch;
+                let events = self.events.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = events.send(Event::Reconnect { epoch });
+                });
+                if self.connection != Connection::Reconnecting {
+                    self.set_connection(Connection::Reconnecting, Some(reason));
+                }
+            }
+            _ => {} // an old connection's event
+        }
+    }
+
+    fn server_message(&mut self, message: ServerMsg) {
+        match message {
+            ServerMsg::SessionCreated { session, url, host_token: _, edit_token, view_token } => {
+                let server = url.or_else(|| self.pending_server.clone()).unwrap_or_default();
+                self.invites = Some((invite(&server, &session, &edit_token), invite(&server, &session, &view_token)));
+                let name = match &self.pending {
+                    Some(Pending::Share { name, .. }) => name.clone(),
+                    _ => default_name(),
+                };
+                self.send(ClientMsg::Join { client_id: self.client_id, name: Some(name) });
+            }
+            ServerMsg::Welcome { session, peer, name: _, role, host: _, token, peers, docs } => {
+                self.welcome(session, peer, role, token, peers, docs)
+            }
+            ServerMsg::Snapshot { doc, path, revision, text, last_seq } => {
+                self.snapshot(doc, path, revision, text, last_seq)
+            }
+            ServerMsg::Subscribed { doc, revision: _ } => {
+                let resend = self.session.as_mut().and_then(|s| s.docs.get_mut(&doc)).and_then(|d| d.ot.resumed());
+                if let Some(out) = resend {
+                    self.send_op(doc, out);
+                }
+                self.flush_cursor(doc);
+            }
+            ServerMsg::Ack { doc, seq, revision } => {
+                let Some(d) = self.session.as_mut().and_then(|s| s.docs.get_mut(&doc)) else { return };
+                match d.ot.server_ack(seq, revision) {
+                    Ok(Some(out)) => self.send_op(doc, out),
+                    Ok(None) => {}
+                    Err(error) => return self.resync(doc, &error.to_string()),
+                }
+                self.flush_cursor(doc);
+            }
+            ServerMsg::Op { doc, revision, peer: _, op } => self.remote_op(doc, revision, op),
+            ServerMsg::Presence { doc, peer, revision: _, selections } => {
+                let Some(session) = self.session.as_mut() else { return };
+                let Some(d) = session.docs.get_mut(&doc) else { return };
+                // Presence is at the server's revision; bring it past our own pending edits.
+                let mut selections = selections;
+                if let Ok(Some(pending)) = d.ot.pending() {
+                    for s in selections.iter_mut() {
+                        *s = s.transform(&pending, Bias::Before);
+                    }
+                }
+                if selections.is_empty() {
+                    d.presence.remove(&peer);
+                } else {
+                    d.presence.insert(peer, selections);
+                }
+                self.send_cursors(doc);
+                self.send_peers();
+            }
+            ServerMsg::Created { doc } => {
+                self.send(ClientMsg::Subscribe { doc: doc.doc, since: None });
+            }
+            ServerMsg::Deleted { doc } => {
+                if let Some(session) = self.session.as_mut() {
+                    if let Some(d) = session.docs.remove(&doc) {
+                        if let Some(editor) = &d.editor {
+                            session.uris.remove(&editor.uri);
+                        } else if let Ok(path) = workspace::resolve(&session.root, &d.path) {
+                            let _ = std::fs::remove_file(path);
+                        }
+                    }
+                }
+            }
+            ServerMsg::Renamed { doc, path } => {
+                if let Some(session) = self.session.as_mut() {
+                    let root = session.root.clone();
+                    if let Some(d) = session.docs.get_mut(&doc) {
+                        if let (Ok(from), Ok(to)) =
+                            (workspace::resolve(&root, &d.path), workspace::resolve(&root, &path))
+                        {
+                            if let Some(parent) = to.parent() {
+                                let _ = std::fs::create_dir_all(parent);
+                            }
+                            let _ = std::fs::rename(from, to);
+                        }
+                        d.path = path;
+                    }
+                }
+            }
+            ServerMsg::PeerJoined { peer } => {
+                if let Some(session) = self.session.as_mut() {
+                    session.peers.insert(peer.peer, peer);
+                }
+                self.send_peers();
+            }
+            ServerMsg::PeerLeft { peer } => {
+                let mut touched = Vec::new();
+                if let Some(session) = self.session.as_mut() {
+                    session.peers.remove(&peer);
+                    for (id, d) in session.docs.iter_mut() {
+                        if d.presence.remove(&peer).is_some() {
+                            touched.push(*id);
+                        }
+                    }
+                }
+                for doc in touched {
+                    self.send_cursors(doc);
+                }
+                self.send_peers();
+            }
+            ServerMsg::Error { code, message, doc } => self.server_error(code, message, doc),
+        }
+    }
+
+    fn server_error(&mut self, code: ErrorCode, message: String, doc: Option<DocId>) {
+        tracing::warn!(?code, %message, ?doc, "the server refused");
+        if self.session.is_none() {
+            self.fail_pending(&message);
+            self.epoch += 1;
+            self.relay = None;
+            self.set_connection(Connection::Idle, Some(message));
+            return;
+        }
+        match (code, doc) {
+            (ErrorCode::ResyncNeeded, Some(doc)) => self.send(ClientMsg::Subscribe { doc, since: None }),
+            (ErrorCode::StorageFailure, _) => {
+                // Nothing was applied: reconnecting resumes and resends.
+                self.epoch += 1;
+                self.relay_event(RelayEvent::Closed { epoch: self.epoch, reason: message });
+            }
+            (ErrorCode::Unauthorized, _) => {
+                self.out(Output::Message(MessageType::ERROR, format!("CodeCollab: {message}")));
+                self.leave();
+            }
+            _ => self.out(Output::Message(MessageType::WARNING, format!("CodeCollab: {message}"))),
+        }
+    }
+
+    fn welcome(
+        &mut self,
+        session_id: String,
+        peer: PeerId,
+        role: Role,
+        token: String,
+        peers: Vec<PeerInfo>,
+        docs: Vec<codecollab_protocol::wire::DocInfo>,
+    ) {
+        self.failures = 0;
+        let server = self.pending_server.clone().unwrap_or_default();
+        match self.pending.take() {
+            Some(Pending::Share { reply, root, name, .. }) => {
+                self.session = Some(self.new_session(session_id, server, token, root.clone(), peer, role, peers));
+                self.set_connection(Connection::Connected, None);
+                let files = match workspace::scan(&root) {
+                    Ok(files) => files,
+                    Err(error) => {
+                        let _ = reply.send(Err(rpc_error(format!("reading {}: {error:#}", root.display()))));
+                        self.leave();
+                        return;
+                    }
+                };
+                let count = files.len();
+                for (path, text) in files {
+                    self.send(ClientMsg::Create { path, text });
+                }
+                self.pending = Some(Pending::Share { reply, root, name, uploads: Some(count) });
+                self.check_share_done();
+            }
+            Some(Pending::Join { reply, root, name, .. }) => {
+                if let Err(error) = std::fs::create_dir_all(&root) {
+                    let _ = reply.send(Err(rpc_error(format!("creating {}: {error}", root.display()))));
+                    self.leave();
+                    return;
+                }
+                self.session = Some(self.new_session(session_id, server, token, root.clone(), peer, role, peers));
+                for doc in &docs {
+                    self.send(ClientMsg::Subscribe { doc: doc.doc, since: None });
+                }
+                self.pending = Some(Pending::Join { reply, root, name, waiting: docs.len() });
+                self.set_connection(Connection::Connected, None);
+                self.check_join_done(None);
+            }
+            None => {
+                // A reconnect: resume every document from where we were.
+                let Some(session) = self.session.as_mut() else { return };
+                session.peer = peer;
+                session.peers = peers.into_iter().map(|p| (p.peer, p)).collect();
+                let known: Vec<(DocId, Revision)> = session.docs.iter().map(|(id, d)| (*id, d.ot.revision())).collect();
+                let unknown: Vec<DocId> =
+                    docs.iter().map(|d| d.doc).filter(|d| !session.docs.contains_key(d)).collect();
+                let creates: Vec<(String, String)> =
+                    session.pending_opens.values().map(|o| (o.uri.clone(), o.text.clone())).collect();
+                let root = session.root.clone();
+                for (doc, since) in known {
+                    self.send(ClientMsg::Subscribe { doc, since: Some(since) });
+                }
+                for doc in unknown {
+                    self.send(ClientMsg::Subscribe { doc, since: None });
+                }
+                for (uri, text) in creates {
+                    if let Some(path) = workspace::uri_to_path(&uri).and_then(|p| workspace::relative(&root, &p)) {
+                        self.send(ClientMsg::Create { path, text });
+                    }
+                }
+                self.set_connection(Connection::Connected, None);
+                self.send_peers();
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_session(
+        &self,
+        id: String,
+        server: String,
+        token: String,
+        root: PathBuf,
+        peer: PeerId,
+        role: Role,
+        peers: Vec<PeerInfo>,
+    ) -> Session {
+        Session {
+            id,
+            server,
+            token,
+            root,
+            peer,
+            role,
+            peers: peers.into_iter().map(|p| (p.peer, p)).collect(),
+            docs: HashMap::new(),
+            pending_opens: HashMap::new(),
+            uris: HashMap::new(),
+        }
+    }
+
+    fn check_share_done(&mut self) {
+        let done = matches!(&self.pending, Some(Pending::Share { uploads: Some(0), .. }));
+        if done {
+            if let (Some(Pending::Share { reply, .. }), Some(session)) = (self.pending.take(), &self.session) {
+                let (invite, view_invite) = self.invites.clone().unwrap_or_default();
+                let _ = reply.send(Ok(ShareResult { session: session.id.clone(), invite, view_invite }));
+            }
+        }
+    }
+
+    fn check_join_done(&mut self, received: Option<()>) {
+        if let Some(Pending::Join { waiting, .. }) = &mut self.pending {
+            if received.is_some() {
+                *waiting = waiting.saturating_sub(1);
+            }
+            if *waiting == 0 {
+                if let (Some(Pending::Join { reply, .. }), Some(session)) = (self.pending.take(), &self.session) {
+                    let mut files: Vec<String> = session.docs.values().map(|d| d.path.clone()).collect();
+                    files.sort();
+                    let _ = reply.send(Ok(JoinResult { session: session.id.clone(), files }));
+                }
+            }
+        }
+    }
+
+    // ---- documents ----
+
+    fn snapshot(&mut self, doc: DocId, path: String, revision: Revision, text: String, last_seq: Option<u64>) {
+        let encoding = self.encoding;
+        let Some(session) = self.session.as_mut() else { return };
+        let joining = matches!(self.pending, Some(Pending::Join { .. }));
+        let sharing = matches!(self.pending, Some(Pending::Share { .. }));
+        if let Some(existing) = session.docs.get_mut(&doc) {
+            // A resync: the history no longer reached back. Keep our text and send the difference as one edit.
+            let ours = existing.text.to_string();
+            let _ = last_seq;
+            existing.ot = Client::new(revision, existing.ot.next_seq());
+            existing.text = Rope::from_str(&text);
+            let diff = position::diff(&text, &ours);
+            if !diff.is_noop() {
+                diff.apply_rope(&mut existing.text).expect("diff applies to the snapshot");
+                if let Ok(Some(out)) = existing.ot.apply_local(diff) {
+                    self.send_op(doc, out);
+                }
+            }
+            return;
+        }
+        let mut entry = Doc {
+            path: path.clone(),
+            text: Rope::from_str(&text),
+            ot: Client::new(revision, 1),
+            editor: None,
+            dirty: !sharing,
+            my_selections: None,
+            presence: HashMap::new(),
+        };
+        // An editor that opened this path before the session had it is tracked now.
+        let mut first_edit = None;
+        if let Some(open) = session.pending_opens.remove(&path) {
+            let (buffer, edit) = EditorBuffer::open(open.uri.clone(), encoding, &open.text, &entry.text);
+            session.uris.insert(open.uri.clone(), doc);
+            first_edit = edit.map(|e| (open.uri, e));
+            entry.editor = Some(buffer);
+            entry.dirty = false;
+        }
+        session.docs.insert(doc, entry);
+        if let Some((uri, edit)) = first_edit {
+            self.out(Output::Edit(EditParams { uri, revision: edit.revision, changes: edit.changes }));
+        }
+        if let Some(Pending::Share { uploads: Some(n), .. }) = &mut self.pending {
+            *n = n.saturating_sub(1);
+            self.check_share_done();
+        } else if joining {
+            self.flush_disk();
+            self.check_join_done(Some(()));
+        }
+    }
+
+    fn send_op(&self, doc: DocId, out: Outgoing) {
+        self.send(ClientMsg::Op { doc, seq: out.seq, base_revision: out.base_revision, op: out.op });
+    }
+
+    fn resync(&mut self, doc: DocId, reason: &str) {
+        tracing::warn!(doc, %reason, "out of step with the server; reloading the document");
+        self.send(ClientMsg::Subscribe { doc, since: None });
+    }
+
+    fn remote_op(&mut self, doc: DocId, revision: Revision, op: TextOperation) {
+        let Some(session) = self.session.as_mut() else { return };
+        let Some(d) = session.docs.get_mut(&doc) else { return };
+        let op = match d.ot.apply_server(revision, op) {
+            Ok(op) => op,
+            Err(error) => return self.resync(doc, &error.to_string()),
+        };
+        let edit = d.editor.as_mut().map(|editor| (editor.uri.clone(), editor.daemon_edit(op.clone(), &d.text)));
+        if op.apply_rope(&mut d.text).is_err() {
+            return self.resync(doc, "a transformed operation did not fit");
+        }
+        d.dirty |= d.editor.is_none();
+        if let Some(mine) = d.my_selections.as_mut() {
+            for s in mine.iter_mut() {
+                *s = s.transform(&op, Bias::Before);
+            }
+        }
+        for selections in d.presence.values_mut() {
+            for s in selections.iter_mut() {
+                *s = s.transform(&op, Bias::Before);
+            }
+        }
+        if let Some((uri, DaemonEdit { revision, changes })) = edit {
+            self.out(Output::Edit(EditParams { uri, revision, changes }));
+        }
+    }
+
+    // ---- the editor ----
+
+    fn doc_for_uri(&self, uri: &str) -> Option<DocId> {
+        self.session.as_ref()?.uris.get(uri).copied()
+    }
+
+    fn open(&mut self, params: OpenParams) {
+        let encoding = self.encoding;
+        let Some(session) = self.session.as_mut() else {
+            tracing::info!(uri = %params.uri, "open ignored: not in a session");
+            return;
+        };
+        let Some(path) = workspace::uri_to_path(&params.uri).and_then(|p| workspace::relative(&session.root, &p))
+        else {
+            tracing::info!(uri = %params.uri, "open ignored: outside the shared folder");
+            return;
+        };
+        let existing = session.docs.iter().find(|(_, d)| d.path == path).map(|(id, _)| *id);
+        match existing {
+            Some(doc) => {
+                let d = session.docs.get_mut(&doc).expect("found above");
+                let (buffer, edit) = EditorBuffer::open(params.uri.clone(), encoding, &params.text, &d.text);
+                d.editor = Some(buffer);
+                session.uris.insert(params.uri.clone(), doc);
+                if let Some(edit) = edit {
+                    self.out(Output::Edit(EditParams {
+                        uri: params.uri,
+                        revision: edit.revision,
+                        changes: edit.changes,
+                    }));
+                }
+                self.send_cursors(doc);
+            }
+            None if session.role == Role::Edit => {
+                session.pending_opens.insert(path.clone(), params.clone());
+                self.send(ClientMsg::Create { path, text: params.text });
+            }
+            None => tracing::info!(%path, "open ignored: view-only sessions cannot add files"),
+        }
+    }
+
+    fn editor_edit(&mut self, params: EditParams) {
+        let Some(doc) = self.doc_for_uri(&params.uri) else {
+            tracing::warn!(uri = %params.uri, "edit refused: unknown document (send collab/open first)");
+            return;
+        };
+        let readonly = self.session.as_ref().is_some_and(|s| s.role == Role::View);
+        let Some(session) = self.session.as_mut() else { return };
+        let Some(d) = session.docs.get_mut(&doc) else { return };
+        let Some(editor) = d.editor.as_mut() else { return };
+        let outcome = match editor.editor_edit(params.revision, &params.changes, readonly) {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                tracing::warn!(uri = %params.uri, %error, "edit refused");
+                let message = format!("CodeCollab: an edit was refused ({error}); reopen the file to resynchronize");
+                self.out(Output::Message(MessageType::WARNING, message));
+                return;
+            }
+        };
+        let uri = editor.uri.clone();
+        if readonly && !params.changes.is_empty() {
+            let _ = self
+                .output
+                .send(Output::Message(MessageType::WARNING, "CodeCollab: this session is view-only for you".into()));
+        }
+        let mut send = None;
+        if let Some(op) = outcome.apply {
+            if op.apply_rope(&mut d.text).is_err() {
+                tracing::error!("an editor edit did not fit the daemon's text");
+                return;
+            }
+            for selections in d.presence.values_mut() {
+                for s in selections.iter_mut() {
+                    *s = s.transform(&op, Bias::Before);
+                }
+            }
+            if !op.is_noop() {
+                match d.ot.apply_local(op) {
+                    Ok(out) => send = out,
+                    Err(error) => tracing::error!(%error, "the OT client refused a local edit"),
+                }
+            }
+        }
+        if let Some(edit) = outcome.resend {
+            self.out(Output::Edit(EditParams { uri, revision: edit.revision, changes: edit.changes }));
+        }
+        if let Some(out) = send {
+            self.send_op(doc, out);
+        }
+    }
+
+    fn editor_cursor(&mut self, params: CursorParams) {
+        let Some(doc) = self.doc_for_uri(&params.uri) else { return };
+        let encoding = self.encoding;
+        let Some(d) = self.session.as_mut().and_then(|s| s.docs.get_mut(&doc)) else { return };
+        let mut selections = Vec::with_capacity(params.ranges.len());
+        for range in &params.ranges {
+            let (Ok(anchor), Ok(head)) =
+                (position::offset(&d.text, range.start, encoding), position::offset(&d.text, range.end, encoding))
+            else {
+                tracing::warn!(uri = %params.uri, "cursor ignored: position past the end");
+                return;
+            };
+            selections.push(Selection { anchor, head });
+        }
+        d.my_selections = Some(selections);
+        self.flush_cursor(doc);
+    }
+
+    /// Sends our selections once every local edit is acknowledged (so they are in the server's coordinates).
+    fn flush_cursor(&mut self, doc: DocId) {
+        let connected = self.relay.is_some() && self.connection == Connection::Connected;
+        let Some(d) = self.session.as_mut().and_then(|s| s.docs.get_mut(&doc)) else { return };
+        if !connected || !d.ot.is_synchronized() {
+            return;
+        }
+        if let Some(selections) = d.my_selections.take() {
+            let revision = d.ot.revision();
+            self.send(ClientMsg::Cursor { doc, revision, selections });
+        }
+    }
+
+    fn close(&mut self, params: CloseParams) {
+        let Some(session) = self.session.as_mut() else { return };
+        if let Some(doc) = session.uris.remove(&params.uri) {
+            if let Some(d) = session.docs.get_mut(&doc) {
+                d.editor = None;
+                d.dirty = true;
+            }
+        }
+    }
+
+    fn send_cursors(&self, doc: DocId) {
+        let Some(session) = &self.session else { return };
+        let Some(d) = session.docs.get(&doc) else { return };
+        let Some(editor) = &d.editor else { return };
+        let cursors = d
+            .presence
+            .iter()
+            .filter_map(|(peer, selections)| {
+                let info = session.peers.get(peer)?;
+                let ranges: Vec<Range> = selections
+                    .iter()
+                    .map(|s| Range {
+                        start: position::position(&d.text, s.anchor, self.encoding),
+                        end: position::position(&d.text, s.head, self.encoding),
+                    })
+                    .collect();
+                Some(RemoteCursor { peer: *peer, name: info.name.clone(), color: info.color.clone(), ranges })
+            })
+            .collect();
+        self.out(Output::Cursors(CursorsParams { uri: editor.uri.clone(), cursors }));
+    }
+
+    fn peer_list(&self) -> Vec<Peer> {
+        let Some(session) = &self.session else { return Vec::new() };
+        let root = &session.root;
+        let mut peers: Vec<Peer> = session
+            .peers
+            .values()
+            .map(|p| {
+                let uri = session
+                    .docs
+                    .values()
+                    .find(|d| d.presence.contains_key(&p.peer))
+                    .and_then(|d| workspace::resolve(root, &d.path).ok())
+                    .map(|path| workspace::path_to_uri(&path));
+                Peer {
+                    id: p.peer,
+                    name: p.name.clone(),
+                    color: p.color.clone(),
+                    role: match p.role {
+                        Role::Edit => "edit".into(),
+                        Role::View => "view".into(),
+                    },
+                    uri,
+                }
+            })
+            .collect();
+        peers.sort_by_key(|p| p.id);
+        peers
+    }
+
+    fn send_peers(&self) {
+        self.out(Output::Peers(PeersParams { peers: self.peer_list() }));
+    }
+
+    fn flush_disk(&mut self) {
+        let Some(session) = self.session.as_mut() else { return };
+        for d in session.docs.values_mut() {
+            if d.dirty && d.editor.is_none() {
+                match workspace::write(&session.root, &d.path, &d.text.to_string()) {
+                    Ok(()) => d.dirty = false,
+                    Err(error) => {
+                        tracing::warn!(path = %d.path, %error, "could not write the file");
+                        d.dirty = false;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for MainLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MainLoop").field("connection", &self.connection).finish()
+    }
+}

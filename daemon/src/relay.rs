@@ -1,0 +1,177 @@
+//! The connection to the server: one task per connection attempt that connects (ws:// or wss:// with rustls:
+//! the system's roots plus an optional CA file), then forwards frames both ways. Everything it learns goes to the
+//! main loop as events tagged with the attempt's epoch, so events of an old connection are recognized and ignored.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use codecollab_protocol::wire::{ClientMsg, ServerMsg, SUBPROTOCOL};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+
+/// Largest frame accepted from the server (a snapshot of a large document).
+const MAX_FRAME: usize = 512 << 20;
+
+#[derive(Debug)]
+pub enum RelayEvent {
+    /// Connected; send messages through `sender`.
+    Connected {
+        epoch: u64,
+        sender: mpsc::UnboundedSender<ClientMsg>,
+    },
+    Messages {
+        epoch: u64,
+        messages: Vec<ServerMsg>,
+    },
+    /// The connection failed or ended.
+    Closed {
+        epoch: u64,
+        reason: String,
+    },
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// TLS client configuration: the system's trust roots, plus the PEM certificates in `ca_file` if given.
+pub fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+            .with_context(|| format!("reading CA file {}", path.display()))?;
+        for cert in certs {
+            roots.add(cert.with_context(|| format!("parsing {}", path.display()))?)?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
+}
+
+/// Starts a connection attempt to `url`; its events go to `events` through `wrap`.
+pub fn spawn<E: Send + 'static>(
+    url: String,
+    token: Option<String>,
+    epoch: u64,
+    tls: Arc<rustls::ClientConfig>,
+    events: mpsc::UnboundedSender<E>,
+    wrap: fn(RelayEvent) -> E,
+) {
+    tokio::spawn(async move {
+        let reason = match run(&url, token.as_deref(), epoch, tls, &events, wrap).await {
+            Ok(reason) => reason,
+            Err(error) => format!("{error:#}"),
+        };
+        let _ = events.send(wrap(RelayEvent::Closed { epoch, reason }));
+    });
+}
+
+async fn connect(
+    url: &str,
+    token: Option<&str>,
+    tls: Arc<rustls::ClientConfig>,
+) -> anyhow::Result<tokio_tungstenite::WebSocketStream<Box<dyn Io>>> {
+    let (secure, rest) = if let Some(rest) = url.strip_prefix("wss://") {
+        (true, rest)
+    } else if let Some(rest) = url.strip_prefix("ws://") {
+        (false, rest)
+    } else {
+        bail!("the server address must start with ws:// or wss://: {url}");
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let tcp = TcpStream::connect(authority).await.with_context(|| format!("connecting to {authority}"))?;
+    tcp.set_nodelay(true)?;
+    let stream: Box<dyn Io> = if secure {
+        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h).trim_matches(['[', ']']).to_owned();
+        let name = rustls::pki_types::ServerName::try_from(host)?;
+        Box::new(tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.context("TLS handshake")?)
+    } else {
+        Box::new(tcp)
+    };
+    let mut request = url.into_client_request()?;
+    request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
+    if let Some(token) = token {
+        request.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {token}"))?);
+    }
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .max_message_size(Some(MAX_FRAME))
+        .max_frame_size(Some(MAX_FRAME));
+    let (ws, _) =
+        tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await.map_err(|e| match e {
+            tokio_tungstenite::tungstenite::Error::Http(response) => {
+                let body =
+                    response.body().as_ref().map(|b| String::from_utf8_lossy(b).trim().to_owned()).unwrap_or_default();
+                anyhow::anyhow!("the server refused the connection ({}): {body}", response.status())
+            }
+            other => other.into(),
+        })?;
+    Ok(ws)
+}
+
+async fn run<E>(
+    url: &str,
+    token: Option<&str>,
+    epoch: u64,
+    tls: Arc<rustls::ClientConfig>,
+    events: &mpsc::UnboundedSender<E>,
+    wrap: fn(RelayEvent) -> E,
+) -> anyhow::Result<String> {
+    let mut ws = tokio::time::timeout(Duration::from_secs(10), connect(url, token, tls))
+        .await
+        .context("connecting timed out")??;
+    let (sender, mut outgoing) = mpsc::unbounded_channel::<ClientMsg>();
+    if events.send(wrap(RelayEvent::Connected { epoch, sender })).is_err() {
+        return Ok("daemon stopping".into());
+    }
+    loop {
+        tokio::select! {
+            msg = outgoing.recv() => {
+                let Some(msg) = msg else {
+                    let _ = ws.close(None).await;
+                    return Ok("closed by the daemon".into());
+                };
+                ws.feed(Message::Binary(Bytes::from(msg.encode()?))).await?;
+                // Everything queued goes out in one flush.
+                while let Ok(msg) = outgoing.try_recv() {
+                    ws.feed(Message::Binary(Bytes::from(msg.encode()?))).await?;
+                }
+                ws.flush().await?;
+            }
+            incoming = ws.next() => match incoming {
+                Some(Ok(Message::Binary(frame))) => {
+                    let messages = ServerMsg::decode_all(&frame, MAX_FRAME).context("decoding a server frame")?;
+                    if events.send(wrap(RelayEvent::Messages { epoch, messages })).is_err() {
+                        return Ok("daemon stopping".into());
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Ok(match frame {
+                        Some(f) => format!("the server closed the connection ({}: {})", u16::from(f.code), f.reason),
+                        None => "the server closed the connection".into(),
+                    });
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => return Err(error.into()),
+                None => return Ok("the connection ended".into()),
+            }
+        }
+    }
+}
