@@ -194,7 +194,7 @@ mod tests {
         // ...while the editor types at the end; its edit crosses the daemon's on the wire.
         let typed = change(0, 5, 5, "!");
         let (_, after) =
-            position::changes_to_operation(&editor.text, &[typed.clone()], Encoding::Utf16).expect("valid");
+            position::changes_to_operation(&editor.text, std::slice::from_ref(&typed), Encoding::Utf16).expect("valid");
         editor.text = after;
         editor.sent += 1;
         assert!(!editor.receive(&to_editor), "stale: dropped by the editor");
@@ -232,7 +232,7 @@ mod tests {
         let mut editor = Editor { text: Rope::from_str("keep\n"), sent: 0, applied: 0 };
         let typed = change(0, 0, 4, "lost");
         let (_, after) =
-            position::changes_to_operation(&editor.text, &[typed.clone()], Encoding::Utf16).expect("valid");
+            position::changes_to_operation(&editor.text, std::slice::from_ref(&typed), Encoding::Utf16).expect("valid");
         editor.text = after;
         editor.sent += 1;
         let outcome = buffer.editor_edit(0, &[typed], true).expect("valid");

@@ -5,11 +5,13 @@
 //!   [`harness::ServerProcess`], and building binaries on demand.
 //! - [`client`]: [`client::WsClient`], plain or TLS, with the token and subprotocol in the upgrade request.
 //! - [`editor`]: [`editor::Editor`], one document edited through the protocol's OT client, as a daemon would.
+//! - [`lsp`]: [`lsp::ScriptedEditor`], the real daemon binary driven over stdio as an editor plugin would.
 //! - [`random`]: the seeded generator shared with the protocol crate's tests.
 
 pub mod client;
 pub mod editor;
 pub mod harness;
+pub mod lsp;
 
 #[path = "../../protocol/tests/support/random.rs"]
 pub mod random;

@@ -1,3 +1,4 @@
 //! End-to-end tests across real sockets and processes, one binary with one module per area.
 
+mod daemon;
 mod server;

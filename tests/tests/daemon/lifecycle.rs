@@ -1,0 +1,70 @@
+//! The daemon's lifecycle and bad input from the editor: it answers `--version`, exits promptly on `exit` and on
+//! the end of stdin, and refuses malformed requests, unknown URIs and positions past the end while it keeps
+//! serving.
+
+use std::time::Duration;
+
+use codecollab_tests::harness::{binary, TempDir, TestServer};
+use codecollab_tests::lsp::{Encoding, ScriptedEditor};
+use serde_json::json;
+
+use super::{share, uri};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_exit_and_end_of_stdin() {
+    let output = std::process::Command::new(binary("codecollab-daemon", "codecollab-daemon"))
+        .arg("--version")
+        .output()
+        .expect("runs");
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("codecollab-daemon "));
+    let editor = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("starts");
+    let started = std::time::Instant::now();
+    assert!(editor.exit().await.expect("exits").success());
+    assert!(started.elapsed() < Duration::from_secs(3), "exit took {:?}", started.elapsed());
+    let editor = ScriptedEditor::start(Encoding::Utf8, &[]).await.expect("starts");
+    let started = std::time::Instant::now();
+    editor.close_stdin().await.expect("exits when the editor goes away");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_from_the_editor_is_refused_and_the_daemon_keeps_serving() {
+    let server = TestServer::start(|_| {}).await;
+    let dir = TempDir::new("bad");
+    std::fs::write(dir.path().join("a.txt"), "one\ntwo\n").expect("write");
+    let mut editor = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("starts");
+    // Malformed params: a JSON-RPC error, not a crash.
+    let error = editor.request("collab/share", json!({"root": 42})).await.expect_err("malformed params");
+    assert!(error.to_string().contains("-32602") || error.to_string().to_lowercase().contains("invalid"), "{error}");
+    let error = editor
+        .request("collab/join", json!({"invite": "not an invite", "root": uri(dir.path())}))
+        .await
+        .expect_err("bad invite");
+    assert!(error.to_string().contains("invite"), "{error}");
+    let (_invite, _) = share(&mut editor, dir.path(), &server.url(), "ada").await;
+    let u = uri(&dir.path().join("a.txt"));
+    editor.open(&u, "one\ntwo\n").await.expect("open");
+    // Unknown URI, position past the end, a revision from the future, garbage params: each refused.
+    editor
+        .notify("collab/edit", json!({"uri": "file:///nowhere.txt", "revision": 0, "changes": []}))
+        .await
+        .expect("send");
+    let past_end =
+        json!({"range": {"start": {"line": 40, "character": 0}, "end": {"line": 40, "character": 1}}, "text": "x"});
+    editor.notify("collab/edit", json!({"uri": u, "revision": 0, "changes": [past_end]})).await.expect("send");
+    editor.notify("collab/edit", json!({"uri": u, "revision": 99, "changes": []})).await.expect("send");
+    editor.notify("collab/edit", json!({"uri": u, "revision": "zero"})).await.expect("send");
+    editor.notify("collab/cursor", json!({"uri": u, "ranges": "nope"})).await.expect("send");
+    // Still serving, and the document unchanged by any of it.
+    let status = editor.request("collab/status", json!({})).await.expect("status");
+    assert_eq!(status["state"], "connected");
+    editor.buffers.get_mut(&u).expect("open").sent = 0;
+    editor.type_at(&u, 3, 3, "!").await.expect("type");
+    editor.drain(Duration::from_millis(300)).await.expect("drain");
+    let status = editor.request("collab/status", json!({})).await.expect("status");
+    assert!(status["peers"].as_array().is_some_and(|p| p.len() == 1), "{status}");
+    let leave = editor.request("collab/leave", json!({})).await.expect("leave");
+    assert!(leave.is_null());
+    assert!(editor.exit().await.expect("exits").success());
+}
