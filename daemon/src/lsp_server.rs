@@ -11,7 +11,7 @@ use tower_lsp_server::lsp_types::*;
 use tower_lsp_server::{Client, LanguageServer};
 
 use crate::lsp_ext::*;
-use crate::main_loop::{Event, Output};
+use crate::main_loop::{Event, Output, Progress};
 use crate::position::Encoding;
 
 #[derive(Debug)]
@@ -130,6 +130,47 @@ pub async fn forward_output(client: Client, mut output: mpsc::UnboundedReceiver<
             Output::Peers(params) => client.send_notification::<PeersNotification>(params).await,
             Output::State(params) => client.send_notification::<StateNotification>(params).await,
             Output::Message(kind, message) => client.show_message(kind, message).await,
+            Output::Progress(progress) => send_progress(&client, progress).await,
         }
     }
+}
+
+async fn send_progress(client: &Client, progress: Progress) {
+    use tower_lsp_server::lsp_types::notification::Progress as ProgressNotification;
+    use tower_lsp_server::lsp_types::request::WorkDoneProgressCreate;
+    let (token, value) = match progress {
+        Progress::Begin { token, title, total } => {
+            let create = WorkDoneProgressCreateParams { token: NumberOrString::String(token.clone()) };
+            // The editor answers at once; do not let one that never does hold up everything else.
+            let created = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                client.send_request::<WorkDoneProgressCreate>(create),
+            )
+            .await;
+            if !matches!(created, Ok(Ok(()))) {
+                return;
+            }
+            let begin = WorkDoneProgressBegin {
+                title,
+                message: Some(format!("0/{total}")),
+                percentage: Some(0),
+                cancellable: None,
+            };
+            (token, WorkDoneProgress::Begin(begin))
+        }
+        Progress::Report { token, done, total } => {
+            let percentage = (done * 100 / total.max(1)) as u32;
+            let report = WorkDoneProgressReport {
+                message: Some(format!("{done}/{total}")),
+                percentage: Some(percentage),
+                cancellable: None,
+            };
+            (token, WorkDoneProgress::Report(report))
+        }
+        Progress::End { token, message } => {
+            (token, WorkDoneProgress::End(WorkDoneProgressEnd { message: Some(message) }))
+        }
+    };
+    let params = ProgressParams { token: NumberOrString::String(token), value: ProgressParamsValue::WorkDone(value) };
+    client.send_notification::<ProgressNotification>(params).await;
 }

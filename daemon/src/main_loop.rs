@@ -62,6 +62,15 @@ pub enum Output {
     Peers(PeersParams),
     State(StateParams),
     Message(MessageType, String),
+    /// Work-done progress (`window/workDoneProgress/create`, then `$/progress`) for long work.
+    Progress(Progress),
+}
+
+#[derive(Debug)]
+pub enum Progress {
+    Begin { token: String, title: String, total: usize },
+    Report { token: String, done: usize, total: usize },
+    End { token: String, message: String },
 }
 
 /// A share or join waiting for the server.
@@ -540,10 +549,19 @@ impl MainLoop {
                     }
                 };
                 let count = files.len();
+                if count > 0 {
+                    let title = format!("CodeCollab: sharing {count} files");
+                    self.out(Output::Progress(Progress::Begin {
+                        token: "codecollab/share".into(),
+                        title,
+                        total: count,
+                    }));
+                }
                 for (path, text) in files {
                     self.send(ClientMsg::Create { path, text });
                 }
                 self.pending = Some(Pending::Share { reply, root, name, uploads: Some(count) });
+                self.send_peers();
                 self.check_share_done();
             }
             Some(Pending::Join { reply, root, name, .. }) => {
@@ -556,8 +574,13 @@ impl MainLoop {
                 for doc in &docs {
                     self.send(ClientMsg::Subscribe { doc: doc.doc, since: None });
                 }
+                if !docs.is_empty() {
+                    let (title, total) = (format!("CodeCollab: receiving {} files", docs.len()), docs.len());
+                    self.out(Output::Progress(Progress::Begin { token: "codecollab/join".into(), title, total }));
+                }
                 self.pending = Some(Pending::Join { reply, root, name, waiting: docs.len() });
                 self.set_connection(Connection::Connected, None);
+                self.send_peers();
                 self.check_join_done(None);
             }
             None => {
@@ -617,6 +640,8 @@ impl MainLoop {
         let done = matches!(&self.pending, Some(Pending::Share { uploads: Some(0), .. }));
         if done {
             if let (Some(Pending::Share { reply, .. }), Some(session)) = (self.pending.take(), &self.session) {
+                let message = format!("{} files shared", session.docs.len());
+                self.out(Output::Progress(Progress::End { token: "codecollab/share".into(), message }));
                 let (invite, view_invite) = self.invites.clone().unwrap_or_default();
                 let _ = reply.send(Ok(ShareResult { session: session.id.clone(), invite, view_invite }));
             }
@@ -630,6 +655,8 @@ impl MainLoop {
             }
             if *waiting == 0 {
                 if let (Some(Pending::Join { reply, .. }), Some(session)) = (self.pending.take(), &self.session) {
+                    let message = format!("{} files received", session.docs.len());
+                    self.out(Output::Progress(Progress::End { token: "codecollab/join".into(), message }));
                     let mut files: Vec<String> = session.docs.values().map(|d| d.path.clone()).collect();
                     files.sort();
                     let _ = reply.send(Ok(JoinResult { session: session.id.clone(), files }));
@@ -684,6 +711,11 @@ impl MainLoop {
         }
         if let Some(Pending::Share { uploads: Some(n), .. }) = &mut self.pending {
             *n = n.saturating_sub(1);
+            let (left, done) = (*n, self.session.as_ref().map_or(0, |s| s.docs.len()));
+            if done % 25 == 0 && left > 0 {
+                let token = "codecollab/share".into();
+                self.out(Output::Progress(Progress::Report { token, done, total: done + left }));
+            }
             self.check_share_done();
         } else if joining {
             self.flush_disk();

@@ -151,6 +151,8 @@ pub struct ScriptedEditor {
     pub cursors: HashMap<String, Value>,
     pub peers: Value,
     pub messages: Vec<String>,
+    /// `$/progress` values received (begin, report, end), in order.
+    pub progress: Vec<Value>,
     /// Notifications that arrived while waiting for a response.
     backlog: VecDeque<Value>,
     /// Fraction of applicable daemon edits to refuse (as VS Code's applyEdit sometimes does).
@@ -221,6 +223,7 @@ impl ScriptedEditor {
             cursors: HashMap::new(),
             peers: Value::Null,
             messages: Vec::new(),
+            progress: Vec::new(),
             backlog: VecDeque::new(),
             refuse_rate: 0.0,
             rng: crate::random::Rng::new(7),
@@ -322,6 +325,7 @@ impl ScriptedEditor {
                 self.cursors.insert(params["uri"].as_str().unwrap_or_default().to_owned(), params["cursors"].clone());
             }
             "collab/peers" => self.peers = params["peers"].clone(),
+            "$/progress" => self.progress.push(params["value"].clone()),
             "window/showMessage" | "window/logMessage" => {
                 self.messages.push(params["message"].as_str().unwrap_or_default().to_owned())
             }

@@ -101,6 +101,14 @@ async fn join_writes_files_and_a_divergent_buffer_is_diffed_into_line() {
     let (invite, _) = share(&mut a, host_dir.path(), &server.url(), "ada").await;
     let joined = join(&mut b, &invite, guest_dir.path(), "bob").await;
     assert_eq!(joined["files"], json!([".gitignore", "src/nested/lib.rs"]), "gitignored and binary files stay home");
+    // Both reported their work as LSP progress, which editors show natively.
+    a.drain(Duration::from_millis(100)).await.expect("drain");
+    b.drain(Duration::from_millis(100)).await.expect("drain");
+    for editor in [&a, &b] {
+        let kinds: Vec<&str> = editor.progress.iter().filter_map(|p| p["kind"].as_str()).collect();
+        assert_eq!(kinds.first(), Some(&"begin"), "{:?}", editor.progress);
+        assert_eq!(kinds.last(), Some(&"end"), "{:?}", editor.progress);
+    }
     assert_eq!(
         std::fs::read_to_string(guest_dir.path().join("src/nested/lib.rs")).expect("written"),
         "line one\nline two\nline three\n"
@@ -227,4 +235,45 @@ async fn the_server_killed_while_both_type_loses_nothing() {
     }
     assert_eq!(server_text(&invite, "k.txt").await, texts[0]);
     drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_cursors_arrive_with_names_and_vanish_when_the_peer_leaves() {
+    let server = TestServer::start(|_| {}).await;
+    let (host_dir, guest_dir) = (TempDir::new("host"), TempDir::new("guest"));
+    std::fs::write(host_dir.path().join("c.txt"), "日本語 text\nsecond line\n").expect("write");
+    let mut a = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("a");
+    let mut b = ScriptedEditor::start(Encoding::Utf8, &[]).await.expect("b");
+    let (invite, _) = share(&mut a, host_dir.path(), &server.url(), "ada").await;
+    join(&mut b, &invite, guest_dir.path(), "bob").await;
+    let (ua, ub) = (uri(&host_dir.path().join("c.txt")), uri(&guest_dir.path().join("c.txt")));
+    a.open(&ua, "日本語 text\nsecond line\n").await.expect("open");
+    b.open(&ub, "日本語 text\nsecond line\n").await.expect("open");
+    // Ada selects "text" (UTF-16 columns 4..8 on line 0); Bob, in UTF-8, sees bytes 10..14 on line 0.
+    let range = json!({"start": {"line": 0, "character": 4}, "end": {"line": 0, "character": 8}});
+    a.notify("collab/cursor", json!({"uri": ua, "ranges": [range]})).await.expect("cursor");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let cursor = loop {
+        b.pump(Duration::from_millis(50)).await.expect("pump");
+        if let Some(cursor) = b.cursors.get(&ub).and_then(|c| c.as_array()).and_then(|c| c.first()).cloned() {
+            break cursor;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no collab/cursors for bob");
+    };
+    assert_eq!(cursor["name"], "ada");
+    assert!(cursor["color"].as_str().is_some_and(|c| c.starts_with('#')));
+    assert_eq!(
+        cursor["ranges"][0],
+        json!({"start": {"line": 0, "character": 10}, "end": {"line": 0, "character": 14}})
+    );
+    b.drain(Duration::from_millis(200)).await.expect("drain");
+    let ada = b.peers.as_array().and_then(|p| p.iter().find(|p| p["name"] == "ada").cloned()).expect("ada listed");
+    assert_eq!(ada["uri"], json!(uri(&guest_dir.path().join("c.txt"))), "and where she is");
+    // Ada leaves: her cursor goes.
+    a.request("collab/leave", json!({})).await.expect("leave");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while b.cursors.get(&ub).and_then(|c| c.as_array()).is_some_and(|c| !c.is_empty()) {
+        assert!(tokio::time::Instant::now() < deadline, "ada's cursor stayed");
+        b.pump(Duration::from_millis(50)).await.expect("pump");
+    }
 }
