@@ -62,20 +62,17 @@ impl EditorBuffer {
         editor_text: &str,
         daemon: &Rope,
     ) -> (EditorBuffer, Option<DaemonEdit>) {
-        let mut buffer = EditorBuffer {
-            uri,
-            encoding,
-            view: Rope::from_str(editor_text),
-            processed: 0,
-            sent: 0,
-            unconfirmed: VecDeque::new(),
-        };
-        let edit = if *daemon != editor_text {
+        // When the texts agree, the view shares the daemon rope's nodes (a clone is O(1)) instead of holding a
+        // second copy of the file.
+        let same = *daemon == editor_text;
+        let view = if same { daemon.clone() } else { Rope::from_str(editor_text) };
+        let mut buffer = EditorBuffer { uri, encoding, view, processed: 0, sent: 0, unconfirmed: VecDeque::new() };
+        let edit = if same {
+            None
+        } else {
             let op = position::diff(editor_text, &daemon.to_string());
             let view = buffer.view.clone();
             Some(buffer.queue(op, &view))
-        } else {
-            None
         };
         (buffer, edit)
     }

@@ -275,6 +275,24 @@ impl ScriptedEditor {
         }
     }
 
+    /// The next raw message from the daemon within `timeout`, not handled (for benchmarks that keep their own
+    /// text).
+    pub async fn next_message(&mut self, timeout: Duration) -> anyhow::Result<Option<Value>> {
+        if let Some(message) = self.backlog.pop_front() {
+            return Ok(Some(message));
+        }
+        match tokio::time::timeout(timeout, self.incoming.recv()).await {
+            Err(_) => Ok(None),
+            Ok(None) => bail!("the daemon exited"),
+            Ok(Some(message)) => Ok(Some(message)),
+        }
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Handles one incoming message within `timeout`; false if none came.
     pub async fn pump(&mut self, timeout: Duration) -> anyhow::Result<bool> {
         let message = match self.backlog.pop_front() {

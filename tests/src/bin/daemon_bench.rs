@@ -1,0 +1,299 @@
+//! Benchmarks of the whole editing path through real processes: scripted editors → codecollab-daemon →
+//! codecollab-server → codecollab-daemon → scripted editor.
+//!
+//! - replay of the automerge-paper trace (259,778 edits) typed into one editor, until the other editor's text
+//!   equals the trace's final text;
+//! - keystroke latency editor → editor with 10 peers typing 10 edits/s each;
+//! - the daemon's memory with a 10 MB file open.
+//!
+//! Run: `cargo run --release -p codecollab-tests --bin daemon_bench` (`-- --only replay|latency|memory`).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use codecollab_tests::harness::{ServerProcess, TempDir};
+use codecollab_tests::lsp::{Encoding, ScriptedEditor};
+use ropey::Rope;
+use serde_json::{json, Value};
+
+fn uri(path: &Path) -> String {
+    format!("file://{}", path.display())
+}
+
+/// UTF-16 LSP position of char `offset` in `rope`.
+fn lsp_position(rope: &Rope, offset: usize) -> Value {
+    let line = rope.char_to_line(offset);
+    let start = rope.line_to_char(line);
+    let character: usize = rope.slice(start..offset).chars().map(char::len_utf16).sum();
+    json!({"line": line, "character": character})
+}
+
+fn lsp_offset(rope: &Rope, position: &Value) -> usize {
+    let line = position["line"].as_u64().unwrap_or(0) as usize;
+    let mut units = position["character"].as_u64().unwrap_or(0) as usize;
+    let mut offset = rope.line_to_char(line.min(rope.len_lines().saturating_sub(1)));
+    for c in rope.line(line.min(rope.len_lines().saturating_sub(1))).chars() {
+        if units == 0 || c == '\n' || c == '\r' {
+            break;
+        }
+        units = units.saturating_sub(c.len_utf16());
+        offset += 1;
+    }
+    offset
+}
+
+/// Applies a daemon `collab/edit` to `rope`.
+fn apply(rope: &mut Rope, changes: &[Value]) {
+    for change in changes {
+        let start = lsp_offset(rope, &change["range"]["start"]);
+        let end = lsp_offset(rope, &change["range"]["end"]);
+        rope.remove(start..end);
+        rope.insert(start, change["text"].as_str().unwrap_or_default());
+    }
+}
+
+async fn pair(
+    server: &str,
+    file: &str,
+    content: &str,
+) -> anyhow::Result<(ScriptedEditor, ScriptedEditor, String, String, TempDir, TempDir)> {
+    let (host, guest) = (TempDir::new("bench-host"), TempDir::new("bench-guest"));
+    std::fs::write(host.path().join(file), content)?;
+    let mut a = ScriptedEditor::start(Encoding::Utf16, &[]).await?;
+    let mut b = ScriptedEditor::start(Encoding::Utf16, &[]).await?;
+    let shared = a.request("collab/share", json!({"root": uri(host.path()), "server": server, "name": "a"})).await?;
+    let invite = shared["invite"].as_str().context("invite")?.to_owned();
+    b.request("collab/join", json!({"invite": invite, "root": uri(guest.path()), "name": "b"})).await?;
+    let (ua, ub) = (uri(&host.path().join(file)), uri(&guest.path().join(file)));
+    a.open(&ua, content).await?;
+    b.open(&ub, content).await?;
+    Ok((a, b, ua, ub, host, guest))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Trace {
+    end_content: String,
+    txns: Vec<Txn>,
+}
+
+#[derive(serde::Deserialize)]
+struct Txn {
+    patches: Vec<(usize, usize, String)>,
+}
+
+async fn replay(server: &str) -> anyhow::Result<()> {
+    let dir = std::env::var("CODECOLLAB_TRACES")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/traces").into());
+    let mut json = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(Path::new(&dir).join("automerge-paper.json.gz"))?)
+        .read_to_string(&mut json)?;
+    let trace: Trace = serde_json::from_str(&json)?;
+    let edits: usize = trace.txns.iter().map(|t| t.patches.len()).sum();
+    let (mut a, mut b, ua, ub, _h, _g) = pair(server, "paper.tex", "").await?;
+    a.drain(Duration::from_millis(200)).await?;
+    b.drain(Duration::from_millis(200)).await?;
+    let target = trace.end_content.chars().count();
+    // The receiver applies what its daemon sends, concurrently with the typing.
+    let receiver = tokio::spawn(async move {
+        let (mut text, mut sent, mut applied, mut notifications) = (Rope::new(), 0u64, 0u64, 0u64);
+        let _ = &mut sent;
+        loop {
+            let Some(message) = b.next_message(Duration::from_secs(30)).await? else {
+                anyhow::bail!("the receiver stalled")
+            };
+            if message["method"] == "collab/edit" && message["params"]["uri"] == json!(ub) {
+                if message["params"]["revision"].as_u64() == Some(sent) {
+                    apply(&mut text, message["params"]["changes"].as_array().context("changes")?);
+                    applied += 1;
+                }
+                notifications += 1;
+                if text.len_chars() == target {
+                    return Ok::<_, anyhow::Error>((text, Instant::now(), notifications, applied));
+                }
+            }
+        }
+    });
+    let started = Instant::now();
+    let mut text = Rope::new();
+    for txn in &trace.txns {
+        let mut changes = Vec::with_capacity(txn.patches.len());
+        for (at, deleted, inserted) in &txn.patches {
+            let range = json!({"start": lsp_position(&text, *at), "end": lsp_position(&text, at + deleted)});
+            text.remove(*at..at + deleted);
+            text.insert(*at, inserted);
+            changes.push(json!({"range": range, "text": inserted}));
+        }
+        a.notify("collab/edit", json!({"uri": ua, "revision": 0, "changes": changes})).await?;
+    }
+    let typed = started.elapsed();
+    let (received, finished, notifications, _) = receiver.await??;
+    let total = finished - started;
+    anyhow::ensure!(received == trace.end_content.as_str(), "the receiving editor's text differs from the trace");
+    println!("replay: automerge-paper, {edits} edits typed in {:.2} s; receiving editor identical after {:.2} s ({notifications} daemon edits)", typed.as_secs_f64(), total.as_secs_f64());
+    println!(
+        "replay: {:.0} edits/s end to end (target: the whole trace under 3 s)",
+        edits as f64 / total.as_secs_f64()
+    );
+    drop(a);
+    Ok(())
+}
+
+async fn latency(server: &str, peers: usize, rate: u32, seconds: u64) -> anyhow::Result<()> {
+    let host = TempDir::new("lat-host");
+    std::fs::write(host.path().join("l.txt"), "")?;
+    let mut editors = Vec::new();
+    let mut dirs = Vec::new();
+    let mut first = ScriptedEditor::start(Encoding::Utf16, &[]).await?;
+    let shared =
+        first.request("collab/share", json!({"root": uri(host.path()), "server": server, "name": "p0"})).await?;
+    let invite = shared["invite"].as_str().context("invite")?.to_owned();
+    editors.push((first, uri(&host.path().join("l.txt"))));
+    for i in 1..peers {
+        let dir = TempDir::new("lat-peer");
+        let mut editor = ScriptedEditor::start(Encoding::Utf16, &[]).await?;
+        editor
+            .request("collab/join", json!({"invite": invite, "root": uri(dir.path()), "name": format!("p{i}")}))
+            .await?;
+        editors.push((editor, uri(&dir.path().join("l.txt"))));
+        dirs.push(dir);
+    }
+    for (editor, u) in editors.iter_mut() {
+        editor.open(u, "").await?;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Each peer types a unique marker at the start of its buffer every 1/rate s; every other editor records when
+    // the marker arrives. Markers are inserted at 0 and never deleted, so each arrives in one piece.
+    let start = Instant::now() + Duration::from_millis(200);
+    let tasks: Vec<_> = editors
+        .into_iter()
+        .enumerate()
+        .map(|(i, (mut editor, u))| {
+            tokio::spawn(async move {
+                let mut sent_at: Vec<(String, Instant)> = Vec::new();
+                let mut seen: Vec<(String, Instant)> = Vec::new();
+                // A dropped daemon edit is re-sent: count each marker's first arrival only.
+                let mut arrived_once = std::collections::HashSet::new();
+                let period = Duration::from_secs_f64(1.0 / f64::from(rate));
+                let offset = period.mul_f64(i as f64 / 10.0);
+                let mut next = start + offset;
+                let end = start + Duration::from_secs(seconds);
+                let mut k = 0;
+                loop {
+                    let now = Instant::now();
+                    if now >= end + Duration::from_secs(1) {
+                        break;
+                    }
+                    if now >= next && now < end {
+                        let marker = format!("«{i}:{k}»");
+                        k += 1;
+                        editor.type_at(&u, 0, 0, &marker).await?;
+                        sent_at.push((marker, Instant::now()));
+                        next += period;
+                    }
+                    let wait = next.saturating_duration_since(Instant::now()).min(Duration::from_millis(20));
+                    if let Some(message) = editor.next_message(wait).await? {
+                        let arrived = Instant::now();
+                        if message["method"] == "collab/edit" {
+                            for change in message["params"]["changes"].as_array().into_iter().flatten() {
+                                let text = change["text"].as_str().unwrap_or_default();
+                                for part in text.split('»').filter(|p| p.contains('«')) {
+                                    let marker = format!("{}»", &part[part.find('«').unwrap_or(0)..]);
+                                    if arrived_once.insert(marker.clone()) {
+                                        seen.push((marker, arrived));
+                                    }
+                                }
+                            }
+                            // Keep the counters right so later edits are applied, not dropped.
+                            let buffer = editor.buffers.get_mut(&u).context("open")?;
+                            if message["params"]["revision"].as_u64() == Some(buffer.sent) {
+                                codecollab_tests::lsp::apply_changes(
+                                    &mut buffer.text,
+                                    message["params"]["changes"].as_array().context("changes")?,
+                                    Encoding::Utf16,
+                                )?;
+                                buffer.applied += 1;
+                            }
+                        }
+                    }
+                }
+                Ok::<_, anyhow::Error>((sent_at, seen))
+            })
+        })
+        .collect();
+    let mut sent: HashMap<String, Instant> = HashMap::new();
+    let mut seen = Vec::new();
+    for task in tasks {
+        let (s, r) = task.await??;
+        sent.extend(s);
+        seen.extend(r);
+    }
+    let mut latencies: Vec<Duration> =
+        seen.iter().filter_map(|(m, at)| sent.get(m).map(|s| at.saturating_duration_since(*s))).collect();
+    latencies.sort();
+    let pick = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p) as usize).copied().unwrap_or_default();
+    let expected = sent.len() * (peers - 1);
+    println!(
+        "latency: {peers} peers typing {rate} edits/s for {seconds} s: editor to editor p50 {:.2} ms, p99 {:.2} ms ({} of {expected} deliveries seen whole)",
+        pick(0.5).as_secs_f64() * 1e3,
+        pick(0.99).as_secs_f64() * 1e3,
+        latencies.len()
+    );
+    Ok(())
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn memory(server: &str) -> anyhow::Result<()> {
+    let size = 10_000_000;
+    let content: String =
+        (0..size).map(|i| if i % 100 == 99 { '\n' } else { (b'a' + (i % 26) as u8) as char }).collect();
+    let (mut a, mut b, ua, _ub, _h, _g) = pair(server, "big.txt", &content).await?;
+    a.drain(Duration::from_millis(500)).await?;
+    b.drain(Duration::from_millis(500)).await?;
+    // Some editing, so the buffer is not just the loaded text.
+    for i in 0..200 {
+        a.type_at(&ua, i * 1000, i * 1000, "x").await?;
+    }
+    a.drain(Duration::from_millis(500)).await?;
+    let pid = a.pid().context("pid")?;
+    let rss = rss_kb(pid) * 1024;
+    println!(
+        "memory: daemon with a {} MB file open: RSS {:.1} MB = {:.2}x the file (target under 3x)",
+        size / 1_000_000,
+        rss as f64 / 1e6,
+        rss as f64 / size as f64
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let only = std::env::args().skip_while(|a| a != "--only").nth(1);
+    let data = TempDir::new("daemon-bench");
+    let server = ServerProcess::spawn("127.0.0.1:0", data.path(), &[])?;
+    let url = server.url();
+    if only.as_deref().is_none_or(|o| o == "replay") {
+        replay(&url).await?;
+    }
+    if only.as_deref().is_none_or(|o| o == "latency") {
+        latency(&url, 10, 10, 10).await?;
+    }
+    if only.as_deref().is_none_or(|o| o == "memory") {
+        memory(&url).await?;
+    }
+    Ok(())
+}
