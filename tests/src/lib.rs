@@ -5,6 +5,7 @@
 //!   [`harness::ServerProcess`], and building binaries on demand.
 //! - [`client`]: [`client::WsClient`], plain or TLS, with the token and subprotocol in the upgrade request.
 //! - [`editor`]: [`editor::Editor`], one document edited through the protocol's OT client, as a daemon would.
+//! - [`nvim`]: [`nvim::Nvim`], a real headless Neovim with the plugin, driven over msgpack-RPC.
 //! - [`lsp`]: [`lsp::ScriptedEditor`], the real daemon binary driven over stdio as an editor plugin would.
 //! - [`random`]: the seeded generator shared with the protocol crate's tests.
 
@@ -12,6 +13,7 @@ pub mod client;
 pub mod editor;
 pub mod harness;
 pub mod lsp;
+pub mod nvim;
 
 #[path = "../../protocol/tests/support/random.rs"]
 pub mod random;

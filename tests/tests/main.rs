@@ -1,4 +1,5 @@
 //! End-to-end tests across real sockets and processes, one binary with one module per area.
 
 mod daemon;
+mod nvim;
 mod server;

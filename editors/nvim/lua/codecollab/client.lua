@@ -1,0 +1,100 @@
+--- The connection to codecollab-daemon: started with Neovim's LSP client (positions in UTF-8, Neovim's bytes),
+--- the daemon's notifications dispatched to the buffer, cursor and status modules.
+local config = require('codecollab.config')
+
+local M = {}
+
+--- The running client, if any.
+M.client = nil
+
+local has_011 = vim.fn.has('nvim-0.11') == 1
+
+local function call(method_name, ...)
+  local client = M.client
+  if not client then
+    return nil
+  end
+  if has_011 then
+    return client[method_name](client, ...)
+  end
+  return client[method_name](...)
+end
+
+function M.request(method, params, callback)
+  return call('request', method, params, function(err, result)
+    callback(err, result)
+  end)
+end
+
+function M.notify(method, params)
+  return call('notify', method, params)
+end
+
+--- Callbacks waiting for the daemon to finish initializing.
+local waiting = {}
+local ready = false
+
+--- Runs `callback` once the daemon is initialized (at once if it is).
+function M.when_ready(callback)
+  if ready then
+    callback()
+  else
+    table.insert(waiting, callback)
+  end
+end
+
+--- Starts the daemon if it is not running; returns the client or nil and an error.
+function M.ensure(handlers)
+  if M.client and not M.client:is_stopped() then
+    return M.client
+  end
+  ready = false
+  local daemon = config.daemon()
+  if daemon == nil or daemon == '' or vim.fn.executable(daemon) ~= 1 then
+    return nil,
+      'codecollab-daemon not found: install it (cargo build --release -p codecollab-daemon) and put it on PATH, or set `daemon` in setup()'
+  end
+  local capabilities = vim.lsp.protocol.make_client_capabilities()
+  capabilities.general = capabilities.general or {}
+  capabilities.general.positionEncodings = { 'utf-8' }
+  local lsp_config = {
+    name = 'codecollab',
+    cmd = { daemon },
+    root_dir = vim.fn.getcwd(),
+    capabilities = capabilities,
+    offset_encoding = 'utf-8',
+    handlers = handlers,
+    on_init = function()
+      ready = true
+      local callbacks = waiting
+      waiting = {}
+      for _, callback in ipairs(callbacks) do
+        vim.schedule(callback)
+      end
+    end,
+    on_exit = function()
+      M.client = nil
+      ready = false
+    end,
+  }
+  local id
+  if has_011 then
+    id = vim.lsp.start(lsp_config, { attach = false })
+  else
+    id = vim.lsp.start_client(lsp_config)
+  end
+  if not id then
+    return nil, 'could not start ' .. daemon
+  end
+  M.client = vim.lsp.get_client_by_id(id)
+  return M.client
+end
+
+function M.stop()
+  if M.client then
+    M.client:stop()
+    M.client = nil
+  end
+end
+
+return M

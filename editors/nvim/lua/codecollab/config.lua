@@ -1,0 +1,51 @@
+--- CodeCollab's configuration: defaults, and validation of what setup() is given.
+local M = {}
+
+M.defaults = {
+  -- The daemon binary; nil means `codecollab-daemon` on PATH.
+  daemon = nil,
+  -- The server for `:CodeCollab share`; nil means $CODECOLLAB_SERVER, then ws://127.0.0.1:7830.
+  server = nil,
+  -- Your name as others see it; nil means $USER.
+  name = nil,
+  -- A host token, needed to share on a server that does not listen on loopback.
+  token = nil,
+}
+
+M.values = vim.deepcopy(M.defaults)
+
+local function optional(kind)
+  return function(value)
+    return value == nil or type(value) == kind, 'a ' .. kind .. ' or nil'
+  end
+end
+
+--- Validates `opts` against the schema and merges it over the defaults; errors name the bad key.
+function M.setup(opts)
+  opts = opts or {}
+  vim.validate('opts', opts, 'table')
+  local schema = { daemon = optional('string'), server = optional('string'), name = optional('string'), token = optional('string') }
+  for key, value in pairs(opts) do
+    local check = schema[key]
+    if not check then
+      error(('codecollab.setup: unknown option %q'):format(key))
+    end
+    local ok, expected = check(value)
+    if not ok then
+      error(('codecollab.setup: option %q must be %s'):format(key, expected))
+    end
+  end
+  M.values = vim.tbl_extend('force', vim.deepcopy(M.defaults), opts)
+  return M.values
+end
+
+--- The daemon command, from the configuration, else PATH.
+function M.daemon()
+  return M.values.daemon or vim.fn.exepath('codecollab-daemon')
+end
+
+function M.server()
+  return M.values.server or vim.env.CODECOLLAB_SERVER or 'ws://127.0.0.1:7830'
+end
+
+return M

