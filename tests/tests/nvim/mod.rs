@@ -232,3 +232,25 @@ async fn server_text_async(invite: &str, path: &str) -> String {
     let url = url.split('?').next().expect("url").trim_end_matches('/');
     codecollab_tests::editor::server_text(url, token, path).await.expect("server text").0
 }
+
+#[test]
+fn a_view_only_session_makes_shared_buffers_nomodifiable() {
+    let data = TempDir::new("nvim-server");
+    let server = ServerProcess::spawn("127.0.0.1:0", data.path(), &[]).expect("server");
+    let (host_dir, guest_dir) = (TempDir::new("nvim-host"), TempDir::new("nvim-viewer"));
+    std::fs::write(host_dir.path().join("doc.txt"), DOC).expect("write");
+    let (mut a, _) = host(&server, &host_dir, "ana");
+    let view_invite = a.lua("return require('codecollab').state.view_invite", json!([])).expect("view invite");
+    let mut viewer = guest(view_invite.as_str().expect("string"), &guest_dir, "vic");
+    viewer.command("edit doc.txt").expect("edit");
+    viewer
+        .wait_for("readonly", Duration::from_secs(10), |n| Ok(n.status()?.starts_with("collab: readonly")))
+        .expect("readonly state in the statusline");
+    assert_eq!(viewer.lua("return vim.bo.modifiable", json!([])).expect("option"), json!(false));
+    // The host's edits still arrive.
+    a.command("edit doc.txt").expect("edit");
+    a.input("ggIfrom ana: <Esc>").expect("keys");
+    viewer
+        .wait_for("the host's edit", Duration::from_secs(10), |n| Ok(n.text()?.starts_with("from ana: alpha")))
+        .expect("received");
+}

@@ -199,12 +199,16 @@ function M.apply(params)
     return
   end
   state.applying = true
+  -- A view-only session keeps the buffer 'nomodifiable' for the user; the daemon's edits still apply.
+  local modifiable = vim.bo[bufnr].modifiable
+  vim.bo[bufnr].modifiable = true
   local ok = pcall(function()
     -- Changes apply in order, each relative to the text the previous one left.
     for _, change in ipairs(params.changes) do
       apply_change(bufnr, change)
     end
   end)
+  vim.bo[bufnr].modifiable = modifiable
   state.applying = false
   state.shadow = M.text(bufnr)
   if ok then
