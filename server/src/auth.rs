@@ -104,7 +104,23 @@ impl Secret {
         options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&path).with_context(|| format!("creating {}", path.display()))?;
+        let mut file = match options.open(&path) {
+            Ok(file) => file,
+            // Another process created it between our read and our create: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // Give the other writer a moment to finish writing it.
+                for _ in 0..50 {
+                    if let Ok(bytes) = std::fs::read(&path) {
+                        if bytes.len() >= 32 {
+                            return Ok(Secret::from_bytes(&bytes));
+                        }
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                anyhow::bail!("{} exists but holds no secret", path.display());
+            }
+            Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+        };
         file.write_all(hex.as_bytes())?;
         file.sync_all()?;
         Ok(Secret::from_bytes(hex.as_bytes()))

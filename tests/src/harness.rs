@@ -55,13 +55,25 @@ impl TestServer {
         let mut config = Config { data_dir: data_dir.path().to_owned(), ..Config::default() };
         config.listen = "127.0.0.1:0".parse().expect("address");
         configure(&mut config);
+        let tls = config.tls.is_some();
         let listener = tokio::net::TcpListener::bind(config.listen).await.expect("binding a test port");
         let addr = listener.local_addr().expect("local address");
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(codecollab_server::run(listener, config, async move {
             let _ = stopped.await;
         }));
-        TestServer { addr, data_dir, shutdown: Some(shutdown), task: Some(task) }
+        let server = TestServer { addr, data_dir, shutdown: Some(shutdown), task: Some(task) };
+        // Ready once its secret and database exist (it creates them before it accepts connections), and, for a
+        // plain server, once it answers /healthz.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let dir = server.data_dir.path().to_owned();
+        while !(dir.join("secret").exists() && dir.join("codecollab.sqlite3").exists())
+            || (!tls && !http_get(server.addr, "/healthz").await.is_ok_and(|(status, _)| status == 200))
+        {
+            assert!(std::time::Instant::now() < deadline, "the test server did not start");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        server
     }
 
     pub fn url(&self) -> String {
