@@ -121,8 +121,11 @@ impl LanguageServer for Backend {
     }
 }
 
-/// Sends the main loop's output to the editor, in order.
+/// Sends the main loop's output to the editor, in order. Progress goes through a task of its own: it must wait
+/// for the editor to answer `window/workDoneProgress/create`, and nothing else may wait behind that.
 pub async fn forward_output(client: Client, mut output: mpsc::UnboundedReceiver<Output>) {
+    let (progress, progress_receiver) = mpsc::unbounded_channel();
+    tokio::spawn(forward_progress(client.clone(), progress_receiver));
     while let Some(out) = output.recv().await {
         match out {
             Output::Edit(params) => client.send_notification::<EditNotification>(params).await,
@@ -130,47 +133,59 @@ pub async fn forward_output(client: Client, mut output: mpsc::UnboundedReceiver<
             Output::Peers(params) => client.send_notification::<PeersNotification>(params).await,
             Output::State(params) => client.send_notification::<StateNotification>(params).await,
             Output::Message(kind, message) => client.show_message(kind, message).await,
-            Output::Progress(progress) => send_progress(&client, progress).await,
+            Output::Progress(update) => {
+                let _ = progress.send(update);
+            }
         }
     }
 }
 
-async fn send_progress(client: &Client, progress: Progress) {
+async fn forward_progress(client: Client, mut updates: mpsc::UnboundedReceiver<Progress>) {
     use tower_lsp_server::lsp_types::notification::Progress as ProgressNotification;
     use tower_lsp_server::lsp_types::request::WorkDoneProgressCreate;
-    let (token, value) = match progress {
-        Progress::Begin { token, title, total } => {
-            let create = WorkDoneProgressCreateParams { token: NumberOrString::String(token.clone()) };
-            // The editor answers at once; do not let one that never does hold up everything else.
-            let created = tokio::time::timeout(
-                std::time::Duration::from_secs(2),
-                client.send_request::<WorkDoneProgressCreate>(create),
-            )
-            .await;
-            if !matches!(created, Ok(Ok(()))) {
-                return;
+    // Tokens the editor accepted; updates for others are dropped (the editor declined or did not answer).
+    let mut accepted = std::collections::HashSet::new();
+    while let Some(update) = updates.recv().await {
+        let (token, value) = match update {
+            Progress::Begin { token, title, total } => {
+                let create = WorkDoneProgressCreateParams { token: NumberOrString::String(token.clone()) };
+                let answer = client.send_request::<WorkDoneProgressCreate>(create);
+                if !matches!(tokio::time::timeout(std::time::Duration::from_secs(5), answer).await, Ok(Ok(()))) {
+                    continue;
+                }
+                accepted.insert(token.clone());
+                let begin = WorkDoneProgressBegin {
+                    title,
+                    message: Some(format!("0/{total}")),
+                    percentage: Some(0),
+                    cancellable: None,
+                };
+                (token, WorkDoneProgress::Begin(begin))
             }
-            let begin = WorkDoneProgressBegin {
-                title,
-                message: Some(format!("0/{total}")),
-                percentage: Some(0),
-                cancellable: None,
-            };
-            (token, WorkDoneProgress::Begin(begin))
+            Progress::Report { token, done, total } => {
+                let percentage = (done * 100 / total.max(1)) as u32;
+                let message = Some(format!("{done}/{total}"));
+                (
+                    token,
+                    WorkDoneProgress::Report(WorkDoneProgressReport {
+                        message,
+                        percentage: Some(percentage),
+                        cancellable: None,
+                    }),
+                )
+            }
+            Progress::End { token, message } => {
+                (token, WorkDoneProgress::End(WorkDoneProgressEnd { message: Some(message) }))
+            }
+        };
+        if !accepted.contains(&token) {
+            continue;
         }
-        Progress::Report { token, done, total } => {
-            let percentage = (done * 100 / total.max(1)) as u32;
-            let report = WorkDoneProgressReport {
-                message: Some(format!("{done}/{total}")),
-                percentage: Some(percentage),
-                cancellable: None,
-            };
-            (token, WorkDoneProgress::Report(report))
+        if matches!(value, WorkDoneProgress::End(_)) {
+            accepted.remove(&token);
         }
-        Progress::End { token, message } => {
-            (token, WorkDoneProgress::End(WorkDoneProgressEnd { message: Some(message) }))
-        }
-    };
-    let params = ProgressParams { token: NumberOrString::String(token), value: ProgressParamsValue::WorkDone(value) };
-    client.send_notification::<ProgressNotification>(params).await;
+        let params =
+            ProgressParams { token: NumberOrString::String(token), value: ProgressParamsValue::WorkDone(value) };
+        client.send_notification::<ProgressNotification>(params).await;
+    }
 }

@@ -231,16 +231,38 @@ async fn latency(server: &str, peers: usize, rate: u32, seconds: u64) -> anyhow:
         sent.extend(s);
         seen.extend(r);
     }
-    let mut latencies: Vec<Duration> =
-        seen.iter().filter_map(|(m, at)| sent.get(m).map(|s| at.saturating_duration_since(*s))).collect();
-    latencies.sort();
-    let pick = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p) as usize).copied().unwrap_or_default();
+    // Steady state: markers sent after the first second. The first keystrokes after everyone joined are reported
+    // on their own (a cold start: see the closing note of the daemon issue).
+    let warm = start + Duration::from_secs(1);
+    let mut steady = Vec::new();
+    let mut cold = Vec::new();
+    for (marker, at) in &seen {
+        if let Some(sent_at) = sent.get(marker) {
+            let latency = at.saturating_duration_since(*sent_at);
+            if *sent_at >= warm {
+                steady.push(latency)
+            } else {
+                cold.push(latency)
+            }
+        }
+    }
+    steady.sort();
+    cold.sort();
+    let pick = |v: &[Duration], p: f64| v.get(((v.len() as f64 - 1.0) * p) as usize).copied().unwrap_or_default();
     let expected = sent.len() * (peers - 1);
     println!(
-        "latency: {peers} peers typing {rate} edits/s for {seconds} s: editor to editor p50 {:.2} ms, p99 {:.2} ms ({} of {expected} deliveries seen whole)",
-        pick(0.5).as_secs_f64() * 1e3,
-        pick(0.99).as_secs_f64() * 1e3,
-        latencies.len()
+        "latency: {peers} peers typing {rate} edits/s for {seconds} s, steady state (after the first second): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} deliveries)",
+        pick(&steady, 0.5).as_secs_f64() * 1e3,
+        pick(&steady, 0.99).as_secs_f64() * 1e3,
+        steady.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        steady.len()
+    );
+    println!(
+        "latency: first second (cold start): p50 {:.2} ms, max {:.2} ms ({} deliveries); all {} of {expected} deliveries arrived",
+        pick(&cold, 0.5).as_secs_f64() * 1e3,
+        cold.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        cold.len(),
+        steady.len() + cold.len()
     );
     Ok(())
 }

@@ -277,3 +277,32 @@ async fn remote_cursors_arrive_with_names_and_vanish_when_the_peer_leaves() {
         b.pump(Duration::from_millis(50)).await.expect("pump");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_editor_that_never_answers_progress_requests_still_gets_edits_at_once() {
+    let server = TestServer::start(|_| {}).await;
+    let (host_dir, guest_dir) = (TempDir::new("host"), TempDir::new("guest"));
+    std::fs::write(host_dir.path().join("p.txt"), "x\n").expect("write");
+    let mut a = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("a");
+    let mut b = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("b");
+    let (invite, _) = share(&mut a, host_dir.path(), &server.url(), "ada").await;
+    join(&mut b, &invite, guest_dir.path(), "bob").await;
+    let (ua, ub) = (uri(&host_dir.path().join("p.txt")), uri(&guest_dir.path().join("p.txt")));
+    a.open(&ua, "x\n").await.expect("open");
+    b.open(&ub, "x\n").await.expect("open");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.type_at(&ua, 0, 0, "y").await.expect("type");
+    // B reads raw messages and answers nothing (its daemon's progress request stays unanswered).
+    let started = tokio::time::Instant::now();
+    loop {
+        let message = b.next_message(Duration::from_secs(5)).await.expect("daemon alive").expect("an edit within 5 s");
+        if message["method"] == "collab/edit" {
+            break;
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the edit waited {:?} behind a progress request",
+        started.elapsed()
+    );
+}
