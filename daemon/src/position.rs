@@ -34,14 +34,6 @@ impl Encoding {
             _ => None,
         }
     }
-
-    fn units(self, c: char) -> usize {
-        match self {
-            Encoding::Utf8 => c.len_utf8(),
-            Encoding::Utf16 => c.len_utf16(),
-            Encoding::Utf32 => 1,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,26 +58,26 @@ fn content_chars(rope: &Rope, line: usize) -> usize {
 }
 
 /// The char offset of `position`. A character past the end of its line means the end of the line (as LSP
-/// specifies); a line past the end of the document is an error.
+/// specifies); a line past the end of the document is an error. O(log n): ropey indexes UTF-16 and bytes.
 pub fn offset(rope: &Rope, position: Position, encoding: Encoding) -> Result<usize, PositionError> {
     let line = position.line as usize;
     if line >= rope.len_lines() {
         return Err(PositionError::LineOutOfRange { line: position.line, lines: rope.len_lines() });
     }
     let start = rope.line_to_char(line);
-    let content = content_chars(rope, line);
+    let end = start + content_chars(rope, line);
     let wanted = position.character as usize;
-    if encoding == Encoding::Utf32 {
-        return Ok(start + wanted.min(content));
-    }
-    let mut units = 0;
-    for (i, c) in rope.line(line).chars().take(content).enumerate() {
-        if units >= wanted {
-            return Ok(start + i);
+    Ok(match encoding {
+        Encoding::Utf32 => (start + wanted).min(end),
+        Encoding::Utf16 => {
+            let (first, last) = (rope.char_to_utf16_cu(start), rope.char_to_utf16_cu(end));
+            rope.utf16_cu_to_char((first + wanted).min(last))
         }
-        units += encoding.units(c);
-    }
-    Ok(start + content)
+        Encoding::Utf8 => {
+            let (first, last) = (rope.char_to_byte(start), rope.char_to_byte(end));
+            rope.byte_to_char((first + wanted).min(last))
+        }
+    })
 }
 
 /// The LSP position of char `offset` (clamped to the document).
@@ -95,7 +87,8 @@ pub fn position(rope: &Rope, offset: usize, encoding: Encoding) -> Position {
     let start = rope.line_to_char(line);
     let character = match encoding {
         Encoding::Utf32 => offset - start,
-        _ => rope.slice(start..offset).chars().map(|c| encoding.units(c)).sum(),
+        Encoding::Utf16 => rope.char_to_utf16_cu(offset) - rope.char_to_utf16_cu(start),
+        Encoding::Utf8 => rope.char_to_byte(offset) - rope.char_to_byte(start),
     };
     Position { line: line as u32, character: character as u32 }
 }

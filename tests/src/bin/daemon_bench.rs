@@ -27,7 +27,7 @@ fn uri(path: &Path) -> String {
 fn lsp_position(rope: &Rope, offset: usize) -> Value {
     let line = rope.char_to_line(offset);
     let start = rope.line_to_char(line);
-    let character: usize = rope.slice(start..offset).chars().map(char::len_utf16).sum();
+    let character = rope.char_to_utf16_cu(offset) - rope.char_to_utf16_cu(start);
     json!({"line": line, "character": character})
 }
 
@@ -97,6 +97,7 @@ async fn replay(server: &str) -> anyhow::Result<()> {
     a.drain(Duration::from_millis(200)).await?;
     b.drain(Duration::from_millis(200)).await?;
     let target = trace.end_content.chars().count();
+    let end_content = trace.end_content.clone();
     // The receiver applies what its daemon sends, concurrently with the typing.
     let receiver = tokio::spawn(async move {
         let (mut text, mut sent, mut applied, mut notifications) = (Rope::new(), 0u64, 0u64, 0u64);
@@ -111,7 +112,8 @@ async fn replay(server: &str) -> anyhow::Result<()> {
                     applied += 1;
                 }
                 notifications += 1;
-                if text.len_chars() == target {
+                // The trace passes through the final length before its end: compare the text itself.
+                if text.len_chars() == target && text == end_content.as_str() {
                     return Ok::<_, anyhow::Error>((text, Instant::now(), notifications, applied));
                 }
             }
