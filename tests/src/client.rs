@@ -119,8 +119,10 @@ impl WsClient {
         if let Some(msg) = self.pending.pop_front() {
             return Ok(Event::Msg(msg));
         }
+        // One deadline for the whole wait: pings from the server must not keep restarting it.
+        let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let next = tokio::time::timeout(timeout, self.ws.next())
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .map_err(|_| anyhow!("no message within {timeout:?}"))?;
             match next {
