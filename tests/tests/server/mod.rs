@@ -7,6 +7,8 @@ mod durability;
 mod operations;
 mod tls;
 
+use codecollab_protocol::wire::{ErrorCode, ServerMsg};
+use codecollab_tests::client::WsClient;
 use codecollab_tests::editor::{self, Editor, SessionTokens};
 use codecollab_tests::harness::TestServer;
 
@@ -31,4 +33,14 @@ pub async fn assert_converged(url: &str, token: &str, path: &str, editors: &mut 
         assert_eq!(editor.text.to_string(), text, "editor {i} differs from the server");
     }
     text
+}
+
+/// Waits for an error with `code` (skipping other messages) and returns its message.
+pub async fn expect_error(ws: &mut WsClient, code: ErrorCode) -> String {
+    ws.recv_until(|m| match m {
+        ServerMsg::Error { code: c, message, .. } if *c == code => Some(message.clone()),
+        _ => None,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("expected {code:?}: {e:#}"))
 }

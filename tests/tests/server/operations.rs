@@ -9,20 +9,10 @@ use codecollab_tests::client::{Connect, WsClient};
 use codecollab_tests::editor::{self, Editor};
 use codecollab_tests::harness::{binary, http_get, ServerProcess, TempDir};
 
-use super::{server_and_session, server_and_session_with};
+use super::{expect_error, server_and_session, server_and_session_with};
 
 fn connect_with(token: &str) -> Connect {
     Connect { token: Some(token.to_owned()), ..Default::default() }
-}
-
-/// Waits for an error with `code`, skipping other messages.
-async fn expect_error(ws: &mut WsClient, code: ErrorCode) -> String {
-    ws.recv_until(|m| match m {
-        ServerMsg::Error { code: c, message, .. } if *c == code => Some(message.clone()),
-        _ => None,
-    })
-    .await
-    .unwrap_or_else(|e| panic!("expected {code:?}: {e:#}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
