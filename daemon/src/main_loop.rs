@@ -415,9 +415,8 @@ impl MainLoop {
             ServerMsg::Welcome { session, peer, name: _, role, host: _, token, peers, docs } => {
                 self.welcome(session, peer, role, token, peers, docs)
             }
-            ServerMsg::Snapshot { doc, path, revision, text, last_seq } => {
-                self.snapshot(doc, path, revision, text, last_seq)
-            }
+            // `last_seq` is not needed: a resync diffs the snapshot against our text, whatever it already holds.
+            ServerMsg::Snapshot { doc, path, revision, text, last_seq: _ } => self.snapshot(doc, path, revision, text),
             ServerMsg::Subscribed { doc, revision: _ } => {
                 let resend = self.session.as_mut().and_then(|s| s.docs.get_mut(&doc)).and_then(|d| d.ot.resumed());
                 if let Some(out) = resend {
@@ -674,7 +673,7 @@ impl MainLoop {
 
     // ---- documents ----
 
-    fn snapshot(&mut self, doc: DocId, path: String, revision: Revision, text: String, last_seq: Option<u64>) {
+    fn snapshot(&mut self, doc: DocId, path: String, revision: Revision, text: String) {
         let encoding = self.encoding;
         let Some(session) = self.session.as_mut() else { return };
         let joining = matches!(self.pending, Some(Pending::Join { .. }));
@@ -682,7 +681,6 @@ impl MainLoop {
         if let Some(existing) = session.docs.get_mut(&doc) {
             // A resync: the history no longer reached back. Keep our text and send the difference as one edit.
             let ours = existing.text.to_string();
-            let _ = last_seq;
             existing.ot = Client::new(revision, existing.ot.next_seq());
             existing.text = Rope::from_str(&text);
             let diff = position::diff(&text, &ours);

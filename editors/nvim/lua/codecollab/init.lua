@@ -148,58 +148,48 @@ local function watch_buffers()
   end
 end
 
---- Shares `dir` (default: the current directory).
-function M.share(dir, callback)
+--- Starts the daemon, then sends the share or join `method` for folder `dir` (default: the current directory);
+--- on success records the session, tracks shared buffers, and calls `on_success(result, dir)` then `callback`.
+local function start_session(method, dir, params, on_success, callback)
   if not start() then
     return
   end
   dir = vim.fn.fnamemodify(dir or vim.fn.getcwd(), ':p'):gsub('/$', '')
   state.root = dir
-  local params = {
-    root = vim.uri_from_fname(dir),
-    server = config.server(),
-    name = config.values.name,
-    token = config.values.token,
-  }
+  params.root = vim.uri_from_fname(dir)
   client.when_ready(function()
-  client.request('collab/share', params, function(err, result)
-    if err then
-      state.root = nil
-      return notify('share failed: ' .. (err.message or vim.inspect(err)), vim.log.levels.ERROR)
-    end
-    state.session, state.invite, state.view_invite = result.session, result.invite, result.viewInvite
+    client.request(method, params, function(err, result)
+      if err then
+        state.root = nil
+        local verb = method:gsub('^collab/', '')
+        return notify(verb .. ' failed: ' .. (err.message or vim.inspect(err)), vim.log.levels.ERROR)
+      end
+      state.session = result.session
+      on_success(result, dir)
+      watch_buffers()
+      if callback then
+        callback(result)
+      end
+    end)
+  end)
+end
+
+--- Shares `dir` (default: the current directory).
+function M.share(dir, callback)
+  local params = { server = config.server(), name = config.values.name, token = config.values.token }
+  start_session('collab/share', dir, params, function(result, root)
+    state.invite, state.view_invite = result.invite, result.viewInvite
     vim.fn.setreg('+', result.invite)
     vim.fn.setreg('"', result.invite)
-    notify('sharing ' .. dir .. '. Invite copied to the clipboard (view-only: :CodeCollab invite view)')
-    watch_buffers()
-    if callback then
-      callback(result)
-    end
-  end)
-  end)
+    notify('sharing ' .. root .. '. Invite copied to the clipboard (view-only: :CodeCollab invite view)')
+  end, callback)
 end
 
 --- Joins the session of `invite` into `dir` (default: the current directory).
 function M.join(invite, dir, callback)
-  if not start() then
-    return
-  end
-  dir = vim.fn.fnamemodify(dir or vim.fn.getcwd(), ':p'):gsub('/$', '')
-  state.root = dir
-  client.when_ready(function()
-  client.request('collab/join', { invite = invite, root = vim.uri_from_fname(dir), name = config.values.name }, function(err, result)
-    if err then
-      state.root = nil
-      return notify('join failed: ' .. (err.message or vim.inspect(err)), vim.log.levels.ERROR)
-    end
-    state.session = result.session
-    notify(('joined: %d files in %s'):format(#result.files, dir))
-    watch_buffers()
-    if callback then
-      callback(result)
-    end
-  end)
-  end)
+  start_session('collab/join', dir, { invite = invite, name = config.values.name }, function(result, root)
+    notify(('joined: %d files in %s'):format(#result.files, root))
+  end, callback)
 end
 
 function M.leave()
