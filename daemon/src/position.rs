@@ -122,18 +122,25 @@ pub fn changes_to_operation(
     Ok((op, working))
 }
 
-/// The change list, in the editor's encoding, that applies `op` to `text`.
+/// The change list, in the editor's encoding, that applies `op` to `text`. The changes come last one first
+/// (descending, never overlapping), so each range is valid both in sequence (LSP `didChange` semantics) and against
+/// `text` itself: an editor with an atomic multi-edit API (VS Code's `WorkspaceEdit`) applies the list as is.
 pub fn operation_to_changes(text: &Rope, op: &TextOperation, encoding: Encoding) -> Vec<Change> {
-    let mut working = text.clone();
-    op.to_replacements()
+    // `to_replacements` counts each start after the replacements before it; undo that shift to get offsets in
+    // `text`, then reverse.
+    let mut shift: isize = 0;
+    let mut changes: Vec<Change> = op
+        .to_replacements()
         .into_iter()
         .map(|r| {
-            let change = Change { range: range(&working, r.start, r.end, encoding), text: r.text.clone() };
-            working.remove(r.start..r.end);
-            working.insert(r.start, &r.text);
-            change
+            let start = r.start.checked_add_signed(-shift).expect("a replacement starts after the ones before it");
+            let end = start + (r.end - r.start);
+            shift += r.text.chars().count() as isize - (r.end - r.start) as isize;
+            Change { range: range(text, start, end, encoding), text: r.text }
         })
-        .collect()
+        .collect();
+    changes.reverse();
+    changes
 }
 
 /// A minimal-ish edit from `from` to `to`: a line diff, each changed hunk one replacement, so the cursor and
@@ -194,6 +201,11 @@ mod tests {
             assert_eq!(after.to_string(), "one é\r\n2 👩\u{200d}💻\nthree");
             assert_eq!(op.apply(&text.to_string()).expect("fits"), after.to_string());
             let back = operation_to_changes(&text, &op, encoding);
+            assert!(
+                back.windows(2).all(|w| (w[1].range.end.line, w[1].range.end.character)
+                    <= (w[0].range.start.line, w[0].range.start.character)),
+                "descending: {back:?}"
+            );
             let (again, _) = changes_to_operation(&text, &back, encoding).expect("valid");
             assert_eq!(again, op);
         }
