@@ -51,6 +51,9 @@ pub struct Peer {
     /// The file this peer's cursor is in, if known (an addition to DESIGN section 2).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
+    /// True on the entry that is this editor itself (an addition to DESIGN section 2).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub you: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -10,7 +10,8 @@ fn main() -> std::process::ExitCode {
         let _ = writeln!(std::io::stdout(), "codecollab-daemon {}", env!("CARGO_PKG_VERSION"));
         return std::process::ExitCode::SUCCESS;
     }
-    if let Some(unknown) = args.first() {
+    // `--stdio` is what many LSP clients pass; stdio is the only transport, so it changes nothing.
+    if let Some(unknown) = args.iter().find(|a| *a != "--stdio") {
         eprintln!("codecollab-daemon: unknown argument {unknown:?}; it takes none (the editor speaks to it on stdio)");
         return std::process::ExitCode::FAILURE;
     }

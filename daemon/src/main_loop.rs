@@ -940,6 +940,7 @@ impl MainLoop {
                         Role::View => "view".into(),
                     },
                     uri,
+                    you: p.peer == session.peer,
                 }
             })
             .collect();

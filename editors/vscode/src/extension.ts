@@ -1,0 +1,464 @@
+// The CodeCollab extension: starts codecollab-daemon, wires VS Code's documents to it through the bridge, and offers
+// the commands, the status bar item and the remote cursors.
+
+import * as os from 'os';
+import * as path from 'path';
+import * as vscode from 'vscode';
+import { LanguageClient, LanguageClientOptions, ServerOptions } from 'vscode-languageclient/node';
+import { DocumentBridge } from './bridge';
+import { RemoteCursors } from './cursors';
+import { DaemonNotFound, locate } from './daemon';
+import {
+  Change,
+  ConnectionState,
+  CursorsParams,
+  EditParams,
+  JoinResult,
+  Methods,
+  Peer,
+  PeersParams,
+  ShareResult,
+  StateParams,
+} from './protocol';
+
+let controller: Controller | undefined;
+
+export function activate(context: vscode.ExtensionContext): void {
+  controller = new Controller(context);
+  const commands: [string, () => Promise<unknown>][] = [
+    ['codecollab.share', () => controller!.share()],
+    ['codecollab.join', () => controller!.join()],
+    ['codecollab.leave', () => controller!.leave()],
+    ['codecollab.copyInvite', () => controller!.copyInvite()],
+    ['codecollab.followPeer', () => controller!.followPeer()],
+    ['codecollab.showPeers', () => controller!.showPeers()],
+  ];
+  for (const [id, run] of commands) {
+    context.subscriptions.push(vscode.commands.registerCommand(id, () => run().catch((e) => controller!.fail(e))));
+  }
+  context.subscriptions.push(controller);
+}
+
+export function deactivate(): Thenable<void> | undefined {
+  const stopping = controller?.stop();
+  controller = undefined;
+  return stopping;
+}
+
+function toChange(change: vscode.TextDocumentContentChangeEvent): Change {
+  const { start, end } = change.range;
+  return {
+    range: { start: { line: start.line, character: start.character }, end: { line: end.line, character: end.character } },
+    text: change.text,
+  };
+}
+
+class Controller implements vscode.Disposable {
+  private client: LanguageClient | undefined;
+  private starting: Promise<LanguageClient> | undefined;
+  private readonly output = vscode.window.createOutputChannel('CodeCollab');
+  private readonly status = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Left, 10);
+  private readonly cursors = new RemoteCursors();
+  private readonly bridge: DocumentBridge;
+  private readonly listeners: vscode.Disposable[] = [];
+  private state: ConnectionState = 'idle';
+  private session: string | undefined;
+  private root: vscode.Uri | undefined;
+  private invites: { edit: string; view: string } | undefined;
+  private peers: Peer[] = [];
+  private following: number | undefined;
+  /** Set while the extension itself moves the selection (following), so it does not stop the follow. */
+  private moving = false;
+
+  constructor(private readonly context: vscode.ExtensionContext) {
+    this.bridge = new DocumentBridge({
+      apply: (uri, version, changes) => this.apply(uri, version, changes),
+      notify: (method, params) => void this.client?.sendNotification(method, params),
+      log: (message) => this.output.appendLine(message),
+    });
+    this.status.command = 'codecollab.showPeers';
+    this.renderStatus();
+  }
+
+  dispose(): void {
+    void this.stop();
+    this.status.dispose();
+    this.cursors.dispose();
+    this.output.dispose();
+  }
+
+  fail(error: unknown): void {
+    const message = error instanceof Error ? error.message : String(error);
+    this.output.appendLine(`error: ${message}`);
+    void vscode.window.showErrorMessage(`CodeCollab: ${message}`);
+  }
+
+  async stop(): Promise<void> {
+    this.untrackAll();
+    const client = this.client;
+    this.client = undefined;
+    this.starting = undefined;
+    if (client) {
+      await client.stop().catch(() => undefined);
+    }
+  }
+
+  // ---- commands ----
+
+  async share(): Promise<void> {
+    const folder = await this.pickFolder('share');
+    if (!folder) {
+      return;
+    }
+    const client = await this.start();
+    const config = vscode.workspace.getConfiguration('codecollab');
+    const result = await client.sendRequest<ShareResult>(Methods.share, {
+      root: folder.uri.toString(),
+      server: config.get<string>('server') || undefined,
+      name: this.name(),
+    });
+    this.invites = { edit: result.invite, view: result.viewInvite };
+    this.begin(folder.uri, result.session);
+    await vscode.env.clipboard.writeText(result.invite).then(undefined, () => undefined);
+    const choice = await vscode.window.showInformationMessage(
+      `CodeCollab: sharing ${folder.name}. Invite (copied to the clipboard): ${result.invite}`,
+      'Copy View-Only Invite',
+    );
+    if (choice) {
+      await vscode.env.clipboard.writeText(result.viewInvite);
+    }
+  }
+
+  async join(): Promise<void> {
+    const invite = await vscode.window.showInputBox({
+      title: 'CodeCollab: Join Session',
+      prompt: 'Paste the invite you were sent',
+      placeHolder: 'ws://host:7830/?session=…#…',
+      ignoreFocusOut: true,
+      validateInput: (value) => (/^wss?:\/\/\S+#\S+$/.test(value.trim()) ? undefined : 'An invite looks like ws://host/?session=ID#TOKEN'),
+    });
+    if (!invite) {
+      return;
+    }
+    const folder = await this.pickFolder('join into');
+    if (!folder) {
+      return;
+    }
+    const client = await this.start();
+    const result = await client.sendRequest<JoinResult>(Methods.join, {
+      invite: invite.trim(),
+      root: folder.uri.toString(),
+      name: this.name(),
+    });
+    this.invites = undefined;
+    this.begin(folder.uri, result.session);
+    void vscode.window.showInformationMessage(`CodeCollab: joined, ${result.files.length} files in ${folder.name}.`);
+  }
+
+  async leave(): Promise<void> {
+    if (!this.client || !this.session) {
+      void vscode.window.showInformationMessage('CodeCollab: not in a session.');
+      return;
+    }
+    await this.client.sendRequest(Methods.leave, {});
+    this.end();
+  }
+
+  async copyInvite(): Promise<void> {
+    if (!this.invites) {
+      void vscode.window.showWarningMessage('CodeCollab: no invite here; only the person who shared has one.');
+      return;
+    }
+    const pick = await vscode.window.showQuickPick(
+      [
+        { label: 'Edit', description: 'may edit', invite: this.invites.edit },
+        { label: 'View only', description: 'may watch and point', invite: this.invites.view },
+      ],
+      { title: 'CodeCollab: Copy Invite Link' },
+    );
+    if (pick) {
+      await vscode.env.clipboard.writeText(pick.invite);
+      void vscode.window.showInformationMessage(`CodeCollab: ${pick.label.toLowerCase()} invite copied.`);
+    }
+  }
+
+  async followPeer(): Promise<void> {
+    const peer = await this.pickPeer('CodeCollab: Follow Peer');
+    if (peer) {
+      this.following = peer.id;
+      await this.followStep();
+    }
+  }
+
+  async showPeers(): Promise<void> {
+    const peer = await this.pickPeer('CodeCollab: Peers (pick one to jump to their cursor)');
+    if (peer) {
+      await this.reveal(peer.id);
+    }
+  }
+
+  // ---- the daemon ----
+
+  private start(): Promise<LanguageClient> {
+    if (!this.starting) {
+      this.starting = this.launch().then(
+        (client) => (this.client = client),
+        (error) => {
+          this.starting = undefined;
+          throw error;
+        },
+      );
+    }
+    return this.starting;
+  }
+
+  private async launch(): Promise<LanguageClient> {
+    const configured = vscode.workspace.getConfiguration('codecollab').get<string | null>('daemon.path');
+    let daemon;
+    try {
+      daemon = await locate(configured, this.context.extensionPath);
+    } catch (error) {
+      if (error instanceof DaemonNotFound) {
+        const action = await vscode.window.showErrorMessage(`CodeCollab: ${error.message}`, 'Open Settings');
+        if (action) {
+          await vscode.commands.executeCommand('workbench.action.openSettings', 'codecollab.daemon.path');
+        }
+        throw new Error('the daemon is not available');
+      }
+      throw error;
+    }
+    this.output.appendLine(`starting ${daemon.path} (${daemon.version}, ${daemon.source})`);
+    // No `transport`: the client would add `--stdio`; the daemon speaks on stdio anyway.
+    const serverOptions: ServerOptions = { command: daemon.path };
+    const clientOptions: LanguageClientOptions = {
+      documentSelector: [],
+      outputChannel: this.output,
+      initializationOptions: {},
+    };
+    const client = new LanguageClient('codecollab', 'CodeCollab', serverOptions, clientOptions);
+    client.onNotification(Methods.edit, (params: EditParams) => this.bridge.daemonEdit(params));
+    client.onNotification(Methods.cursors, (params: CursorsParams) => this.onCursors(params));
+    client.onNotification(Methods.peers, (params: PeersParams) => {
+      this.peers = params.peers;
+      this.renderStatus();
+    });
+    client.onNotification(Methods.state, (params: StateParams) => this.onState(params));
+    await client.start();
+    return client;
+  }
+
+  // ---- the session ----
+
+  private begin(root: vscode.Uri, session: string): void {
+    this.root = root;
+    this.session = session;
+    if (this.state === 'idle') {
+      this.state = 'connected';
+    }
+    this.listeners.push(
+      vscode.workspace.onDidOpenTextDocument((doc) => this.track(doc)),
+      vscode.workspace.onDidCloseTextDocument((doc) => this.bridge.close(doc.uri.toString())),
+      vscode.workspace.onDidChangeTextDocument((event) =>
+        this.bridge.localChange(event.document.uri.toString(), {
+          version: event.document.version,
+          changes: event.contentChanges.map(toChange),
+        }),
+      ),
+      vscode.window.onDidChangeTextEditorSelection((event) => this.onSelection(event)),
+      vscode.window.onDidChangeVisibleTextEditors(() => this.cursors.render()),
+      vscode.window.onDidChangeActiveTextEditor((editor) => editor && this.applyReadonly(editor)),
+    );
+    vscode.workspace.textDocuments.forEach((doc) => this.track(doc));
+    this.renderStatus();
+  }
+
+  private end(): void {
+    this.untrackAll();
+    this.session = undefined;
+    this.root = undefined;
+    this.invites = undefined;
+    this.peers = [];
+    this.following = undefined;
+    this.state = 'idle';
+    this.renderStatus();
+  }
+
+  private untrackAll(): void {
+    this.listeners.splice(0).forEach((listener) => listener.dispose());
+    for (const uri of this.bridge.tracked()) {
+      this.bridge.close(uri, false);
+    }
+    this.cursors.clear();
+  }
+
+  private underRoot(uri: vscode.Uri): boolean {
+    if (!this.root || uri.scheme !== 'file') {
+      return false;
+    }
+    const relative = path.relative(this.root.fsPath, uri.fsPath);
+    return relative !== '' && !relative.startsWith('..') && !path.isAbsolute(relative);
+  }
+
+  private track(doc: vscode.TextDocument): void {
+    const uri = doc.uri.toString();
+    if (this.session && this.underRoot(doc.uri) && !this.bridge.isTracked(uri)) {
+      this.bridge.open(uri, doc.version, doc.getText());
+    }
+  }
+
+  /** The bridge's host `apply`: one version-checked edit, refused if the document moved on. */
+  private async apply(uri: string, version: number, changes: Change[]): Promise<boolean> {
+    const doc = vscode.workspace.textDocuments.find((d) => d.uri.toString() === uri);
+    if (!doc || doc.version !== version) {
+      return false;
+    }
+    const edit = new vscode.WorkspaceEdit();
+    const target = doc.uri;
+    for (const change of changes) {
+      const { start, end } = change.range;
+      edit.replace(target, new vscode.Range(start.line, start.character, end.line, end.character), change.text);
+    }
+    // VS Code checks the edit against the version the extension host knows, so a keystroke that got in first
+    // makes it refuse the whole edit; the bridge then asks the daemon to re-send.
+    return vscode.workspace.applyEdit(edit);
+  }
+
+  private onSelection(event: vscode.TextEditorSelectionChangeEvent): void {
+    const uri = event.textEditor.document.uri.toString();
+    if (!this.bridge.isTracked(uri)) {
+      return;
+    }
+    if (this.following !== undefined && !this.moving && event.kind !== undefined && event.kind !== vscode.TextEditorSelectionChangeKind.Command) {
+      this.following = undefined; // the user moved: stop following
+      this.renderStatus();
+    }
+    const ranges = event.selections.map((s) => ({
+      start: { line: s.anchor.line, character: s.anchor.character },
+      end: { line: s.active.line, character: s.active.character },
+    }));
+    void this.client?.sendNotification(Methods.cursor, { uri, ranges });
+  }
+
+  private onCursors(params: CursorsParams): void {
+    this.cursors.update(params);
+    if (this.following !== undefined) {
+      void this.followStep();
+    }
+  }
+
+  private onState(params: StateParams): void {
+    const wasReadonly = this.state === 'readonly';
+    this.state = params.state;
+    if (params.session) {
+      this.session = params.session;
+    }
+    if (params.message) {
+      this.output.appendLine(`daemon: ${params.message}`);
+    }
+    if (params.state === 'readonly' && !wasReadonly) {
+      void vscode.window.showInformationMessage('CodeCollab: this session is view-only; shared files are read-only.');
+    }
+    if ((params.state === 'readonly') !== wasReadonly) {
+      vscode.window.visibleTextEditors.forEach((editor) => this.applyReadonly(editor));
+    }
+    if (params.state === 'idle' && this.session) {
+      this.end();
+    }
+    this.renderStatus();
+  }
+
+  /** In a view-only session, shared editors are read-only (for this VS Code session, not persisted). */
+  private applyReadonly(editor: vscode.TextEditor): void {
+    if (!this.underRoot(editor.document.uri) || editor !== vscode.window.activeTextEditor) {
+      return;
+    }
+    const command =
+      this.state === 'readonly'
+        ? 'workbench.action.files.setActiveEditorReadonlyInSession'
+        : 'workbench.action.files.resetActiveEditorReadonlyInSession';
+    void vscode.commands.executeCommand(command).then(undefined, () => undefined);
+  }
+
+  private renderStatus(): void {
+    if (!this.session) {
+      this.status.hide();
+      return;
+    }
+    const icon: Record<ConnectionState, string> = {
+      idle: '$(circle-slash)',
+      connecting: '$(sync~spin)',
+      connected: '$(broadcast)',
+      reconnecting: '$(sync~spin)',
+      readonly: '$(eye)',
+    };
+    const others = this.peers.filter((p) => !p.you).length;
+    const follow = this.following !== undefined ? ' $(eye) following' : '';
+    this.status.text = `${icon[this.state]} CodeCollab: ${this.state} · ${others}${follow}`;
+    this.status.tooltip = `Session ${this.session}: ${others} other ${others === 1 ? 'person' : 'people'}. Click to list them.`;
+    this.status.show();
+  }
+
+  // ---- peers ----
+
+  private async pickPeer(title: string): Promise<Peer | undefined> {
+    if (!this.session) {
+      void vscode.window.showInformationMessage('CodeCollab: not in a session.');
+      return undefined;
+    }
+    const others = this.peers.filter((p) => !p.you);
+    if (others.length === 0) {
+      void vscode.window.showInformationMessage('CodeCollab: nobody else is here yet.');
+      return undefined;
+    }
+    const items = others.map((peer) => ({
+      label: peer.name,
+      description: peer.role,
+      detail: peer.uri ? vscode.workspace.asRelativePath(vscode.Uri.parse(peer.uri)) : 'no file open',
+      peer,
+    }));
+    return (await vscode.window.showQuickPick(items, { title }))?.peer;
+  }
+
+  private async followStep(): Promise<void> {
+    if (this.following === undefined) {
+      return;
+    }
+    await this.reveal(this.following);
+  }
+
+  private async reveal(peer: number): Promise<void> {
+    const caret = this.cursors.caretOf(peer);
+    const where = caret?.uri ?? this.peers.find((p) => p.id === peer)?.uri;
+    if (!where) {
+      return;
+    }
+    this.moving = true;
+    try {
+      const editor = await vscode.window.showTextDocument(vscode.Uri.parse(where), { preserveFocus: false });
+      if (caret) {
+        const range = new vscode.Range(caret.position, caret.position);
+        editor.revealRange(range, vscode.TextEditorRevealType.InCenterIfOutsideViewport);
+      }
+    } finally {
+      this.moving = false;
+    }
+  }
+
+  // ---- settings and folders ----
+
+  private name(): string {
+    return vscode.workspace.getConfiguration('codecollab').get<string>('name') || os.userInfo().username;
+  }
+
+  private async pickFolder(verb: string): Promise<vscode.WorkspaceFolder | undefined> {
+    const folders = vscode.workspace.workspaceFolders ?? [];
+    if (folders.length === 0) {
+      void vscode.window.showErrorMessage(`CodeCollab: open a folder to ${verb} first (File > Open Folder).`);
+      return undefined;
+    }
+    if (folders.length === 1) {
+      return folders[0];
+    }
+    return vscode.window.showWorkspaceFolderPick({ placeHolder: `Folder to ${verb}` });
+  }
+}

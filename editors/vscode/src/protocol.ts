@@ -1,0 +1,117 @@
+// The editor protocol's custom methods and their parameters (DESIGN section 2), mirroring daemon/src/lsp_ext.rs.
+
+export interface Position {
+  line: number;
+  character: number;
+}
+
+export interface Range {
+  start: Position;
+  end: Position;
+}
+
+/** One change, LSP `didChange` style: a list is applied in order, each relative to the text the previous left. */
+export interface Change {
+  range: Range;
+  text: string;
+}
+
+export interface EditParams {
+  uri: string;
+  revision: number;
+  changes: Change[];
+}
+
+export interface OpenParams {
+  uri: string;
+  text: string;
+}
+
+export interface CursorParams {
+  uri: string;
+  /** `start` is the anchor, `end` the caret (the daemon keeps the direction). */
+  ranges: Range[];
+}
+
+export interface CloseParams {
+  uri: string;
+}
+
+export interface Peer {
+  id: number;
+  name: string;
+  color: string;
+  role: string;
+  /** The file this peer's cursor is in, if known (a daemon addition). */
+  uri?: string;
+  /** True on the entry that is this editor itself (a daemon addition). */
+  you?: boolean;
+}
+
+export interface RemoteCursor {
+  peer: number;
+  name: string;
+  color: string;
+  ranges: Range[];
+}
+
+export interface CursorsParams {
+  uri: string;
+  cursors: RemoteCursor[];
+}
+
+export interface PeersParams {
+  peers: Peer[];
+}
+
+export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'readonly';
+
+export interface StateParams {
+  state: ConnectionState;
+  session?: string;
+  message?: string;
+}
+
+export interface ShareParams {
+  root: string;
+  server?: string;
+  name?: string;
+  token?: string;
+}
+
+export interface ShareResult {
+  session: string;
+  invite: string;
+  viewInvite: string;
+}
+
+export interface JoinParams {
+  invite: string;
+  root: string;
+  name?: string;
+}
+
+export interface JoinResult {
+  session: string;
+  files: string[];
+}
+
+export interface StatusResult {
+  state: ConnectionState;
+  session?: string;
+  peers: Peer[];
+}
+
+export const Methods = {
+  share: 'collab/share',
+  join: 'collab/join',
+  leave: 'collab/leave',
+  status: 'collab/status',
+  open: 'collab/open',
+  edit: 'collab/edit',
+  cursor: 'collab/cursor',
+  close: 'collab/close',
+  cursors: 'collab/cursors',
+  peers: 'collab/peers',
+  state: 'collab/state',
+} as const;

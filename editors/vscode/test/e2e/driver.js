@@ -1,0 +1,291 @@
+// Drives a real VS Code workbench (code-server in Debian's Chromium, through playwright-core) for the end-to-end
+// tests: started with a folder and settings, then commanded over stdin with one JSON object per line, answering each
+// on stdout with one JSON line ({ok: true, ...} or {ok: false, error}).
+//
+// Usage: node driver.js CONFIG_JSON, where CONFIG_JSON names {folder, vsix, settings, work}.
+
+'use strict';
+
+const { spawn, execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const net = require('node:net');
+const path = require('node:path');
+const readline = require('node:readline');
+const { chromium } = require('playwright-core');
+
+const CODE_SERVER = path.join(__dirname, 'node_modules', '.bin', 'code-server');
+const CHROMIUM = process.env.CODECOLLAB_CHROMIUM || '/usr/bin/chromium';
+const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+function log(...args) {
+  process.stderr.write(`[driver] ${args.join(' ')}\n`);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForHttp(url, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const response = await fetch(url);
+      if (response.status < 500) {
+        return;
+      }
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`code-server did not answer at ${url} within ${timeoutMs} ms`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+class Workbench {
+  constructor(config) {
+    this.config = config;
+    this.codeServer = undefined;
+    this.browser = undefined;
+    this.page = undefined;
+  }
+
+  async start() {
+    const { work, folder, vsix, settings } = this.config;
+    const userData = path.join(work, 'user-data');
+    const extensions = path.join(work, 'extensions');
+    fs.mkdirSync(path.join(userData, 'User'), { recursive: true });
+    fs.writeFileSync(path.join(userData, 'User', 'settings.json'), JSON.stringify(settings, null, 2));
+    if (!fs.existsSync(CODE_SERVER)) {
+      throw new Error(`${CODE_SERVER} is missing: run scripts/test (it installs the VS Code test tools)`);
+    }
+    if (!fs.existsSync(CHROMIUM)) {
+      throw new Error(`${CHROMIUM} is missing: run scripts/test (it installs Debian's chromium)`);
+    }
+    const common = ['--user-data-dir', userData, '--extensions-dir', extensions];
+    execFileSync(CODE_SERVER, [...common, '--install-extension', vsix], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const port = await freePort();
+    const args = [
+      ...common,
+      '--auth',
+      'none',
+      '--bind-addr',
+      `127.0.0.1:${port}`,
+      '--disable-telemetry',
+      '--disable-update-check',
+      '--disable-workspace-trust',
+      '--disable-getting-started-override',
+      '--ignore-last-opened',
+      folder,
+    ];
+    const logFile = fs.openSync(path.join(work, 'code-server.log'), 'a');
+    this.codeServer = spawn(CODE_SERVER, args, {
+      stdio: ['ignore', logFile, logFile],
+      env: { ...process.env, ...(this.config.env || {}) },
+      detached: true,
+    });
+    await waitForHttp(`http://127.0.0.1:${port}/healthz`, 60_000);
+    // A persistent context over a new, empty profile directory: Playwright passes it as --user-data-dir.
+    this.browser = await chromium.launchPersistentContext(path.join(work, 'chromium'), {
+      executablePath: CHROMIUM,
+      args: CHROMIUM_FLAGS,
+      headless: true,
+      viewport: { width: 1400, height: 900 },
+    });
+    this.page = this.browser.pages()[0] || (await this.browser.newPage());
+    this.page.setDefaultTimeout(30_000);
+    await this.page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(folder)}`);
+    await this.page.waitForSelector('.monaco-workbench', { timeout: 60_000 });
+    await this.page.waitForSelector('.explorer-folders-view .monaco-list-row', { timeout: 60_000 });
+    return { port };
+  }
+
+  async stop() {
+    await this.browser?.close().catch(() => undefined);
+    if (this.codeServer && this.codeServer.exitCode === null) {
+      try {
+        process.kill(-this.codeServer.pid, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+    }
+  }
+
+  /** Runs a command from the command palette by its title, e.g. "CodeCollab: Share Folder". */
+  async palette({ title }) {
+    const page = this.page;
+    await page.keyboard.press('F1');
+    const input = page.locator('.quick-input-widget input');
+    await input.waitFor({ state: 'visible' });
+    await input.fill(`>${title}`);
+    const row = page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first();
+    await row.waitFor({ state: 'visible' });
+    await page.keyboard.press('Enter');
+    return {};
+  }
+
+  /** Types into the quick input box (an input box or a quick pick), then Enter. */
+  async input({ text }) {
+    const input = this.page.locator('.quick-input-widget input');
+    await input.waitFor({ state: 'visible' });
+    await input.fill(text);
+    await this.page.keyboard.press('Enter');
+    return {};
+  }
+
+  /** Waits for a notification whose text matches `pattern` (a regular expression); returns its text. */
+  async notification({ pattern, timeoutMs = 30_000 }) {
+    const regex = new RegExp(pattern);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const texts = await this.page.locator('.notification-toast .notification-list-item-message').allInnerTexts();
+      const hit = texts.find((t) => regex.test(t));
+      if (hit) {
+        return { text: hit };
+      }
+      if (Date.now() > deadline) {
+        throw new Error(`no notification matching /${pattern}/; seen: ${JSON.stringify(texts)}`);
+      }
+      await this.page.waitForTimeout(100);
+    }
+  }
+
+  /** Opens a file by clicking it in the Explorer (the reliable way; Ctrl+P was not). */
+  async open({ name }) {
+    const page = this.page;
+    const row = page.locator(`.explorer-folders-view .monaco-list-row[aria-label="${name}"]`).first();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await row.waitFor({ state: 'visible', timeout: 5_000 });
+        break;
+      } catch (error) {
+        if (attempt >= 6) {
+          throw error;
+        }
+        // A file written by the daemon may not be listed yet: ask the Explorer to look again.
+        await this.palette({ title: 'File: Refresh Explorer' });
+      }
+    }
+    await row.click();
+    await page.locator(`.tabs-container .tab.active[aria-label*="${name}"]`).waitFor({ state: 'visible' });
+    await page.locator('.editor-instance .monaco-editor .view-lines').first().waitFor({ state: 'visible' });
+    return {};
+  }
+
+  /** Focuses the active editor's text and moves the caret with `keys` (e.g. "Control+End"), if given. */
+  async focus({ keys }) {
+    await this.page.locator('.editor-instance .monaco-editor .view-lines').first().click();
+    for (const key of keys || []) {
+      await this.page.keyboard.press(key);
+    }
+    return {};
+  }
+
+  /** Types `text` at full speed (`delay` ms between keys, default 0) into whatever has focus. */
+  async type({ text, delay = 0 }) {
+    const started = Date.now();
+    for (const segment of text.split(/(\n)/)) {
+      if (segment === '\n') {
+        await this.page.keyboard.press('Enter', { delay });
+      } else if (segment) {
+        await this.page.keyboard.type(segment, { delay });
+      }
+    }
+    return { ms: Date.now() - started };
+  }
+
+  async press({ key }) {
+    await this.page.keyboard.press(key);
+    return {};
+  }
+
+  /** The names shown beside remote carets in the visible editors (decorations' ::after content). */
+  async decorations() {
+    const names = await this.page.evaluate(() => {
+      const found = new Set();
+      for (const el of document.querySelectorAll('.monaco-editor .view-lines span, .monaco-editor .view-overlays div')) {
+        const content = getComputedStyle(el, '::after').content;
+        if (content && content !== 'none' && content !== 'normal') {
+          found.add(content.replace(/^"|"$/g, ''));
+        }
+      }
+      return [...found];
+    });
+    return { names };
+  }
+
+  /** The text of the status bar item that belongs to CodeCollab. */
+  async status() {
+    const texts = await this.page.locator('.statusbar-item').allInnerTexts();
+    return { text: texts.find((t) => t.includes('CodeCollab')) || '' };
+  }
+
+  async screenshot({ file }) {
+    await this.page.screenshot({ path: file });
+    return { file };
+  }
+}
+
+async function main() {
+  const config = JSON.parse(process.argv[2]);
+  const bench = new Workbench(config);
+  const reply = (value) => process.stdout.write(`${JSON.stringify(value)}\n`);
+  let shuttingDown = false;
+  const shutdown = async () => {
+    if (!shuttingDown) {
+      shuttingDown = true;
+      await bench.stop();
+      process.exit(0);
+    }
+  };
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+  try {
+    reply({ ok: true, ...(await bench.start()) });
+  } catch (error) {
+    reply({ ok: false, error: String(error && error.stack ? error.stack : error) });
+    await bench.stop();
+    process.exit(1);
+  }
+  const lines = readline.createInterface({ input: process.stdin });
+  for await (const line of lines) {
+    if (!line.trim()) {
+      continue;
+    }
+    let request;
+    try {
+      request = JSON.parse(line);
+      const handler = bench[request.op];
+      if (typeof handler !== 'function' || request.op === 'start' || request.op === 'stop') {
+        throw new Error(`unknown op ${request.op}`);
+      }
+      reply({ ok: true, ...(await handler.call(bench, request)) });
+    } catch (error) {
+      log(`op ${request && request.op} failed: ${error}`);
+      if (bench.page && config.work) {
+        await bench.page.screenshot({ path: path.join(config.work, 'failure.png') }).catch(() => undefined);
+      }
+      reply({ ok: false, error: String(error && error.message ? error.message : error) });
+    }
+  }
+  await shutdown(); // stdin closed: the test is done (or died)
+}
+
+main();
