@@ -242,3 +242,16 @@ pub async fn server_text(url: &str, token: &str, path: &str) -> anyhow::Result<(
     }
     Ok((text, revision))
 }
+
+/// The server's text of `path` in the session of `invite` (an editor's invite string).
+pub async fn invite_server_text(invite: &str, path: &str) -> anyhow::Result<String> {
+    let (url, token) = invite.split_once('#').context("an invite ends in #TOKEN")?;
+    let url = url.split('?').next().unwrap_or(url).trim_end_matches('/');
+    Ok(server_text(url, token, path).await?.0)
+}
+
+/// [`invite_server_text`] from synchronous code.
+pub fn server_text_of_invite(invite: &str, path: &str) -> anyhow::Result<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(invite_server_text(invite, path))
+}

@@ -6,6 +6,7 @@
 //! - [`client`]: [`client::WsClient`], plain or TLS, with the token and subprotocol in the upgrade request.
 //! - [`editor`]: [`editor::Editor`], one document edited through the protocol's OT client, as a daemon would.
 //! - [`nvim`]: [`nvim::Nvim`], a real headless Neovim with the plugin, driven over msgpack-RPC.
+//! - [`vscode`]: [`vscode::VsCode`], a real VS Code workbench (code-server) with the extension, driven by Playwright.
 //! - [`lsp`]: [`lsp::ScriptedEditor`], the real daemon binary driven over stdio as an editor plugin would.
 //! - [`random`]: the seeded generator shared with the protocol crate's tests.
 
@@ -14,6 +15,7 @@ pub mod editor;
 pub mod harness;
 pub mod lsp;
 pub mod nvim;
+pub mod vscode;
 
 #[path = "../../protocol/tests/support/random.rs"]
 pub mod random;

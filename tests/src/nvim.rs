@@ -146,6 +146,28 @@ impl Nvim {
         }
     }
 
+    /// A new Neovim in `dir` that shares it through `server`; returns it and the invite.
+    pub fn share(dir: &Path, server: &str, name: &str) -> anyhow::Result<(Nvim, String)> {
+        let mut nvim = Nvim::start(dir, &format!("{{ server = '{server}', name = '{name}' }}"), true)?;
+        nvim.lua("require('codecollab').share()", json!([]))?;
+        nvim.wait_for("the share", Duration::from_secs(20), |n| {
+            Ok(n.lua("return require('codecollab').state.invite ~= nil", json!([]))? == json!(true))
+        })?;
+        let invite = nvim.lua("return require('codecollab').state.invite", json!([]))?;
+        let invite = invite.as_str().context("the invite is a string")?.to_owned();
+        Ok((nvim, invite))
+    }
+
+    /// A new Neovim in `dir` that joins the session of `invite`.
+    pub fn join(invite: &str, dir: &Path, name: &str) -> anyhow::Result<Nvim> {
+        let mut nvim = Nvim::start(dir, &format!("{{ name = '{name}' }}"), true)?;
+        nvim.lua("require('codecollab').join(...)", json!([invite]))?;
+        nvim.wait_for("the join", Duration::from_secs(20), |n| {
+            Ok(n.lua("return require('codecollab').state.session ~= nil", json!([]))? == json!(true))
+        })?;
+        Ok(nvim)
+    }
+
     /// Waits until Neovim has processed all typed input (it is in normal mode with nothing pending).
     pub fn settle_input(&mut self) -> anyhow::Result<()> {
         self.wait_for("input to be processed", Duration::from_secs(20), |n| {

@@ -3,3 +3,4 @@
 mod daemon;
 mod nvim;
 mod server;
+mod vscode;

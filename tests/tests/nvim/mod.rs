@@ -8,27 +8,12 @@ use serde_json::json;
 
 const DOC: &str = "alpha beta\ngamma delta\nxxx yyy xxx\n";
 
-/// Shares `dir` from a new Neovim; returns it and the invite.
 fn host(server: &ServerProcess, dir: &TempDir, name: &str) -> (Nvim, String) {
-    let mut nvim =
-        Nvim::start(dir.path(), &format!("{{ server = '{}', name = '{name}' }}", server.url()), true).expect("nvim");
-    nvim.lua("require('codecollab').share()", json!([])).expect("share");
-    nvim.wait_for("the share", Duration::from_secs(20), |n| {
-        Ok(n.lua("return require('codecollab').state.invite ~= nil", json!([]))? == json!(true))
-    })
-    .expect("shared");
-    let invite = nvim.lua("return require('codecollab').state.invite", json!([])).expect("invite");
-    (nvim, invite.as_str().expect("string").to_owned())
+    Nvim::share(dir.path(), &server.url(), name).expect("share")
 }
 
 fn guest(invite: &str, dir: &TempDir, name: &str) -> Nvim {
-    let mut nvim = Nvim::start(dir.path(), &format!("{{ name = '{name}' }}"), true).expect("nvim");
-    nvim.lua("require('codecollab').join(...)", json!([invite])).expect("join");
-    nvim.wait_for("the join", Duration::from_secs(20), |n| {
-        Ok(n.lua("return require('codecollab').state.session ~= nil", json!([]))? == json!(true))
-    })
-    .expect("joined");
-    nvim
+    Nvim::join(invite, dir.path(), name).expect("join")
 }
 
 /// A server, Ana sharing a folder holding doc.txt, and Ben joined into another; both have doc.txt open.
@@ -56,8 +41,7 @@ fn pair() -> Pair {
 }
 
 fn server_text(invite: &str, path: &str) -> String {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    runtime.block_on(server_text_async(invite, path))
+    codecollab_tests::editor::server_text_of_invite(invite, path).expect("server text")
 }
 
 fn converge(editors: &mut [&mut Nvim]) -> String {
@@ -224,17 +208,14 @@ async fn a_neovim_and_a_utf16_editor_co_edit_one_file() {
         editor.drain(Duration::from_millis(200)).await.expect("drain");
         let (ours, theirs) = (nvim.text().expect("text"), editor.text(&uri));
         if ours == theirs {
-            assert_eq!(server_text_async(&invite, "doc.txt").await, ours);
+            assert_eq!(
+                codecollab_tests::editor::invite_server_text(&invite, "doc.txt").await.expect("server text"),
+                ours
+            );
             break;
         }
         assert!(std::time::Instant::now() < deadline, "did not converge:\n{ours:?}\n{theirs:?}");
     }
-}
-
-async fn server_text_async(invite: &str, path: &str) -> String {
-    let (url, token) = invite.split_once('#').expect("token");
-    let url = url.split('?').next().expect("url").trim_end_matches('/');
-    codecollab_tests::editor::server_text(url, token, path).await.expect("server text").0
 }
 
 #[test]

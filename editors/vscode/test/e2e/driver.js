@@ -26,6 +26,10 @@ const CHROMIUM_FLAGS = [
   '--disable-sync',
 ];
 
+function escapeRegExp(text) {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
 function log(...args) {
   process.stderr.write(`[driver] ${args.join(' ')}\n`);
 }
@@ -113,7 +117,8 @@ class Workbench {
     this.page.setDefaultTimeout(30_000);
     await this.page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(folder)}`);
     await this.page.waitForSelector('.monaco-workbench', { timeout: 60_000 });
-    await this.page.waitForSelector('.explorer-folders-view .monaco-list-row', { timeout: 60_000 });
+    await this.page.waitForSelector('.explorer-viewlet', { timeout: 60_000 });
+    await this.page.waitForSelector('.part.statusbar', { timeout: 60_000 });
     return { port };
   }
 
@@ -131,14 +136,30 @@ class Workbench {
   /** Runs a command from the command palette by its title, e.g. "CodeCollab: Share Folder". */
   async palette({ title }) {
     const page = this.page;
-    await page.keyboard.press('F1');
-    const input = page.locator('.quick-input-widget input');
-    await input.waitFor({ state: 'visible' });
-    await input.fill(`>${title}`);
-    const row = page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first();
-    await row.waitFor({ state: 'visible' });
-    await page.keyboard.press('Enter');
-    return {};
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      await page.keyboard.press('F1');
+      const input = page.locator('.quick-input-widget input');
+      await input.waitFor({ state: 'visible' });
+      await input.fill(`>${title}`);
+      // The row whose label is exactly the title: fuzzy matching also lists others ("File: Save" finds
+      // "File: Compare Active File with Saved"), recently used ones first.
+      const row = page
+        .locator('.quick-input-list .monaco-list-row')
+        .filter({ has: page.locator('.label-name', { hasText: new RegExp(`^${escapeRegExp(title)}$`) }) })
+        .first();
+      try {
+        await row.waitFor({ state: 'visible', timeout: 5_000 });
+        await row.click();
+        return {};
+      } catch (error) {
+        // Right after start the extension's commands may not be registered yet: close the palette, try again.
+        await page.keyboard.press('Escape');
+        if (Date.now() > deadline) {
+          throw error;
+        }
+      }
+    }
   }
 
   /** Types into the quick input box (an input box or a quick pick), then Enter. */
@@ -209,6 +230,12 @@ class Workbench {
       }
     }
     return { ms: Date.now() - started };
+  }
+
+  /** Whether the active editor tab has unsaved changes. */
+  async dirty() {
+    const classes = await this.page.locator('.tabs-container .tab.active').first().getAttribute('class');
+    return { dirty: /\bdirty\b/.test(classes || '') };
   }
 
   async press({ key }) {

@@ -1,0 +1,247 @@
+//! A real VS Code workbench (code-server in headless Chromium) with the CodeCollab extension installed from the
+//! `.vsix` that `scripts/test` builds, driven through `editors/vscode/test/e2e/driver.js` (Playwright) over a pipe.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+use crate::harness::{binary, TempDir};
+
+fn extension_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../editors/vscode")
+}
+
+/// The packaged extension: `CODECOLLAB_VSIX`, else the one `scripts/test` builds.
+pub fn vsix() -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var("CODECOLLAB_VSIX") {
+        return Ok(PathBuf::from(path));
+    }
+    let path = extension_dir().join("codecollab.vsix");
+    anyhow::ensure!(path.exists(), "{} is missing: run ./scripts/test (it packages the extension)", path.display());
+    Ok(path)
+}
+
+/// Settings for a test workbench: nothing that types for the user (suggestions, auto-closing, auto-indent) and
+/// nothing that reaches for the network.
+fn settings(server: Option<&str>, name: &str) -> Value {
+    let daemon = binary("codecollab-daemon", "codecollab-daemon");
+    let mut settings = json!({
+        "codecollab.name": name,
+        "codecollab.daemon.path": daemon,
+        "codecollab.trace.server": "messages",
+        "workbench.startupEditor": "none",
+        "workbench.tips.enabled": false,
+        "workbench.enableExperiments": false,
+        "security.workspace.trust.enabled": false,
+        "telemetry.telemetryLevel": "off",
+        "extensions.autoCheckUpdates": false,
+        "extensions.autoUpdate": false,
+        "update.mode": "none",
+        "files.autoSave": "off",
+        "files.insertFinalNewline": false,
+        "files.trimTrailingWhitespace": false,
+        "editor.quickSuggestions": { "other": false, "comments": false, "strings": false },
+        "editor.suggestOnTriggerCharacters": false,
+        "editor.wordBasedSuggestions": "off",
+        "editor.acceptSuggestionOnEnter": "off",
+        "editor.autoClosingBrackets": "never",
+        "editor.autoClosingQuotes": "never",
+        "editor.autoSurround": "never",
+        "editor.autoIndent": "none",
+        "editor.formatOnType": false,
+        "editor.unicodeHighlight.ambiguousCharacters": false,
+        "git.enabled": false,
+    });
+    if let Some(server) = server {
+        settings["codecollab.server"] = json!(server);
+    }
+    settings
+}
+
+pub struct VsCode {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    /// The workbench's profile, logs and screenshots; kept when a test fails.
+    work: Option<TempDir>,
+    work_path: PathBuf,
+    folder: PathBuf,
+}
+
+impl std::fmt::Debug for VsCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VsCode({})", self.folder.display())
+    }
+}
+
+impl VsCode {
+    /// Starts code-server on `folder` with the extension, as user `name`, and opens its workbench in Chromium.
+    pub fn start(folder: &Path, server: Option<&str>, name: &str) -> anyhow::Result<VsCode> {
+        let work = TempDir::new("vscode");
+        let driver = extension_dir().join("test/e2e/driver.js");
+        let config = json!({
+            "work": work.path(),
+            "folder": folder,
+            "vsix": vsix()?,
+            "settings": settings(server, name),
+        });
+        let mut child = Command::new("node")
+            .arg(&driver)
+            .arg(config.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting node (the VS Code driver); is Node.js installed?")?;
+        let stdin = child.stdin.take().context("stdin")?;
+        let stdout = BufReader::new(child.stdout.take().context("stdout")?);
+        let work_path = work.path().to_owned();
+        let mut vscode =
+            VsCode { child, stdin: Some(stdin), stdout, work: Some(work), work_path, folder: folder.to_owned() };
+        vscode.recv().context("starting VS Code")?;
+        Ok(vscode)
+    }
+
+    /// Sends one driver command without waiting for its answer (for typing in two editors at once).
+    pub fn send(&mut self, op: &str, mut args: Value) -> anyhow::Result<()> {
+        args["op"] = json!(op);
+        let stdin = self.stdin.as_mut().context("the driver is closed")?;
+        writeln!(stdin, "{args}")?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    /// The answer to the oldest command sent.
+    pub fn recv(&mut self) -> anyhow::Result<Value> {
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            bail!("the VS Code driver exited; {}", self.logs());
+        }
+        let reply: Value = serde_json::from_str(&line).with_context(|| format!("driver said {line:?}"))?;
+        if reply["ok"] != json!(true) {
+            bail!("VS Code driver: {}; {}", reply["error"], self.logs());
+        }
+        Ok(reply)
+    }
+
+    pub fn call(&mut self, op: &str, args: Value) -> anyhow::Result<Value> {
+        self.send(op, args)?;
+        self.recv().with_context(|| format!("driver op {op}"))
+    }
+
+    /// Runs a command from the command palette by its title.
+    pub fn palette(&mut self, title: &str) -> anyhow::Result<()> {
+        self.call("palette", json!({ "title": title })).map(drop)
+    }
+
+    /// Waits for a notification matching the regular expression `pattern`; returns its text.
+    pub fn notification(&mut self, pattern: &str) -> anyhow::Result<String> {
+        let reply = self.call("notification", json!({ "pattern": pattern }))?;
+        Ok(reply["text"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Opens `name` (a file at the top of the folder) from the Explorer.
+    pub fn open(&mut self, name: &str) -> anyhow::Result<()> {
+        self.call("open", json!({ "name": name })).map(drop)
+    }
+
+    /// Saves the active editor and returns its text as written to disk.
+    pub fn save_and_read(&mut self, name: &str) -> anyhow::Result<String> {
+        self.palette("File: Save")?;
+        // The save is asynchronous; wait until the tab is no longer dirty.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.call("dirty", json!({}))?["dirty"] == json!(true) {
+            if Instant::now() > deadline {
+                let _ = self.call("screenshot", json!({ "file": self.work_path.join("save.png") }));
+                bail!("the editor stayed dirty after File: Save");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::fs::read_to_string(self.folder.join(name)).context("reading the saved file")
+    }
+
+    /// Waits until `check` holds, polling.
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&mut VsCode) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if check(self)? {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = self.call("screenshot", json!({ "file": self.work_path.join("timeout.png") }));
+                bail!("timed out waiting for {what}; {}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The names beside remote carets in the visible editors.
+    pub fn cursor_names(&mut self) -> anyhow::Result<Vec<String>> {
+        let reply = self.call("decorations", json!({}))?;
+        Ok(reply["names"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+    }
+
+    /// The CodeCollab status bar item's text.
+    pub fn status(&mut self) -> anyhow::Result<String> {
+        Ok(self.call("status", json!({}))?["text"].as_str().unwrap_or_default().trim().to_owned())
+    }
+
+    /// Where the logs of this workbench are, and the extension's output channel, for failure messages.
+    fn logs(&self) -> String {
+        let mut out = format!("work directory {}", self.work_path.display());
+        let logs = self.work_path.join("user-data/logs");
+        if let Some(channel) = find_file(&logs, "CodeCollab.log") {
+            let text = std::fs::read_to_string(&channel).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            out.push_str("\nCodeCollab output (last lines):\n");
+            for line in tail.into_iter().rev() {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+fn find_file(dir: &Path, suffix: &str) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_file(&path, suffix) {
+                return Some(found);
+            }
+        } else if path.to_string_lossy().ends_with(suffix) {
+            return Some(path);
+        }
+    }
+    None
+}
+
+impl Drop for VsCode {
+    fn drop(&mut self) {
+        // Closing stdin makes the driver close Chromium and stop code-server.
+        drop(self.stdin.take());
+        if std::thread::panicking() {
+            eprintln!("keeping the VS Code work directory {} (logs, failure.png)", self.work_path.display());
+            std::mem::forget(self.work.take());
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

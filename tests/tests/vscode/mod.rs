@@ -1,0 +1,126 @@
+//! The VS Code extension in a real VS Code workbench (code-server, driven by Playwright in Chromium), with a real
+//! daemon, server and Neovim on the other side.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use codecollab_tests::editor::server_text_of_invite;
+use codecollab_tests::harness::{ServerProcess, TempDir};
+use codecollab_tests::nvim::Nvim;
+use codecollab_tests::vscode::VsCode;
+
+/// A workbench is two heavy processes (code-server and Chromium) on a 2-core machine: one test at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+const DOC: &str = "alpha beta\ngamma delta\nxxx yyy xxx\n";
+
+/// What VS Code types at full speed: several lines, non-ASCII (accents, CJK, an emoji outside the BMP, which is
+/// two UTF-16 units) included.
+const VSCODE_TEXT: &str = "fast typing from VS Code é 日本 😀 ok\nsecond line, still going\nthird 👩\u{200d}💻 line";
+
+fn invite_in(notification: &str) -> String {
+    let start = notification.find("ws://").expect("an invite in the notification");
+    notification[start..].split_whitespace().next().expect("invite").to_owned()
+}
+
+/// Waits until VS Code's saved text, Neovim's buffer and the server all hold the same text; returns it.
+fn converge(vscode: &mut VsCode, nvim: &mut Nvim, invite: &str, name: &str) -> String {
+    let mut last = (String::new(), String::new(), String::new());
+    let result = vscode.wait_for("VS Code, Neovim and the server to agree", Duration::from_secs(60), |vscode| {
+        let in_vscode = vscode.save_and_read(name)?;
+        let in_nvim = nvim.text()?;
+        let on_server = server_text_of_invite(invite, name)?;
+        let same = in_vscode == in_nvim && in_nvim == on_server;
+        last = (in_vscode, in_nvim, on_server);
+        Ok(same)
+    });
+    if let Err(error) = result {
+        panic!("{error}\nVS Code: {:?}\nNeovim:  {:?}\nserver:  {:?}", last.0, last.1, last.2);
+    }
+    last.0
+}
+
+#[test]
+fn shared_from_vscode_joined_from_neovim_both_typing_at_once() {
+    let _serial = serial();
+    let data = TempDir::new("vscode-server");
+    let server = ServerProcess::spawn("127.0.0.1:0", data.path(), &[]).expect("server");
+    let (host_dir, guest_dir) = (TempDir::new("vscode-host"), TempDir::new("vscode-guest"));
+    std::fs::write(host_dir.path().join("doc.txt"), DOC).expect("write");
+
+    let mut vscode = VsCode::start(host_dir.path(), Some(&server.url()), "vera").expect("VS Code");
+    vscode.palette("CodeCollab: Share Folder").expect("share");
+    let invite = invite_in(&vscode.notification("Invite").expect("the share's notification"));
+
+    let mut nvim = Nvim::join(&invite, guest_dir.path(), "nora").expect("Neovim joins");
+    assert_eq!(std::fs::read_to_string(guest_dir.path().join("doc.txt")).expect("joined file"), DOC);
+    nvim.command("edit doc.txt").expect("edit");
+    vscode.open("doc.txt").expect("open");
+    vscode.call("focus", serde_json::json!({ "keys": ["Control+End"] })).expect("focus");
+
+    // Both type at once: VS Code at the end of the file at full speed, Neovim at the top and in the middle.
+    vscode.send("type", serde_json::json!({ "text": VSCODE_TEXT })).expect("type");
+    for round in 0..8 {
+        nvim.input(&format!("ggI[nvim {round}] <Esc>")).expect("input");
+        nvim.input("jA+<Esc>").expect("input");
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    vscode.recv().expect("VS Code typed");
+    nvim.settle_input().expect("Neovim settled");
+
+    let text = converge(&mut vscode, &mut nvim, &invite, "doc.txt");
+    assert!(text.contains(VSCODE_TEXT), "VS Code's typing arrived in one piece: {text:?}");
+    for round in 0..8 {
+        assert!(text.contains(&format!("[nvim {round}] ")), "Neovim's round {round} is there: {text:?}");
+    }
+    assert_eq!(text.matches('+').count(), 8, "every `+` Neovim appended is there: {text:?}");
+
+    // Neovim's caret shows in VS Code with her name; the status bar counts her.
+    nvim.input("gg0").expect("move");
+    vscode
+        .wait_for("Neovim's named cursor in VS Code", Duration::from_secs(20), |v| {
+            Ok(v.cursor_names()?.iter().any(|n| n == "nora"))
+        })
+        .expect("cursor decoration");
+    let status = vscode.status().expect("status");
+    assert!(status.contains("connected") && status.ends_with("· 1"), "status bar: {status:?}");
+
+    // When she leaves, her cursor goes.
+    drop(nvim);
+    vscode
+        .wait_for("the cursor to go", Duration::from_secs(20), |v| Ok(!v.cursor_names()?.iter().any(|n| n == "nora")))
+        .expect("cursor removed");
+}
+
+#[test]
+fn shared_from_neovim_joined_from_the_vscode_palette() {
+    let _serial = serial();
+    let data = TempDir::new("vscode-server");
+    let server = ServerProcess::spawn("127.0.0.1:0", data.path(), &[]).expect("server");
+    let (host_dir, guest_dir) = (TempDir::new("vscode-host"), TempDir::new("vscode-guest"));
+    std::fs::write(host_dir.path().join("doc.txt"), DOC).expect("write");
+    std::fs::create_dir(host_dir.path().join("src")).expect("mkdir");
+    std::fs::write(host_dir.path().join("src/lib.rs"), "fn main() {}\n").expect("write");
+
+    let (mut nvim, invite) = Nvim::share(host_dir.path(), &server.url(), "nils").expect("Neovim shares");
+    nvim.command("edit doc.txt").expect("edit");
+
+    let mut vscode = VsCode::start(guest_dir.path(), None, "vic").expect("VS Code");
+    vscode.palette("CodeCollab: Join Session").expect("join command");
+    vscode.call("input", serde_json::json!({ "text": invite })).expect("paste the invite");
+    vscode.notification("joined, 2 files").expect("the join's notification");
+    assert_eq!(std::fs::read_to_string(guest_dir.path().join("src/lib.rs")).expect("joined file"), "fn main() {}\n");
+
+    vscode.open("doc.txt").expect("open");
+    vscode.call("focus", serde_json::json!({ "keys": ["Control+Home"] })).expect("focus");
+    vscode.call("type", serde_json::json!({ "text": "from VS Code: 😀\n" })).expect("type");
+    nvim.input("GAfrom Neovim<Esc>").expect("input");
+    nvim.settle_input().expect("settled");
+    let text = converge(&mut vscode, &mut nvim, &invite, "doc.txt");
+    assert!(text.starts_with("from VS Code: 😀\nalpha beta\n"), "{text:?}");
+    assert!(text.contains("from Neovim"), "{text:?}");
+}
