@@ -105,6 +105,8 @@ struct Session {
     /// Editor opens of files the session does not hold yet, by path: created on the server, then tracked.
     pending_opens: HashMap<String, OpenParams>,
     uris: HashMap<String, DocId>,
+    /// The document each peer last moved its cursor in: where "follow" goes.
+    last_doc: HashMap<PeerId, DocId>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -448,6 +450,7 @@ impl MainLoop {
                     d.presence.remove(&peer);
                 } else {
                     d.presence.insert(peer, selections);
+                    session.last_doc.insert(peer, doc);
                 }
                 self.send_cursors(doc);
                 self.send_peers();
@@ -492,6 +495,7 @@ impl MainLoop {
                 let mut touched = Vec::new();
                 if let Some(session) = self.session.as_mut() {
                     session.peers.remove(&peer);
+                    session.last_doc.remove(&peer);
                     for (id, d) in session.docs.iter_mut() {
                         if d.presence.remove(&peer).is_some() {
                             touched.push(*id);
@@ -639,6 +643,7 @@ impl MainLoop {
             docs: HashMap::new(),
             pending_opens: HashMap::new(),
             uris: HashMap::new(),
+            last_doc: HashMap::new(),
         }
     }
 
@@ -926,9 +931,11 @@ impl MainLoop {
             .values()
             .map(|p| {
                 let uri = session
-                    .docs
-                    .values()
-                    .find(|d| d.presence.contains_key(&p.peer))
+                    .last_doc
+                    .get(&p.peer)
+                    .and_then(|doc| session.docs.get(doc))
+                    .filter(|d| d.presence.contains_key(&p.peer))
+                    .or_else(|| session.docs.values().find(|d| d.presence.contains_key(&p.peer)))
                     .and_then(|d| workspace::resolve(root, &d.path).ok())
                     .map(|path| workspace::path_to_uri(&path));
                 Peer {

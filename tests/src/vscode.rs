@@ -149,21 +149,6 @@ impl VsCode {
         self.call("open", json!({ "name": name })).map(drop)
     }
 
-    /// Saves the active editor and returns its text as written to disk.
-    pub fn save_and_read(&mut self, name: &str) -> anyhow::Result<String> {
-        self.palette("File: Save")?;
-        // The save is asynchronous; wait until the tab is no longer dirty.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.call("dirty", json!({}))?["dirty"] == json!(true) {
-            if Instant::now() > deadline {
-                let _ = self.call("screenshot", json!({ "file": self.work_path.join("save.png") }));
-                bail!("the editor stayed dirty after File: Save");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::fs::read_to_string(self.folder.join(name)).context("reading the saved file")
-    }
-
     /// Waits until `check` holds, polling.
     pub fn wait_for(
         &mut self,
@@ -188,6 +173,16 @@ impl VsCode {
     pub fn cursor_names(&mut self) -> anyhow::Result<Vec<String>> {
         let reply = self.call("decorations", json!({}))?;
         Ok(reply["names"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+    }
+
+    /// The lines the active editor shows (all of a short file), joined with `\n`.
+    pub fn visible_text(&mut self) -> anyhow::Result<String> {
+        Ok(self.call("visibleText", json!({}))?["text"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// The label of the active editor tab (the file name, then its folder).
+    pub fn active_tab(&mut self) -> anyhow::Result<String> {
+        Ok(self.call("activeTab", json!({}))?["label"].as_str().unwrap_or_default().to_owned())
     }
 
     /// The CodeCollab status bar item's text.

@@ -30,9 +30,12 @@ export class RemoteCursors implements vscode.Disposable {
     this.render();
   }
 
-  /** The caret of `peer`, if it is in some document. */
-  caretOf(peer: number): { uri: string; position: vscode.Position } | undefined {
+  /** The caret of `peer` in document `only` if given, else in any document, if known. */
+  caretOf(peer: number, only?: string): { uri: string; position: vscode.Position } | undefined {
     for (const [uri, cursors] of this.byUri) {
+      if (only !== undefined && uri !== only) {
+        continue;
+      }
       const cursor = cursors.find((c) => c.peer === peer);
       const range = cursor?.ranges[0];
       if (range) {

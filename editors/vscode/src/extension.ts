@@ -186,6 +186,8 @@ class Controller implements vscode.Disposable {
     const peer = await this.pickPeer('CodeCollab: Follow Peer');
     if (peer) {
       this.following = peer.id;
+      this.output.appendLine(`following ${peer.name} (${peer.id})`);
+      this.renderStatus();
       await this.followStep();
     }
   }
@@ -241,6 +243,9 @@ class Controller implements vscode.Disposable {
     client.onNotification(Methods.peers, (params: PeersParams) => {
       this.peers = params.peers;
       this.renderStatus();
+      if (this.following !== undefined) {
+        void this.followStep();
+      }
     });
     client.onNotification(Methods.state, (params: StateParams) => this.onState(params));
     await client.start();
@@ -329,6 +334,7 @@ class Controller implements vscode.Disposable {
       return;
     }
     if (this.following !== undefined && !this.moving && event.kind !== undefined && event.kind !== vscode.TextEditorSelectionChangeKind.Command) {
+      this.output.appendLine(`stopped following: the selection moved (${event.kind})`);
       this.following = undefined; // the user moved: stop following
       this.renderStatus();
     }
@@ -427,8 +433,10 @@ class Controller implements vscode.Disposable {
   }
 
   private async reveal(peer: number): Promise<void> {
-    const caret = this.cursors.caretOf(peer);
-    const where = caret?.uri ?? this.peers.find((p) => p.id === peer)?.uri;
+    // The peer list says which file the peer is in; the cursors say where in it (once this editor has it open).
+    const file = this.peers.find((p) => p.id === peer)?.uri;
+    const caret = this.cursors.caretOf(peer, file);
+    const where = file ?? caret?.uri;
     if (!where) {
       return;
     }

@@ -8,6 +8,7 @@ use codecollab_tests::editor::server_text_of_invite;
 use codecollab_tests::harness::{ServerProcess, TempDir};
 use codecollab_tests::nvim::Nvim;
 use codecollab_tests::vscode::VsCode;
+use serde_json::json;
 
 /// A workbench is two heavy processes (code-server and Chromium) on a 2-core machine: one test at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -27,11 +28,11 @@ fn invite_in(notification: &str) -> String {
     notification[start..].split_whitespace().next().expect("invite").to_owned()
 }
 
-/// Waits until VS Code's saved text, Neovim's buffer and the server all hold the same text; returns it.
+/// Waits until the text VS Code shows, Neovim's buffer and the server all hold the same text; returns it.
 fn converge(vscode: &mut VsCode, nvim: &mut Nvim, invite: &str, name: &str) -> String {
     let mut last = (String::new(), String::new(), String::new());
     let result = vscode.wait_for("VS Code, Neovim and the server to agree", Duration::from_secs(60), |vscode| {
-        let in_vscode = vscode.save_and_read(name)?;
+        let in_vscode = vscode.visible_text()?;
         let in_nvim = nvim.text()?;
         let on_server = server_text_of_invite(invite, name)?;
         let same = in_vscode == in_nvim && in_nvim == on_server;
@@ -60,10 +61,10 @@ fn shared_from_vscode_joined_from_neovim_both_typing_at_once() {
     assert_eq!(std::fs::read_to_string(guest_dir.path().join("doc.txt")).expect("joined file"), DOC);
     nvim.command("edit doc.txt").expect("edit");
     vscode.open("doc.txt").expect("open");
-    vscode.call("focus", serde_json::json!({ "keys": ["Control+End"] })).expect("focus");
+    vscode.call("focus", json!({ "keys": ["Control+End"] })).expect("focus");
 
     // Both type at once: VS Code at the end of the file at full speed, Neovim at the top and in the middle.
-    vscode.send("type", serde_json::json!({ "text": VSCODE_TEXT })).expect("type");
+    vscode.send("type", json!({ "text": VSCODE_TEXT })).expect("type");
     for round in 0..8 {
         nvim.input(&format!("ggI[nvim {round}] <Esc>")).expect("input");
         nvim.input("jA+<Esc>").expect("input");
@@ -111,16 +112,65 @@ fn shared_from_neovim_joined_from_the_vscode_palette() {
 
     let mut vscode = VsCode::start(guest_dir.path(), None, "vic").expect("VS Code");
     vscode.palette("CodeCollab: Join Session").expect("join command");
-    vscode.call("input", serde_json::json!({ "text": invite })).expect("paste the invite");
+    vscode.call("input", json!({ "text": invite, "title": "Join Session" })).expect("paste the invite");
     vscode.notification("joined, 2 files").expect("the join's notification");
     assert_eq!(std::fs::read_to_string(guest_dir.path().join("src/lib.rs")).expect("joined file"), "fn main() {}\n");
 
     vscode.open("doc.txt").expect("open");
-    vscode.call("focus", serde_json::json!({ "keys": ["Control+Home"] })).expect("focus");
-    vscode.call("type", serde_json::json!({ "text": "from VS Code: 😀\n" })).expect("type");
+    vscode.call("focus", json!({ "keys": ["Control+Home"] })).expect("focus");
+    vscode.call("type", json!({ "text": "from VS Code: 😀\n" })).expect("type");
     nvim.input("GAfrom Neovim<Esc>").expect("input");
     nvim.settle_input().expect("settled");
     let text = converge(&mut vscode, &mut nvim, &invite, "doc.txt");
     assert!(text.starts_with("from VS Code: 😀\nalpha beta\n"), "{text:?}");
     assert!(text.contains("from Neovim"), "{text:?}");
+
+    // Following Nils: when he goes to another file, VS Code opens it.
+    vscode.palette("CodeCollab: Follow Peer").expect("follow command");
+    vscode.call("input", json!({ "text": "nils", "title": "Follow Peer" })).expect("pick nils");
+    nvim.command("edit src/lib.rs").expect("edit");
+    nvim.input("w").expect("move");
+    vscode
+        .wait_for("VS Code to follow Nils into lib.rs", Duration::from_secs(20), |v| {
+            Ok(v.active_tab()?.starts_with("lib.rs"))
+        })
+        .expect("followed");
+    let status = vscode.status().expect("status");
+    assert!(status.contains("following"), "status bar: {status:?}");
+}
+
+#[test]
+fn a_view_only_session_makes_vscode_read_only_while_remote_edits_arrive() {
+    let _serial = serial();
+    let data = TempDir::new("vscode-server");
+    let server = ServerProcess::spawn("127.0.0.1:0", data.path(), &[]).expect("server");
+    let (host_dir, guest_dir) = (TempDir::new("vscode-host"), TempDir::new("vscode-guest"));
+    std::fs::write(host_dir.path().join("doc.txt"), DOC).expect("write");
+    let (mut nvim, invite) = Nvim::share(host_dir.path(), &server.url(), "nils").expect("Neovim shares");
+    let view_invite = nvim.lua("return require('codecollab').state.view_invite", json!([])).expect("view");
+    nvim.command("edit doc.txt").expect("edit");
+
+    let mut vscode = VsCode::start(guest_dir.path(), None, "vic").expect("VS Code");
+    vscode.palette("CodeCollab: Join Session").expect("join command");
+    vscode.call("input", json!({ "text": view_invite, "title": "Join Session" })).expect("paste the invite");
+    vscode.notification("view-only").expect("told it is view-only");
+    vscode.open("doc.txt").expect("open");
+    vscode
+        .wait_for("the read-only state", Duration::from_secs(20), |v| Ok(v.status()?.contains("readonly")))
+        .expect("readonly");
+
+    // Typing in VS Code changes nothing anywhere; Neovim's typing still arrives.
+    vscode.call("focus", json!({ "keys": ["Control+Home"] })).expect("focus");
+    vscode.call("type", json!({ "text": "zzz" })).expect("type");
+    nvim.input("GAfrom the host<Esc>").expect("input");
+    nvim.settle_input().expect("settled");
+    vscode
+        .wait_for("the host's edit in VS Code", Duration::from_secs(20), |v| {
+            Ok(v.visible_text()?.contains("from the host"))
+        })
+        .expect("remote edit shown");
+    let expected = "alpha beta\ngamma delta\nxxx yyy xxxfrom the host\n";
+    assert_eq!(vscode.visible_text().expect("text"), expected, "VS Code shows the host's text, without zzz");
+    assert_eq!(nvim.text().expect("text"), expected);
+    assert_eq!(server_text_of_invite(&invite, "doc.txt").expect("server"), expected);
 }

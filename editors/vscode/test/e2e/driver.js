@@ -162,9 +162,15 @@ class Workbench {
     }
   }
 
-  /** Types into the quick input box (an input box or a quick pick), then Enter. */
-  async input({ text }) {
-    const input = this.page.locator('.quick-input-widget input');
+  /**
+   * Types into the quick input box (an input box or a quick pick) whose title contains `title`, then Enter. The
+   * title matters: right after a palette command the palette's own box may still be on screen.
+   */
+  async input({ text, title }) {
+    const widget = this.page.locator('.quick-input-widget', {
+      has: this.page.locator('.quick-input-title', { hasText: title }),
+    });
+    const input = widget.locator('input');
     await input.waitFor({ state: 'visible' });
     await input.fill(text);
     await this.page.keyboard.press('Enter');
@@ -232,12 +238,6 @@ class Workbench {
     return { ms: Date.now() - started };
   }
 
-  /** Whether the active editor tab has unsaved changes. */
-  async dirty() {
-    const classes = await this.page.locator('.tabs-container .tab.active').first().getAttribute('class');
-    return { dirty: /\bdirty\b/.test(classes || '') };
-  }
-
   async press({ key }) {
     await this.page.keyboard.press(key);
     return {};
@@ -256,6 +256,23 @@ class Workbench {
       return [...found];
     });
     return { names };
+  }
+
+  /** The lines the active editor shows, top to bottom (for a short file: all of it; read-only editors can't save). */
+  async visibleText() {
+    const text = await this.page.evaluate(() => {
+      const editor = document.querySelector('.editor-instance .monaco-editor .view-lines');
+      const lines = [...(editor ? editor.querySelectorAll('.view-line') : [])];
+      lines.sort((a, b) => parseFloat(a.style.top) - parseFloat(b.style.top));
+      return lines.map((line) => line.textContent.replace(/\u00a0/g, ' ')).join('\n');
+    });
+    return { text };
+  }
+
+  /** The label of the active editor tab. */
+  async activeTab() {
+    const label = await this.page.locator('.tabs-container .tab.active').first().getAttribute('aria-label');
+    return { label: label || '' };
   }
 
   /** The text of the status bar item that belongs to CodeCollab. */
