@@ -245,3 +245,22 @@ pub fn parse_response(response: &str) -> anyhow::Result<(u16, String)> {
     let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
     Ok((status, body))
 }
+
+/// Polls `check` every `every` until it holds; fails with "timed out waiting for {what}" after `timeout`.
+pub fn poll_until(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if check()? {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        std::thread::sleep(every);
+    }
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use crate::harness::{binary, TempDir};
+use crate::harness::{binary, poll_until, TempDir};
 
 /// The Neovim binary: `CODECOLLAB_NVIM`, else the one `scripts/test` installs in `.venv/bin/nvim`.
 pub fn nvim_binary() -> anyhow::Result<PathBuf> {
@@ -134,16 +134,7 @@ impl Nvim {
         timeout: Duration,
         mut check: impl FnMut(&mut Nvim) -> anyhow::Result<bool>,
     ) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if check(self)? {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("timed out waiting for {what}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll_until(what, timeout, Duration::from_millis(50), || check(self))
     }
 
     /// A new Neovim in `dir` that shares it through `server`; returns it and the invite.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use crate::harness::{binary, TempDir};
+use crate::harness::{binary, poll_until, TempDir};
 
 fn extension_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../editors/vscode")
@@ -156,17 +156,11 @@ impl VsCode {
         timeout: Duration,
         mut check: impl FnMut(&mut VsCode) -> anyhow::Result<bool>,
     ) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if check(self)? {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let _ = self.call("screenshot", json!({ "file": self.work_path.join("timeout.png") }));
-                bail!("timed out waiting for {what}; {}", self.logs());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let result = poll_until(what, timeout, Duration::from_millis(100), || check(self));
+        result.map_err(|error| {
+            let _ = self.call("screenshot", json!({ "file": self.work_path.join("timeout.png") }));
+            error.context(self.logs())
+        })
     }
 
     /// The names beside remote carets in the visible editors.

@@ -23,6 +23,22 @@ const DOC: &str = "alpha beta\ngamma delta\nxxx yyy xxx\n";
 /// two UTF-16 units) included.
 const VSCODE_TEXT: &str = "fast typing from VS Code é 日本 😀 ok\nsecond line, still going\nthird 👩\u{200d}💻 line";
 
+/// A server, a folder holding doc.txt to share, and an empty one to join into.
+struct Setup {
+    _data: TempDir,
+    server: ServerProcess,
+    host_dir: TempDir,
+    guest_dir: TempDir,
+}
+
+fn setup() -> Setup {
+    let data = TempDir::new("vscode-server");
+    let server = ServerProcess::spawn("127.0.0.1:0", data.path(), &[]).expect("server");
+    let (host_dir, guest_dir) = (TempDir::new("vscode-host"), TempDir::new("vscode-guest"));
+    std::fs::write(host_dir.path().join("doc.txt"), DOC).expect("write");
+    Setup { _data: data, server, host_dir, guest_dir }
+}
+
 fn invite_in(notification: &str) -> String {
     let start = notification.find("ws://").expect("an invite in the notification");
     notification[start..].split_whitespace().next().expect("invite").to_owned()
@@ -48,10 +64,7 @@ fn converge(vscode: &mut VsCode, nvim: &mut Nvim, invite: &str, name: &str) -> S
 #[test]
 fn shared_from_vscode_joined_from_neovim_both_typing_at_once() {
     let _serial = serial();
-    let data = TempDir::new("vscode-server");
-    let server = ServerProcess::spawn("127.0.0.1:0", data.path(), &[]).expect("server");
-    let (host_dir, guest_dir) = (TempDir::new("vscode-host"), TempDir::new("vscode-guest"));
-    std::fs::write(host_dir.path().join("doc.txt"), DOC).expect("write");
+    let Setup { _data, server, host_dir, guest_dir } = setup();
 
     let mut vscode = VsCode::start(host_dir.path(), Some(&server.url()), "vera").expect("VS Code");
     vscode.palette("CodeCollab: Share Folder").expect("share");
@@ -100,10 +113,7 @@ fn shared_from_vscode_joined_from_neovim_both_typing_at_once() {
 #[test]
 fn shared_from_neovim_joined_from_the_vscode_palette() {
     let _serial = serial();
-    let data = TempDir::new("vscode-server");
-    let server = ServerProcess::spawn("127.0.0.1:0", data.path(), &[]).expect("server");
-    let (host_dir, guest_dir) = (TempDir::new("vscode-host"), TempDir::new("vscode-guest"));
-    std::fs::write(host_dir.path().join("doc.txt"), DOC).expect("write");
+    let Setup { _data, server, host_dir, guest_dir } = setup();
     std::fs::create_dir(host_dir.path().join("src")).expect("mkdir");
     std::fs::write(host_dir.path().join("src/lib.rs"), "fn main() {}\n").expect("write");
 
@@ -142,10 +152,7 @@ fn shared_from_neovim_joined_from_the_vscode_palette() {
 #[test]
 fn a_view_only_session_makes_vscode_read_only_while_remote_edits_arrive() {
     let _serial = serial();
-    let data = TempDir::new("vscode-server");
-    let server = ServerProcess::spawn("127.0.0.1:0", data.path(), &[]).expect("server");
-    let (host_dir, guest_dir) = (TempDir::new("vscode-host"), TempDir::new("vscode-guest"));
-    std::fs::write(host_dir.path().join("doc.txt"), DOC).expect("write");
+    let Setup { _data, server, host_dir, guest_dir } = setup();
     let (mut nvim, invite) = Nvim::share(host_dir.path(), &server.url(), "nils").expect("Neovim shares");
     let view_invite = nvim.lua("return require('codecollab').state.view_invite", json!([])).expect("view");
     nvim.command("edit doc.txt").expect("edit");
@@ -173,4 +180,19 @@ fn a_view_only_session_makes_vscode_read_only_while_remote_edits_arrive() {
     assert_eq!(vscode.visible_text().expect("text"), expected, "VS Code shows the host's text, without zzz");
     assert_eq!(nvim.text().expect("text"), expected);
     assert_eq!(server_text_of_invite(&invite, "doc.txt").expect("server"), expected);
+
+    // Show Peers lists the host; Leave ends the session here (the status bar item goes) and not for the host.
+    vscode.palette("CodeCollab: Show Peers").expect("show peers");
+    let peers = vscode.call("quickPick", json!({ "title": "Peers" })).expect("peers");
+    // Each row: the name, then (as detail) the file the peer is in.
+    assert_eq!(peers["labels"], json!(["nils", "doc.txt"]), "{peers}");
+    vscode.palette("CodeCollab: Leave").expect("leave");
+    vscode
+        .wait_for("the status bar item to go", Duration::from_secs(20), |v| Ok(v.status()?.is_empty()))
+        .expect("left");
+    nvim.input("GAstill here<Esc>").expect("input");
+    nvim.settle_input().expect("settled");
+    assert!(server_text_of_invite(&invite, "doc.txt").expect("server").ends_with("still here\n"));
+    std::thread::sleep(Duration::from_secs(1)); // ample for an edit to reach a connected peer
+    assert!(!vscode.visible_text().expect("text").contains("still here"), "VS Code has left: no more edits arrive");
 }

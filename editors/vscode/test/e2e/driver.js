@@ -177,6 +177,17 @@ class Workbench {
     return {};
   }
 
+  /** The labels of the quick pick whose title contains `title`, once it shows; then closes it with Escape. */
+  async quickPick({ title }) {
+    const widget = this.page.locator('.quick-input-widget', {
+      has: this.page.locator('.quick-input-title', { hasText: title }),
+    });
+    await widget.locator('.quick-input-list .monaco-list-row').first().waitFor({ state: 'visible' });
+    const labels = await widget.locator('.quick-input-list .monaco-list-row .label-name').allInnerTexts();
+    await this.page.keyboard.press('Escape');
+    return { labels };
+  }
+
   /** Waits for a notification whose text matches `pattern` (a regular expression); returns its text. */
   async notification({ pattern, timeoutMs = 30_000 }) {
     const regex = new RegExp(pattern);
