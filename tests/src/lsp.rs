@@ -242,16 +242,24 @@ impl ScriptedEditor {
         self.rng = crate::random::Rng::new(seed);
     }
 
-    pub async fn send_raw(&mut self, value: &Value) -> anyhow::Result<()> {
+    /// Sends one message, framed, in one write.
+    pub async fn send_raw(&mut self, value: &impl serde::Serialize) -> anyhow::Result<()> {
         let body = serde_json::to_vec(value)?;
-        self.stdin.write_all(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes()).await?;
-        self.stdin.write_all(&body).await?;
+        let mut frame = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
+        frame.extend_from_slice(&body);
+        self.stdin.write_all(&frame).await?;
         self.stdin.flush().await?;
         Ok(())
     }
 
-    pub async fn notify(&mut self, method: &str, params: Value) -> anyhow::Result<()> {
-        self.send_raw(&json!({"jsonrpc": "2.0", "method": method, "params": params})).await
+    pub async fn notify(&mut self, method: &str, params: impl serde::Serialize) -> anyhow::Result<()> {
+        #[derive(serde::Serialize)]
+        struct Notification<'a, P> {
+            jsonrpc: &'static str,
+            method: &'a str,
+            params: P,
+        }
+        self.send_raw(&Notification { jsonrpc: "2.0", method, params }).await
     }
 
     /// Sends a request and waits for its response (handling notifications meanwhile). A JSON-RPC error is `Err`.

@@ -24,11 +24,36 @@ fn uri(path: &Path) -> String {
 }
 
 /// UTF-16 LSP position of char `offset` in `rope`.
-fn lsp_position(rope: &Rope, offset: usize) -> Value {
+#[derive(serde::Serialize)]
+struct Position {
+    line: usize,
+    character: usize,
+}
+
+#[derive(serde::Serialize)]
+struct Range {
+    start: Position,
+    end: Position,
+}
+
+#[derive(serde::Serialize)]
+struct Change<'a> {
+    range: Range,
+    text: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct Edit<'a> {
+    uri: &'a str,
+    revision: u64,
+    changes: Vec<Change<'a>>,
+}
+
+fn lsp_position(rope: &Rope, offset: usize) -> Position {
     let line = rope.char_to_line(offset);
     let start = rope.line_to_char(line);
     let character = rope.char_to_utf16_cu(offset) - rope.char_to_utf16_cu(start);
-    json!({"line": line, "character": character})
+    Position { line, character }
 }
 
 fn lsp_offset(rope: &Rope, position: &Value) -> usize {
@@ -124,12 +149,12 @@ async fn replay(server: &str) -> anyhow::Result<()> {
     for txn in &trace.txns {
         let mut changes = Vec::with_capacity(txn.patches.len());
         for (at, deleted, inserted) in &txn.patches {
-            let range = json!({"start": lsp_position(&text, *at), "end": lsp_position(&text, at + deleted)});
+            let range = Range { start: lsp_position(&text, *at), end: lsp_position(&text, at + deleted) };
             text.remove(*at..at + deleted);
             text.insert(*at, inserted);
-            changes.push(json!({"range": range, "text": inserted}));
+            changes.push(Change { range, text: inserted });
         }
-        a.notify("collab/edit", json!({"uri": ua, "revision": 0, "changes": changes})).await?;
+        a.notify("collab/edit", Edit { uri: &ua, revision: 0, changes }).await?;
     }
     let typed = started.elapsed();
     let (received, finished, notifications, _) = receiver.await??;
