@@ -179,6 +179,25 @@ impl VsCode {
         Ok(self.call("activeTab", json!({}))?["label"].as_str().unwrap_or_default().to_owned())
     }
 
+    /// Kills (SIGKILL) the codecollab-daemon processes this workbench started; returns how many.
+    pub fn kill_daemons(&mut self) -> anyhow::Result<usize> {
+        let pgid = self.call("processGroup", json!({}))?["pgid"].as_u64().context("pgid")?;
+        let mut killed = 0;
+        for entry in std::fs::read_dir("/proc")?.flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            // pid (comm) state ppid pgrp ...; comm may hold spaces, so split after the last ')'.
+            let Some((head, tail)) = stat.rsplit_once(')') else { continue };
+            let comm = head.split_once('(').map(|(_, c)| c).unwrap_or_default();
+            let fields: Vec<&str> = tail.split_whitespace().collect();
+            if comm.starts_with("codecollab-daem") && fields.get(2).and_then(|g| g.parse::<u64>().ok()) == Some(pgid) {
+                let pid = entry.file_name().to_string_lossy().into_owned();
+                Command::new("kill").args(["-9", &pid]).status()?;
+                killed += 1;
+            }
+        }
+        Ok(killed)
+    }
+
     /// The CodeCollab status bar item's text.
     pub fn status(&mut self) -> anyhow::Result<String> {
         Ok(self.call("status", json!({}))?["text"].as_str().unwrap_or_default().trim().to_owned())

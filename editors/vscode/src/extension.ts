@@ -4,7 +4,13 @@
 import * as os from 'os';
 import * as path from 'path';
 import * as vscode from 'vscode';
-import { LanguageClient, LanguageClientOptions, ServerOptions } from 'vscode-languageclient/node';
+import {
+  CloseAction,
+  ErrorAction,
+  LanguageClient,
+  LanguageClientOptions,
+  ServerOptions,
+} from 'vscode-languageclient/node';
 import { DocumentBridge } from './bridge';
 import { RemoteCursors } from './cursors';
 import { DaemonNotFound, locate } from './daemon';
@@ -56,6 +62,8 @@ function toChange(change: vscode.TextDocumentContentChangeEvent): Change {
 class Controller implements vscode.Disposable {
   private client: LanguageClient | undefined;
   private starting: Promise<LanguageClient> | undefined;
+  /** Set while the extension stops the daemon itself (deactivation), when its exit is expected. */
+  private stopping = false;
   private readonly output = vscode.window.createOutputChannel('CodeCollab');
   private readonly status = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Left, 10);
   private readonly cursors = new RemoteCursors();
@@ -99,7 +107,9 @@ class Controller implements vscode.Disposable {
     this.client = undefined;
     this.starting = undefined;
     if (client) {
+      this.stopping = true;
       await client.stop().catch(() => undefined);
+      this.stopping = false;
     }
   }
 
@@ -236,6 +246,16 @@ class Controller implements vscode.Disposable {
       documentSelector: [],
       outputChannel: this.output,
       initializationOptions: {},
+      // A restarted daemon would know nothing of the session: never restart silently; end the session visibly.
+      errorHandler: {
+        error: () => ({ action: ErrorAction.Continue }),
+        closed: () => {
+          if (!this.stopping) {
+            this.daemonDied();
+          }
+          return { action: CloseAction.DoNotRestart, handled: true };
+        },
+      },
     };
     const client = new LanguageClient('codecollab', 'CodeCollab', serverOptions, clientOptions);
     client.onNotification(Methods.edit, (params: EditParams) => this.bridge.daemonEdit(params));
@@ -250,6 +270,21 @@ class Controller implements vscode.Disposable {
     client.onNotification(Methods.state, (params: StateParams) => this.onState(params));
     await client.start();
     return client;
+  }
+
+  /** The daemon exited under us: the session is gone with it. */
+  private daemonDied(): void {
+    this.client = undefined;
+    this.starting = undefined;
+    const hadSession = this.session !== undefined;
+    this.end();
+    this.output.appendLine('the daemon exited');
+    if (hadSession) {
+      void vscode.window.showErrorMessage(
+        'CodeCollab: the daemon stopped, so this session ended here. Your files are as you left them; ' +
+          'run Join Session (or Share Folder) to continue. Details: output channel "CodeCollab".',
+      );
+    }
   }
 
   // ---- the session ----

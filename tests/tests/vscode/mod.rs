@@ -108,6 +108,13 @@ fn shared_from_vscode_joined_from_neovim_both_typing_at_once() {
     vscode
         .wait_for("the cursor to go", Duration::from_secs(20), |v| Ok(!v.cursor_names()?.iter().any(|n| n == "nora")))
         .expect("cursor removed");
+
+    // If the daemon dies, the session ends visibly here (no silent restart into a daemon without the session).
+    assert_eq!(vscode.kill_daemons().expect("kill"), 1, "one daemon per VS Code window");
+    vscode.notification("daemon stopped").expect("told the daemon stopped");
+    vscode
+        .wait_for("the status bar item to go", Duration::from_secs(20), |v| Ok(v.status()?.is_empty()))
+        .expect("ended");
 }
 
 #[test]

@@ -249,6 +249,11 @@ class Workbench {
     return { ms: Date.now() - started };
   }
 
+  /** The process group of code-server, which its extension host and the daemons it starts belong to. */
+  async processGroup() {
+    return { pgid: this.codeServer.pid };
+  }
+
   async press({ key }) {
     await this.page.keyboard.press(key);
     return {};
