@@ -264,3 +264,16 @@ pub fn poll_until(
         std::thread::sleep(every);
     }
 }
+
+/// Waits up to `grace` for `child` to exit by itself, then kills it; always reaps it.
+pub fn reap(child: &mut std::process::Child, grace: Duration) {
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use crate::harness::{binary, poll_until, TempDir};
+use crate::harness::{binary, poll_until, reap, TempDir};
 
 /// The Neovim binary: `CODECOLLAB_NVIM`, else the one `scripts/test` installs in `.venv/bin/nvim`.
 pub fn nvim_binary() -> anyhow::Result<PathBuf> {
@@ -171,14 +171,6 @@ impl Nvim {
 impl Drop for Nvim {
     fn drop(&mut self) {
         let _ = self.call("nvim_command", json!(["qa!"]));
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        reap(&mut self.child, Duration::from_secs(2));
     }
 }
