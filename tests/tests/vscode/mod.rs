@@ -203,3 +203,33 @@ fn a_view_only_session_makes_vscode_read_only_while_remote_edits_arrive() {
     std::thread::sleep(Duration::from_secs(1)); // ample for an edit to reach a connected peer
     assert!(!vscode.visible_text().expect("text").contains("still here"), "VS Code has left: no more edits arrive");
 }
+
+#[test]
+fn vscode_shows_reconnecting_through_a_server_restart_and_loses_nothing() {
+    let _serial = serial();
+    let Setup { _data: data, mut server, host_dir, guest_dir } = setup();
+    let (mut nvim, invite) = Nvim::share(host_dir.path(), &server.url(), "nils").expect("Neovim shares");
+    nvim.command("edit doc.txt").expect("edit");
+    let mut vscode = VsCode::start(guest_dir.path(), None, "vic").expect("VS Code");
+    vscode.palette("CodeCollab: Join Session").expect("join command");
+    vscode.call("input", json!({ "text": invite, "title": "Join Session" })).expect("paste the invite");
+    vscode.notification("joined").expect("joined");
+    vscode.open("doc.txt").expect("open");
+
+    server.kill();
+    vscode
+        .wait_for("reconnecting", Duration::from_secs(20), |v| Ok(v.status()?.contains("reconnecting")))
+        .expect("reconnecting shown");
+    // Both keep typing while the server is down.
+    vscode.call("focus", json!({ "keys": ["Control+Home"] })).expect("focus");
+    vscode.call("type", json!({ "text": "offline in VS Code\n" })).expect("type");
+    nvim.input("GAoffline in Neovim<Esc>").expect("input");
+    nvim.settle_input().expect("settled");
+
+    let _restarted = ServerProcess::spawn(&server.addr.to_string(), data.path(), &[]).expect("restart");
+    vscode
+        .wait_for("connected again", Duration::from_secs(30), |v| Ok(v.status()?.contains("connected")))
+        .expect("connected shown");
+    let text = converge(&mut vscode, &mut nvim, &invite, "doc.txt");
+    assert!(text.starts_with("offline in VS Code\n") && text.contains("offline in Neovim"), "{text:?}");
+}
