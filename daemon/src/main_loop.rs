@@ -456,7 +456,12 @@ impl MainLoop {
                 self.send_peers();
             }
             ServerMsg::Created { doc } => {
-                self.send(ClientMsg::Subscribe { doc: doc.doc, since: None });
+                // If our editor opened the same new path, our own Create (which the server answers for an existing
+                // path by subscribing us) brings the snapshot: subscribing again would fetch the text twice.
+                let ours = self.session.as_ref().is_some_and(|s| s.pending_opens.contains_key(&doc.path));
+                if !ours {
+                    self.send(ClientMsg::Subscribe { doc: doc.doc, since: None });
+                }
             }
             ServerMsg::Deleted { doc } => {
                 if let Some(session) = self.session.as_mut() {
@@ -685,6 +690,7 @@ impl MainLoop {
         let sharing = matches!(self.pending, Some(Pending::Share { .. }));
         if let Some(existing) = session.docs.get_mut(&doc) {
             // A resync: the history no longer reached back. Keep our text and send the difference as one edit.
+            tracing::info!(doc, path = %existing.path, revision, "resync from a snapshot");
             let ours = existing.text.to_string();
             existing.ot = Client::new(revision, existing.ot.next_seq());
             existing.text = Rope::from_str(&text);

@@ -306,3 +306,32 @@ async fn an_editor_that_never_answers_progress_requests_still_gets_edits_at_once
         started.elapsed()
     );
 }
+
+/// The server's `codecollab_bytes_out_total`.
+async fn bytes_out(server: &TestServer) -> u64 {
+    let (_, metrics) = codecollab_tests::harness::http_get(server.addr, "/metrics").await.expect("metrics");
+    let line = metrics.lines().find(|l| l.starts_with("codecollab_bytes_out_total")).expect("bytes out");
+    line.split_whitespace().last().and_then(|v| v.parse().ok()).expect("a number")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_file_opened_in_two_editors_at_once_is_fetched_once_by_each() {
+    let server = TestServer::start(|_| {}).await;
+    let (host_dir, guest_dir) = (TempDir::new("host"), TempDir::new("guest"));
+    let mut a = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("a");
+    let mut b = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("b");
+    let (invite, _) = share(&mut a, host_dir.path(), &server.url(), "ada").await;
+    join(&mut b, &invite, guest_dir.path(), "bob").await;
+    let text: String = (0..4000).map(|i| format!("line {i} of a new file\n")).collect();
+    let before = bytes_out(&server).await;
+    // Both editors open the same path, which the session does not hold yet, at once: both daemons create it.
+    let (ua, ub) = (uri(&host_dir.path().join("new.txt")), uri(&guest_dir.path().join("new.txt")));
+    a.open(&ua, &text).await.expect("open");
+    b.open(&ub, &text).await.expect("open");
+    let texts = settle(&mut [&mut a, &mut b], &[&ua, &ub]).await;
+    assert_eq!(texts, [text.clone(), text.clone()]);
+    // Each daemon received the text once (its own create is answered with it); not a second time for the other's.
+    let sent = bytes_out(&server).await - before;
+    assert!(sent < 2 * text.len() as u64 + text.len() as u64 / 2, "{sent} bytes out for a {} byte file", text.len());
+    assert_eq!(server_text(&invite, "new.txt").await, text);
+}
