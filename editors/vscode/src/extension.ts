@@ -69,12 +69,15 @@ class Controller implements vscode.Disposable {
   private readonly cursors = new RemoteCursors();
   private readonly bridge: DocumentBridge;
   private readonly listeners: vscode.Disposable[] = [];
+  private readonly activeEditorListener: vscode.Disposable;
   private state: ConnectionState = 'idle';
   private session: string | undefined;
   private root: vscode.Uri | undefined;
   private invites: { edit: string; view: string } | undefined;
   private peers: Peer[] = [];
   private following: number | undefined;
+  /** Documents this extension made read-only (view-only session), to make writable again. */
+  private readonly madeReadonly = new Set<string>();
   /** Set while the extension itself moves the selection (following), so it does not stop the follow. */
   private moving = false;
 
@@ -84,12 +87,17 @@ class Controller implements vscode.Disposable {
       notify: (method, params) => void this.client?.sendNotification(method, params),
       log: (message) => this.output.appendLine(message),
     });
+    // Not tied to a session: editors made read-only are reset when they become active after the session ended.
+    this.activeEditorListener = vscode.window.onDidChangeActiveTextEditor(
+      (editor) => editor && this.applyReadonly(editor),
+    );
     this.status.command = 'codecollab.showPeers';
     this.renderStatus();
   }
 
   dispose(): void {
     void this.stop();
+    this.activeEditorListener.dispose();
     this.status.dispose();
     this.cursors.dispose();
     this.output.dispose();
@@ -306,20 +314,21 @@ class Controller implements vscode.Disposable {
       ),
       vscode.window.onDidChangeTextEditorSelection((event) => this.onSelection(event)),
       vscode.window.onDidChangeVisibleTextEditors(() => this.cursors.render()),
-      vscode.window.onDidChangeActiveTextEditor((editor) => editor && this.applyReadonly(editor)),
     );
     vscode.workspace.textDocuments.forEach((doc) => this.track(doc));
     this.renderStatus();
   }
 
   private end(): void {
+    this.state = 'idle';
+    // Editors made read-only for a view-only session become writable again.
+    vscode.window.visibleTextEditors.forEach((editor) => this.applyReadonly(editor));
     this.untrackAll();
     this.session = undefined;
     this.root = undefined;
     this.invites = undefined;
     this.peers = [];
     this.following = undefined;
-    this.state = 'idle';
     this.renderStatus();
   }
 
@@ -368,7 +377,8 @@ class Controller implements vscode.Disposable {
     if (!this.bridge.isTracked(uri)) {
       return;
     }
-    if (this.following !== undefined && !this.moving && event.kind !== undefined && event.kind !== vscode.TextEditorSelectionChangeKind.Command) {
+    const byUser = event.kind !== undefined && event.kind !== vscode.TextEditorSelectionChangeKind.Command;
+    if (this.following !== undefined && !this.moving && byUser) {
       this.output.appendLine(`stopped following: the selection moved (${event.kind})`);
       this.following = undefined; // the user moved: stop following
       this.renderStatus();
@@ -408,16 +418,25 @@ class Controller implements vscode.Disposable {
     this.renderStatus();
   }
 
-  /** In a view-only session, shared editors are read-only (for this VS Code session, not persisted). */
+  /**
+   * In a view-only session, shared editors are read-only (for this VS Code session, not persisted); the ones made
+   * read-only are reset when that ends. VS Code's commands act on the active editor only.
+   */
   private applyReadonly(editor: vscode.TextEditor): void {
-    if (!this.underRoot(editor.document.uri) || editor !== vscode.window.activeTextEditor) {
+    const uri = editor.document.uri.toString();
+    if (editor !== vscode.window.activeTextEditor) {
       return;
     }
-    const command =
-      this.state === 'readonly'
-        ? 'workbench.action.files.setActiveEditorReadonlyInSession'
-        : 'workbench.action.files.resetActiveEditorReadonlyInSession';
-    void vscode.commands.executeCommand(command).then(undefined, () => undefined);
+    if (this.state === 'readonly' && this.underRoot(editor.document.uri) && !this.madeReadonly.has(uri)) {
+      this.madeReadonly.add(uri);
+      void vscode.commands
+        .executeCommand('workbench.action.files.setActiveEditorReadonlyInSession')
+        .then(undefined, () => undefined);
+    } else if (this.state !== 'readonly' && this.madeReadonly.delete(uri)) {
+      void vscode.commands
+        .executeCommand('workbench.action.files.resetActiveEditorReadonlyInSession')
+        .then(undefined, () => undefined);
+    }
   }
 
   private renderStatus(): void {

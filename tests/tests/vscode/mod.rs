@@ -173,6 +173,11 @@ fn a_view_only_session_makes_vscode_read_only_while_remote_edits_arrive() {
         .wait_for("the read-only state", Duration::from_secs(20), |v| Ok(v.status()?.contains("readonly")))
         .expect("readonly");
 
+    vscode
+        .wait_for("the editor to be read-only", Duration::from_secs(10), |v| {
+            Ok(v.call("readOnly", json!({}))?["readOnly"] == true)
+        })
+        .expect("read-only editor");
     // Typing in VS Code changes nothing anywhere; Neovim's typing still arrives.
     vscode.call("focus", json!({ "keys": ["Control+Home"] })).expect("focus");
     vscode.call("type", json!({ "text": "zzz" })).expect("type");
@@ -202,6 +207,13 @@ fn a_view_only_session_makes_vscode_read_only_while_remote_edits_arrive() {
     assert!(server_text_of_invite(&invite, "doc.txt").expect("server").ends_with("still here\n"));
     std::thread::sleep(Duration::from_secs(1)); // ample for an edit to reach a connected peer
     assert!(!vscode.visible_text().expect("text").contains("still here"), "VS Code has left: no more edits arrive");
+    // Left, the file is an ordinary writable file again.
+    assert_eq!(vscode.call("readOnly", json!({})).expect("read-only?")["readOnly"], false);
+    vscode.call("focus", json!({ "keys": ["Control+End"] })).expect("focus");
+    vscode.call("type", json!({ "text": "mine" })).expect("type");
+    vscode
+        .wait_for("typing to work again", Duration::from_secs(10), |v| Ok(v.visible_text()?.contains("mine")))
+        .expect("writable after leaving");
 }
 
 #[test]

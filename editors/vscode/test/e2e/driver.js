@@ -285,6 +285,17 @@ class Workbench {
     return { text };
   }
 
+  /**
+   * Whether the active editor is read-only: VS Code then badges its tab with a lock (a file decoration icon badge;
+   * the tests turn git off, the only other source of such badges).
+   */
+  async readOnly() {
+    const badges = await this.page
+      .locator('.tabs-container .tab.active .monaco-icon-label[class*="monaco-decoration-iconBadge"]')
+      .count();
+    return { readOnly: badges > 0 };
+  }
+
   /** The label of the active editor tab. */
   async activeTab() {
     const label = await this.page.locator('.tabs-container .tab.active').first().getAttribute('aria-label');
