@@ -107,6 +107,9 @@ struct Session {
     uris: HashMap<String, DocId>,
     /// The document each peer last moved its cursor in: where "follow" goes.
     last_doc: HashMap<PeerId, DocId>,
+    /// Paths the session holds whose snapshot we asked for and have not received yet: an editor opening one waits
+    /// for it instead of creating the file again.
+    fetching: HashMap<String, DocId>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -458,13 +461,15 @@ impl MainLoop {
             ServerMsg::Created { doc } => {
                 // If our editor opened the same new path, our own Create (which the server answers for an existing
                 // path by subscribing us) brings the snapshot: subscribing again would fetch the text twice.
-                let ours = self.session.as_ref().is_some_and(|s| s.pending_opens.contains_key(&doc.path));
-                if !ours {
+                let Some(session) = self.session.as_mut() else { return };
+                if !session.pending_opens.contains_key(&doc.path) {
+                    session.fetching.insert(doc.path, doc.doc);
                     self.send(ClientMsg::Subscribe { doc: doc.doc, since: None });
                 }
             }
             ServerMsg::Deleted { doc } => {
                 if let Some(session) = self.session.as_mut() {
+                    session.fetching.retain(|_, fetched| *fetched != doc);
                     if let Some(d) = session.docs.remove(&doc) {
                         if let Some(editor) = &d.editor {
                             session.uris.remove(&editor.uri);
@@ -585,7 +590,9 @@ impl MainLoop {
                     self.leave();
                     return;
                 }
-                self.session = Some(self.new_session(session_id, server, token, root.clone(), peer, role, peers));
+                let mut session = self.new_session(session_id, server, token, root.clone(), peer, role, peers);
+                session.fetching.extend(docs.iter().map(|d| (d.path.clone(), d.doc)));
+                self.session = Some(session);
                 for doc in &docs {
                     self.send(ClientMsg::Subscribe { doc: doc.doc, since: None });
                 }
@@ -649,6 +656,7 @@ impl MainLoop {
             pending_opens: HashMap::new(),
             uris: HashMap::new(),
             last_doc: HashMap::new(),
+            fetching: HashMap::new(),
         }
     }
 
@@ -688,6 +696,7 @@ impl MainLoop {
         let Some(session) = self.session.as_mut() else { return };
         let joining = matches!(self.pending, Some(Pending::Join { .. }));
         let sharing = matches!(self.pending, Some(Pending::Share { .. }));
+        session.fetching.remove(&path);
         if let Some(existing) = session.docs.get_mut(&doc) {
             // A resync: the history no longer reached back. Keep our text and send the difference as one edit.
             tracing::info!(doc, path = %existing.path, revision, "resync from a snapshot");
@@ -807,6 +816,10 @@ impl MainLoop {
                     }));
                 }
                 self.send_cursors(doc);
+            }
+            // Another peer's file on its way to us: its snapshot takes this open up.
+            None if session.fetching.contains_key(&path) => {
+                session.pending_opens.insert(path, params);
             }
             None if session.role == Role::Edit => {
                 session.pending_opens.insert(path.clone(), params.clone());

@@ -32,7 +32,7 @@ fn settings(server: Option<&str>, name: &str) -> Value {
     let mut settings = json!({
         "codecollab.name": name,
         "codecollab.daemon.path": daemon,
-        "codecollab.trace.server": "messages",
+        "codecollab.trace.server": "verbose",
         "workbench.startupEditor": "none",
         "workbench.tips.enabled": false,
         "workbench.enableExperiments": false,

@@ -2,11 +2,13 @@
 //
 // Per tracked document it keeps `sent` (local edits sent) and `applied` (daemon edits applied). Local edits go out
 // as `collab/edit` with `revision = applied`. Daemon edits wait in one queue and are applied one at a time, only if
-// their `revision == sent`, with an edit the host checks against the document version the bridge last saw. While an
-// apply is in flight, the document's change events are held: when the apply resolves, the first held event with
-// the next version is the echo of the daemon's edit if (and only if) the apply succeeded, and everything else is the
-// user's typing, forwarded in order. A refused apply whose revision matched sends the empty edit, which makes the
-// daemon re-send its queue.
+// their `revision == sent`, with an edit the host checks against the document version the bridge last saw, so an
+// applied edit always makes exactly the next version. That version is how its echo (the change event the editor
+// fires for it) is recognized, never by comparing text: while an apply is in flight the document's change events
+// are held; when it resolves successfully, the event with the next version is the echo, whether it came before
+// the apply resolved or comes later (VS Code under load delivers it after), and everything else is the user's
+// typing, forwarded in order. The next daemon edit waits for that echo. A refused apply whose revision matched
+// sends the empty edit, which makes the daemon re-send its queue.
 
 import { Change, EditParams, Methods } from './protocol';
 
@@ -17,6 +19,8 @@ export interface BridgeHost {
    * edit, only if the document is still at `version`. Resolves to whether it was applied.
    */
   apply(uri: string, version: number, changes: Change[]): PromiseLike<boolean>;
+  /** Whether `change` would leave the document as it is (its text is already what its range holds). */
+  unchanged(uri: string, change: Change): boolean;
   /** Sends a notification to the daemon. */
   notify(method: string, params: unknown): void;
   /** Reports a problem worth a log line. */
@@ -40,6 +44,10 @@ interface Tracked {
   applying?: number;
   /** Change events that arrived while an apply was in flight. */
   held: LocalChange[];
+  /** The version of an applied edit whose change event has not arrived yet; the event is the echo. */
+  echo?: number;
+  /** Called when that echo arrives. */
+  echoArrived?: () => void;
 }
 
 export interface Counters {
@@ -100,6 +108,10 @@ export class DocumentBridge {
       doc.held.push(change);
       return;
     }
+    if (doc.echo !== undefined && change.version === doc.echo) {
+      this.echoed(doc);
+      return;
+    }
     this.forward(doc, change);
   }
 
@@ -151,12 +163,45 @@ export class DocumentBridge {
     }
   }
 
+  /** The echo of the last applied edit arrived: account for its version; the next daemon edit may go. */
+  private echoed(doc: Tracked): void {
+    doc.version = doc.echo ?? doc.version;
+    doc.echo = undefined;
+    const arrived = doc.echoArrived;
+    doc.echoArrived = undefined;
+    arrived?.();
+  }
+
+  /** Waits (a bounded time) for the echo of the previous apply, so the next one is checked against its version. */
+  private async echoSettled(doc: Tracked): Promise<void> {
+    if (doc.echo === undefined) {
+      return;
+    }
+    const arrived = new Promise<void>((resolve) => (doc.echoArrived = resolve));
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), ECHO_TIMEOUT_MS)));
+    const timedOut = await Promise.race([arrived.then(() => false), timeout]);
+    clearTimeout(timer);
+    if (timedOut && doc.echo !== undefined) {
+      this.host.log?.(`no change event for an applied edit to ${doc.uri} (version ${doc.echo}) after ${ECHO_TIMEOUT_MS} ms`);
+      doc.echo = undefined;
+      doc.echoArrived = undefined;
+    }
+  }
+
   private async applyOne(edit: EditParams): Promise<void> {
-    const doc = this.docs.get(edit.uri);
+    let doc = this.docs.get(edit.uri);
+    if (doc) {
+      await this.echoSettled(doc);
+      doc = this.docs.get(edit.uri); // closed meanwhile?
+    }
     if (!doc || edit.revision !== doc.sent) {
       return; // stale: the daemon has not seen our latest edits, and will re-send this one transformed
     }
-    const changes = edit.changes.filter((c) => c.text !== '' || !isEmpty(c.range));
+    const uri = doc.uri;
+    // Changes that change nothing make no change event (and no version) in an editor: leave them out, so every
+    // apply makes exactly one new version.
+    const changes = edit.changes.filter((c) => !this.host.unchanged(uri, c));
     if (changes.length === 0) {
       doc.applied += 1; // nothing to change in the buffer, but the daemon counts it
       return;
@@ -182,7 +227,8 @@ export class DocumentBridge {
         doc.version = base + 1; // the echo of our own edit
         rest = held.slice(1);
       } else {
-        this.host.log?.(`no change event for an applied edit to ${doc.uri} (version ${base})`);
+        // The echo comes later; nothing the user typed can come before it (it would have made the apply fail).
+        doc.echo = base + 1;
       }
     }
     for (const change of rest) {
@@ -196,6 +242,5 @@ export class DocumentBridge {
   }
 }
 
-function isEmpty(range: Change['range']): boolean {
-  return range.start.line === range.end.line && range.start.character === range.end.character;
-}
+/** How long the next daemon edit waits for the echo of the previous one before going ahead. */
+const ECHO_TIMEOUT_MS = 2000;

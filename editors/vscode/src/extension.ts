@@ -84,6 +84,11 @@ class Controller implements vscode.Disposable {
   constructor(private readonly context: vscode.ExtensionContext) {
     this.bridge = new DocumentBridge({
       apply: (uri, version, changes) => this.apply(uri, version, changes),
+      unchanged: (uri, change) => {
+        const doc = vscode.workspace.textDocuments.find((d) => d.uri.toString() === uri);
+        const { start, end } = change.range;
+        return doc?.getText(new vscode.Range(start.line, start.character, end.line, end.character)) === change.text;
+      },
       notify: (method, params) => void this.client?.sendNotification(method, params),
       log: (message) => this.output.appendLine(message),
     });
@@ -361,14 +366,17 @@ class Controller implements vscode.Disposable {
     if (!doc || doc.version !== version) {
       return false;
     }
-    const edit = new vscode.WorkspaceEdit();
-    const target = doc.uri;
-    for (const change of changes) {
-      const { start, end } = change.range;
-      edit.replace(target, new vscode.Range(start.line, start.character, end.line, end.character), change.text);
+    const ranges = changes.map(({ range: { start, end } }) => new vscode.Range(start.line, start.character, end.line, end.character));
+    // Where the user can type, use the editor's own edit: VS Code checks the version it captures here against the
+    // model and applies in one step. `workspace.applyEdit` reads the version after an await of its own, so a
+    // keystroke landing in between gets the version our edit was meant to have, and its echo would be misread.
+    const editor = vscode.window.visibleTextEditors.find((e) => e.document === doc);
+    if (editor && this.state !== 'readonly') {
+      return editor.edit((builder) => changes.forEach((change, i) => builder.replace(ranges[i], change.text)));
     }
-    // VS Code checks the edit against the version the extension host knows, so a keystroke that got in first
-    // makes it refuse the whole edit; the bridge then asks the daemon to re-send.
+    // Not in an editor (nobody types there), or read-only, which refuses editor edits: a workspace edit.
+    const edit = new vscode.WorkspaceEdit();
+    changes.forEach((change, i) => edit.replace(doc.uri, ranges[i], change.text));
     return vscode.workspace.applyEdit(edit);
   }
 

@@ -100,8 +100,13 @@ fn shared_from_vscode_joined_from_neovim_both_typing_at_once() {
             Ok(v.cursor_names()?.iter().any(|n| n == "nora"))
         })
         .expect("cursor decoration");
-    let status = vscode.status().expect("status");
-    assert!(status.contains("connected") && status.ends_with("· 1"), "status bar: {status:?}");
+    // One other person (the test's own server-text observers come and go; wait for them to be gone).
+    vscode
+        .wait_for("the status bar to count Nora", Duration::from_secs(20), |v| {
+            let status = v.status()?;
+            Ok(status.contains("connected") && status.ends_with("· 1"))
+        })
+        .expect("status bar");
 
     // When she leaves, her cursor goes.
     drop(nvim);

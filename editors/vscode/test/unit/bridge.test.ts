@@ -50,6 +50,9 @@ class FakeEditor implements BridgeHost {
   /** Runs just after an apply succeeded, before its promise resolves (a keystroke that comes right after). */
   afterApply: (() => void) | undefined;
   refuseAll = false;
+  /** Delivers an applied edit's change event only after the apply resolved (VS Code does, under load). */
+  lateEcho = false;
+  applies = 0;
 
   constructor(text: string) {
     this.text = text;
@@ -65,15 +68,27 @@ class FakeEditor implements BridgeHost {
     return this.sent.filter((s) => s.method === 'collab/edit').map((s) => s.params as EditParams);
   }
 
+  unchanged(uri: string, c: Change): boolean {
+    assert.equal(uri, URI);
+    const start = offsetOf(this.text, c.range.start.line, c.range.start.character);
+    const end = offsetOf(this.text, c.range.end.line, c.range.end.character);
+    return this.text.slice(start, end) === c.text;
+  }
+
   /** Changes the buffer and fires the change event, as VS Code does for a keystroke or an applied edit. */
-  change(changes: Change[]): void {
+  change(changes: Change[], deliver = true): () => void {
     for (const c of changes) {
       const start = offsetOf(this.text, c.range.start.line, c.range.start.character);
       const end = offsetOf(this.text, c.range.end.line, c.range.end.character);
       this.text = this.text.slice(0, start) + c.text + this.text.slice(end);
     }
     this.version += 1;
-    this.bridge.localChange(URI, { version: this.version, changes });
+    const event = { version: this.version, changes };
+    const fire = () => this.bridge.localChange(URI, event);
+    if (deliver) {
+      fire();
+    }
+    return fire;
   }
 
   type(offset: number, text: string): void {
@@ -84,14 +99,22 @@ class FakeEditor implements BridgeHost {
     assert.equal(uri, URI);
     this.applying += 1;
     this.maxConcurrentApplies = Math.max(this.maxConcurrentApplies, this.applying);
+    this.applies += 1;
     await Promise.resolve(); // the round trip to the main thread
     try {
       this.beforeApply?.();
       if (this.refuseAll || version !== this.version) {
         return false;
       }
-      this.change(changes);
-      this.afterApply?.();
+      const fire = this.change(changes, !this.lateEcho);
+      if (this.lateEcho) {
+        setTimeout(() => {
+          fire();
+          this.afterApply?.(); // typing after the edit is delivered after its echo
+        }, 5);
+      } else {
+        this.afterApply?.();
+      }
       await Promise.resolve();
       return true;
     } finally {
@@ -229,6 +252,7 @@ test('an apply that throws counts as refused', async () => {
   const logs: string[] = [];
   const bridge = new DocumentBridge({
     apply: () => Promise.reject(new Error('boom')),
+    unchanged: () => false,
     notify: (method, params) => ed.notify(method, params),
     log: (m) => logs.push(m),
   });
@@ -237,4 +261,46 @@ test('an apply that throws counts as refused', async () => {
   await bridge.idle();
   assert.deepEqual(ed.edits().at(-1), { uri: URI, revision: 0, changes: [] });
   assert.match(logs[0], /boom/);
+});
+
+test('an echo that arrives after the apply resolved is still recognized by version', async () => {
+  const ed = new FakeEditor('ab');
+  ed.lateEcho = true;
+  let typed = false;
+  ed.afterApply = () => {
+    if (!typed) {
+      typed = true;
+      ed.type(0, 'u'); // typed after the applied edit, delivered after its echo
+    }
+  };
+  ed.bridge.daemonEdit({ uri: URI, revision: 0, changes: [insert('ab', 2, 'D')] });
+  ed.bridge.daemonEdit({ uri: URI, revision: 0, changes: [insert('abD', 3, 'E')] }); // stale once 'u' is sent
+  await ed.bridge.idle();
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(ed.text, 'uabD');
+  assert.deepEqual(ed.edits(), [{ uri: URI, revision: 1, changes: [insert('abD', 0, 'u')] }], 'the echo is not sent');
+  assert.deepEqual(ed.bridge.counters(URI), { version: 3, sent: 1, applied: 1 });
+});
+
+test('the next daemon edit waits for the echo of the previous one', async () => {
+  const ed = new FakeEditor('');
+  ed.lateEcho = true;
+  ed.bridge.daemonEdit({ uri: URI, revision: 0, changes: [insert('', 0, 'a')] });
+  ed.bridge.daemonEdit({ uri: URI, revision: 0, changes: [insert('a', 1, 'b')] });
+  await ed.bridge.idle();
+  assert.equal(ed.text, 'ab', 'both applied, the second against the version the first made');
+  assert.equal(ed.applies, 2, 'no refusal and no re-send were needed');
+  await new Promise((r) => setTimeout(r, 20)); // the second echo, late too
+  assert.equal(ed.edits().length, 0);
+  assert.deepEqual(ed.bridge.counters(URI), { version: 3, sent: 0, applied: 2 });
+});
+
+test('a daemon edit that changes nothing is counted without touching the buffer', async () => {
+  const ed = new FakeEditor('abc');
+  const same: Change = { range: { start: { line: 0, character: 1 }, end: { line: 0, character: 2 } }, text: 'b' };
+  ed.bridge.daemonEdit({ uri: URI, revision: 0, changes: [same] });
+  await ed.bridge.idle();
+  assert.equal(ed.applies, 0);
+  ed.type(3, 'd');
+  assert.deepEqual(ed.edits(), [{ uri: URI, revision: 1, changes: [insert('abc', 3, 'd')] }]);
 });
