@@ -138,6 +138,13 @@ impl VsCode {
         self.call("palette", json!({ "title": title })).map(drop)
     }
 
+    /// Runs CodeCollab: Join Session from the palette with `invite`; returns the notification that says it joined.
+    pub fn join_from_palette(&mut self, invite: &str) -> anyhow::Result<String> {
+        self.palette("CodeCollab: Join Session")?;
+        self.call("input", json!({ "text": invite, "title": "Join Session" }))?;
+        self.notification("joined")
+    }
+
     /// Waits for a notification matching the regular expression `pattern`; returns its text.
     pub fn notification(&mut self, pattern: &str) -> anyhow::Result<String> {
         let reply = self.call("notification", json!({ "pattern": pattern }))?;

@@ -133,9 +133,8 @@ fn shared_from_neovim_joined_from_the_vscode_palette() {
     nvim.command("edit doc.txt").expect("edit");
 
     let mut vscode = VsCode::start(guest_dir.path(), None, "vic").expect("VS Code");
-    vscode.palette("CodeCollab: Join Session").expect("join command");
-    vscode.call("input", json!({ "text": invite, "title": "Join Session" })).expect("paste the invite");
-    vscode.notification("joined, 2 files").expect("the join's notification");
+    let joined = vscode.join_from_palette(&invite).expect("join");
+    assert!(joined.contains("joined, 2 files"), "{joined}");
     assert_eq!(std::fs::read_to_string(guest_dir.path().join("src/lib.rs")).expect("joined file"), "fn main() {}\n");
 
     vscode.open("doc.txt").expect("open");
@@ -170,8 +169,7 @@ fn a_view_only_session_makes_vscode_read_only_while_remote_edits_arrive() {
     nvim.command("edit doc.txt").expect("edit");
 
     let mut vscode = VsCode::start(guest_dir.path(), None, "vic").expect("VS Code");
-    vscode.palette("CodeCollab: Join Session").expect("join command");
-    vscode.call("input", json!({ "text": view_invite, "title": "Join Session" })).expect("paste the invite");
+    vscode.join_from_palette(view_invite.as_str().expect("a string")).expect("join");
     vscode.notification("view-only").expect("told it is view-only");
     vscode.open("doc.txt").expect("open");
     vscode
@@ -228,9 +226,7 @@ fn vscode_shows_reconnecting_through_a_server_restart_and_loses_nothing() {
     let (mut nvim, invite) = Nvim::share(host_dir.path(), &server.url(), "nils").expect("Neovim shares");
     nvim.command("edit doc.txt").expect("edit");
     let mut vscode = VsCode::start(guest_dir.path(), None, "vic").expect("VS Code");
-    vscode.palette("CodeCollab: Join Session").expect("join command");
-    vscode.call("input", json!({ "text": invite, "title": "Join Session" })).expect("paste the invite");
-    vscode.notification("joined").expect("joined");
+    vscode.join_from_palette(&invite).expect("join");
     vscode.open("doc.txt").expect("open");
 
     server.kill();
