@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use codecollab_protocol::wire::{ClientMsg, DocId, ErrorCode, PeerId, PeerInfo, Role, ServerMsg};
+use codecollab_protocol::wire::{ClientMsg, DocId, DocInfo, ErrorCode, PeerId, PeerInfo, Role, ServerMsg};
 use codecollab_protocol::{Bias, Client, ClientId, Outgoing, Revision, Selection, TextOperation};
 use ropey::Rope;
 use tokio::sync::{mpsc, oneshot};
@@ -461,10 +461,8 @@ impl MainLoop {
             ServerMsg::Created { doc } => {
                 // If our editor opened the same new path, our own Create (which the server answers for an existing
                 // path by subscribing us) brings the snapshot: subscribing again would fetch the text twice.
-                let Some(session) = self.session.as_mut() else { return };
-                if !session.pending_opens.contains_key(&doc.path) {
-                    session.fetching.insert(doc.path, doc.doc);
-                    self.send(ClientMsg::Subscribe { doc: doc.doc, since: None });
+                if self.session.as_ref().is_some_and(|s| !s.pending_opens.contains_key(&doc.path)) {
+                    self.fetch(doc);
                 }
             }
             ServerMsg::Deleted { doc } => {
@@ -552,7 +550,7 @@ impl MainLoop {
         role: Role,
         token: String,
         peers: Vec<PeerInfo>,
-        docs: Vec<codecollab_protocol::wire::DocInfo>,
+        docs: Vec<DocInfo>,
     ) {
         self.failures = 0;
         let server = self.pending_server.clone().unwrap_or_default();
@@ -590,11 +588,9 @@ impl MainLoop {
                     self.leave();
                     return;
                 }
-                let mut session = self.new_session(session_id, server, token, root.clone(), peer, role, peers);
-                session.fetching.extend(docs.iter().map(|d| (d.path.clone(), d.doc)));
-                self.session = Some(session);
+                self.session = Some(self.new_session(session_id, server, token, root.clone(), peer, role, peers));
                 for doc in &docs {
-                    self.send(ClientMsg::Subscribe { doc: doc.doc, since: None });
+                    self.fetch(doc.clone());
                 }
                 if !docs.is_empty() {
                     let (title, total) = (format!("CodeCollab: receiving {} files", docs.len()), docs.len());
@@ -611,8 +607,7 @@ impl MainLoop {
                 session.peer = peer;
                 session.peers = peers.into_iter().map(|p| (p.peer, p)).collect();
                 let known: Vec<(DocId, Revision)> = session.docs.iter().map(|(id, d)| (*id, d.ot.revision())).collect();
-                let unknown: Vec<DocId> =
-                    docs.iter().map(|d| d.doc).filter(|d| !session.docs.contains_key(d)).collect();
+                let unknown: Vec<DocInfo> = docs.into_iter().filter(|d| !session.docs.contains_key(&d.doc)).collect();
                 let creates: Vec<(String, String)> =
                     session.pending_opens.values().map(|o| (o.uri.clone(), o.text.clone())).collect();
                 let root = session.root.clone();
@@ -620,7 +615,7 @@ impl MainLoop {
                     self.send(ClientMsg::Subscribe { doc, since: Some(since) });
                 }
                 for doc in unknown {
-                    self.send(ClientMsg::Subscribe { doc, since: None });
+                    self.fetch(doc);
                 }
                 for (uri, text) in creates {
                     if let Some(path) = workspace::uri_to_path(&uri).and_then(|p| workspace::relative(&root, &p)) {
@@ -746,6 +741,15 @@ impl MainLoop {
             self.flush_disk();
             self.check_join_done(Some(()));
         }
+    }
+
+    /// Asks for the whole of a document we do not hold yet; until its snapshot arrives, an editor opening its path
+    /// waits for it instead of creating the file again.
+    fn fetch(&mut self, doc: DocInfo) {
+        if let Some(session) = self.session.as_mut() {
+            session.fetching.insert(doc.path, doc.doc);
+        }
+        self.send(ClientMsg::Subscribe { doc: doc.doc, since: None });
     }
 
     fn send_op(&self, doc: DocId, out: Outgoing) {
