@@ -59,6 +59,10 @@ function toChange(change: vscode.TextDocumentContentChangeEvent): Change {
   };
 }
 
+function openDocument(uri: string): vscode.TextDocument | undefined {
+  return vscode.workspace.textDocuments.find((d) => d.uri.toString() === uri);
+}
+
 class Controller implements vscode.Disposable {
   private client: LanguageClient | undefined;
   private starting: Promise<LanguageClient> | undefined;
@@ -85,7 +89,7 @@ class Controller implements vscode.Disposable {
     this.bridge = new DocumentBridge({
       apply: (uri, version, changes) => this.apply(uri, version, changes),
       unchanged: (uri, change) => {
-        const doc = vscode.workspace.textDocuments.find((d) => d.uri.toString() === uri);
+        const doc = openDocument(uri);
         const { start, end } = change.range;
         return doc?.getText(new vscode.Range(start.line, start.character, end.line, end.character)) === change.text;
       },
@@ -362,7 +366,7 @@ class Controller implements vscode.Disposable {
 
   /** The bridge's host `apply`: one version-checked edit, refused if the document moved on. */
   private async apply(uri: string, version: number, changes: Change[]): Promise<boolean> {
-    const doc = vscode.workspace.textDocuments.find((d) => d.uri.toString() === uri);
+    const doc = openDocument(uri);
     if (!doc || doc.version !== version) {
       return false;
     }

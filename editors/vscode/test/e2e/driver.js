@@ -30,6 +30,11 @@ function escapeRegExp(text) {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
+/** The quick input box (input box or quick pick) whose title contains `title`. */
+function quickInput(page, title) {
+  return page.locator('.quick-input-widget', { has: page.locator('.quick-input-title', { hasText: title }) });
+}
+
 function log(...args) {
   process.stderr.write(`[driver] ${args.join(' ')}\n`);
 }
@@ -167,10 +172,7 @@ class Workbench {
    * title matters: right after a palette command the palette's own box may still be on screen.
    */
   async input({ text, title }) {
-    const widget = this.page.locator('.quick-input-widget', {
-      has: this.page.locator('.quick-input-title', { hasText: title }),
-    });
-    const input = widget.locator('input');
+    const input = quickInput(this.page, title).locator('input');
     await input.waitFor({ state: 'visible' });
     await input.fill(text);
     await this.page.keyboard.press('Enter');
@@ -179,9 +181,7 @@ class Workbench {
 
   /** The labels of the quick pick whose title contains `title`, once it shows; then closes it with Escape. */
   async quickPick({ title }) {
-    const widget = this.page.locator('.quick-input-widget', {
-      has: this.page.locator('.quick-input-title', { hasText: title }),
-    });
+    const widget = quickInput(this.page, title);
     await widget.locator('.quick-input-list .monaco-list-row').first().waitFor({ state: 'visible' });
     const labels = await widget.locator('.quick-input-list .monaco-list-row .label-name').allInnerTexts();
     await this.page.keyboard.press('Escape');
