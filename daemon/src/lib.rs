@@ -6,6 +6,7 @@
 //!   client), reconnects, presence, files on disk.
 //! - [`editor_ot`]: the revision pair toward each editor buffer. [`position`]: every position conversion.
 //! - [`relay`]: the WebSocket connection to the server. [`workspace`]: the shared folder on disk.
+//! - [`transport`]: LSP framing on stdio, feeding tower-lsp-server's service.
 #![deny(clippy::print_stdout)]
 
 pub mod editor_ot;
@@ -14,11 +15,12 @@ pub mod lsp_server;
 pub mod main_loop;
 pub mod position;
 pub mod relay;
+pub mod transport;
 pub mod workspace;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
-use tower_lsp_server::{LspService, Server};
+use tower_lsp_server::LspService;
 
 /// Serves the editor protocol on `input`/`output` until `exit` or the end of `input`.
 pub async fn run<I, O>(input: I, output: O)
@@ -43,6 +45,6 @@ where
     .custom_method("collab/cursor", lsp_server::Backend::cursor)
     .custom_method("collab/close", lsp_server::Backend::close)
     .finish();
-    Server::new(input, output, socket).serve(service).await;
+    transport::serve(input, output, service, socket).await;
     main_task.abort();
 }

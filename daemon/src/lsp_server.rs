@@ -1,6 +1,7 @@
 //! The LSP side: tower-lsp-server's `LanguageServer` and the custom `collab/*` methods. Handlers convert and
-//! forward to the main loop *synchronously*, before returning their future: tower-lsp calls them in the order
-//! the messages arrive, so editor edits reach the main loop in order even though it runs handlers concurrently.
+//! forward to the main loop *synchronously*, on their future's first poll: the transport ([`crate::transport`])
+//! gives each message that poll in the order the messages arrive, so editor edits reach the main loop in order
+//! even though requests waiting for an answer run concurrently.
 
 use std::future::{ready, Ready};
 use std::path::PathBuf;

@@ -7,15 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use codecollab_protocol::wire::{ClientMsg, ServerMsg, SUBPROTOCOL};
+use codecollab_protocol::wire::{ClientMsg, ServerMsg, FRAGMENT_BYTES, SUBPROTOCOL};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 
 /// Largest frame accepted from the server (a snapshot of a large document).
 const MAX_FRAME: usize = 512 << 20;
@@ -126,6 +128,25 @@ async fn connect(
     Ok(ws)
 }
 
+/// Queues one binary message, in fragments of [`FRAGMENT_BYTES`] if it is longer.
+async fn feed<S>(ws: &mut S, frame: Vec<u8>) -> Result<(), WsError>
+where
+    S: futures_util::Sink<Message, Error = WsError> + Unpin,
+{
+    let frame = Bytes::from(frame);
+    if frame.len() <= FRAGMENT_BYTES {
+        return ws.feed(Message::Binary(frame)).await;
+    }
+    let mut start = 0;
+    while start < frame.len() {
+        let end = (start + FRAGMENT_BYTES).min(frame.len());
+        let opcode = OpCode::Data(if start == 0 { Data::Binary } else { Data::Continue });
+        ws.feed(Message::Frame(Frame::message(frame.slice(start..end), opcode, end == frame.len()))).await?;
+        start = end;
+    }
+    Ok(())
+}
+
 async fn run<E>(
     url: &str,
     token: Option<&str>,
@@ -148,10 +169,10 @@ async fn run<E>(
                     let _ = ws.close(None).await;
                     return Ok("closed by the daemon".into());
                 };
-                ws.feed(Message::Binary(Bytes::from(msg.encode()?))).await?;
+                feed(&mut ws, msg.encode()?).await?;
                 // Everything queued goes out in one flush.
                 while let Ok(msg) = outgoing.try_recv() {
-                    ws.feed(Message::Binary(Bytes::from(msg.encode()?))).await?;
+                    feed(&mut ws, msg.encode()?).await?;
                 }
                 ws.flush().await?;
             }

@@ -7,15 +7,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use codecollab_protocol::wire::{ClientMsg, DocId, ErrorCode, PeerId, Role, ServerMsg, SUBPROTOCOL};
+use codecollab_protocol::wire::{ClientMsg, DocId, ErrorCode, PeerId, Role, ServerMsg, FRAGMENT_BYTES, SUBPROTOCOL};
 use codecollab_protocol::{ClientId, DecodeError};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::auth::{unix_now, Claims, TokenKind};
@@ -177,6 +178,25 @@ fn authenticate(head: &RequestHead, shared: &Shared) -> Result<Auth, String> {
     }
 }
 
+/// Queues one binary message, in fragments of [`FRAGMENT_BYTES`] if it is longer (a snapshot of a large
+/// document, say), so the connection's write buffer and the client's read buffer stay small.
+async fn feed<S>(ws: &mut WebSocketStream<S>, frame: Bytes) -> Result<(), WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if frame.len() <= FRAGMENT_BYTES {
+        return ws.feed(Message::Binary(frame)).await;
+    }
+    let mut start = 0;
+    while start < frame.len() {
+        let end = (start + FRAGMENT_BYTES).min(frame.len());
+        let opcode = OpCode::Data(if start == 0 { Data::Binary } else { Data::Continue });
+        ws.feed(Message::Frame(Frame::message(frame.slice(start..end), opcode, end == frame.len()))).await?;
+        start = end;
+    }
+    Ok(())
+}
+
 fn close_frame(code: u16, reason: &str) -> CloseFrame {
     CloseFrame { code: CloseCode::from(code), reason: reason.to_owned().into() }
 }
@@ -270,7 +290,7 @@ impl Connection {
             match outbound {
                 Outbound::Frame(frame) => {
                     self.shared.metrics.bytes_out.fetch_add(frame.len() as u64, Ordering::Relaxed);
-                    ws.feed(Message::Binary(frame)).await?;
+                    feed(ws, frame).await?;
                 }
                 Outbound::Close(code, reason) => {
                     ws.flush().await?;

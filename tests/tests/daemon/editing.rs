@@ -335,3 +335,38 @@ async fn a_new_file_opened_in_two_editors_at_once_is_fetched_once_by_each() {
     assert!(sent < 2 * text.len() as u64 + text.len() as u64 / 2, "{sent} bytes out for a {} byte file", text.len());
     assert_eq!(server_text(&invite, "new.txt").await, text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_of_megabytes_travels_whole_and_stays_editable() {
+    let server = TestServer::start(|_| {}).await;
+    let (host_dir, guest_dir) = (TempDir::new("host"), TempDir::new("guest"));
+    let mut a = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("a");
+    let mut b = ScriptedEditor::start(Encoding::Utf8, &[]).await.expect("b");
+    let (invite, _) = share(&mut a, host_dir.path(), &server.url(), "ada").await;
+    join(&mut b, &invite, guest_dir.path(), "bob").await;
+    // About 2.5 MB with multibyte text: the upload and the snapshot both travel as many WebSocket fragments,
+    // split wherever the byte count falls, and the open as one large LSP message.
+    let text: String = (0..40_000).map(|i| format!("{i:05} héllo 日本語 👩\u{200d}💻 the quick brown fox\n")).collect();
+    let (ua, ub) = (uri(&host_dir.path().join("big.txt")), uri(&guest_dir.path().join("big.txt")));
+    a.open(&ua, &text).await.expect("open");
+    let on_disk = guest_dir.path().join("big.txt");
+    codecollab_tests::harness::poll_until(
+        "the guest's daemon writes the file",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || Ok(std::fs::read_to_string(&on_disk).is_ok_and(|t| t == text)),
+    )
+    .expect("written whole");
+    b.open(&ub, &text).await.expect("open");
+    a.seed(7);
+    b.seed(8);
+    for _ in 0..40 {
+        a.type_randomly(&ua).await.expect("type");
+        b.type_randomly(&ub).await.expect("type");
+        while a.pump(Duration::ZERO).await.expect("pump") {}
+        while b.pump(Duration::ZERO).await.expect("pump") {}
+    }
+    let texts = settle(&mut [&mut a, &mut b], &[&ua, &ub]).await;
+    assert_ne!(texts[0], text, "both typed");
+    assert_eq!(server_text(&invite, "big.txt").await, texts[0]);
+}
