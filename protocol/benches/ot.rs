@@ -259,8 +259,9 @@ fn main() {
         return;
     }
     // A long loop over one workload, for `perf record`.
-    if args.iter().any(|a| a == "--profile-transform") {
-        let pairs = op_pairs(1, true, true);
+    if let Some(flag) = args.iter().find(|a| a.starts_with("--profile-transform")) {
+        // `--profile-transform` for keystrokes, `--profile-transform=random` for random multi-component ops.
+        let pairs = op_pairs(1, !flag.ends_with("=random"), true);
         for _ in 0..20_000 {
             for (a, b) in &pairs {
                 black_box(transform(black_box(a), black_box(b)).expect("same base"));

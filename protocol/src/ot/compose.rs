@@ -2,6 +2,7 @@
 //!
 //! Law: `apply(apply(s, a), b) == apply(s, a.compose(&b))` whenever `b.base_len() == a.target_len()`.
 
+use super::edit::{self, Edit};
 use super::operation::{OpError, TextOperation};
 use super::reader::{Piece, Reader};
 
@@ -11,50 +12,61 @@ impl TextOperation {
         if self.target_len != next.base_len {
             return Err(OpError::ComposeLengthMismatch { first_target: self.target_len, second_base: next.base_len });
         }
-        let mut out = TextOperation::with_capacity(self.components.len() + next.components.len());
-        let mut first = Reader::new(self);
-        let mut second = Reader::new(next);
-        loop {
-            match (first.peek(), second.peek()) {
-                (None, None) => break,
-                // What the first deletes, the second never sees.
-                (Some(Piece::Delete(n)), _) => {
-                    out.delete(n);
-                    first.skip();
-                }
-                // What the second inserts, the first never saw.
-                (_, Some(Piece::Insert(s, n))) => {
-                    out.insert_counted(s, n);
-                    second.skip();
-                }
-                (Some(a), Some(b)) => {
-                    let n = a.len().min(b.len());
-                    second.advance(n);
-                    match (a, b) {
-                        (Piece::Retain(_), Piece::Retain(_)) => {
-                            first.advance(n);
-                            out.retain(n);
-                        }
-                        (Piece::Retain(_), Piece::Delete(_)) => {
-                            first.advance(n);
-                            out.delete(n);
-                        }
-                        (Piece::Insert(..), Piece::Retain(_)) => {
-                            if let Some(Piece::Insert(s, _)) = first.take(n) {
-                                out.insert_counted(s, n);
-                            }
-                        }
-                        // Inserted by the first, deleted by the second: nothing is left of it.
-                        (Piece::Insert(..), Piece::Delete(_)) => first.advance(n),
-                        _ => return Err(mismatch(self, next)),
-                    }
-                }
-                // Unreachable after the length check; kept as an error so no input can panic.
-                _ => return Err(mismatch(self, next)),
-            }
+        if let (Some(a), Some(b)) = (Edit::of(self), Edit::of(next)) {
+            return Ok(edit::compose(a, b, self.base_len));
         }
-        Ok(out)
+        compose_components(self, next)
     }
+}
+
+/// The general case: walks both operations' components side by side.
+pub(crate) fn compose_components(this: &TextOperation, next: &TextOperation) -> Result<TextOperation, OpError> {
+    if this.target_len != next.base_len {
+        return Err(mismatch(this, next));
+    }
+    let mut out = TextOperation::with_capacity(this.components.len() + next.components.len());
+    let mut first = Reader::new(this);
+    let mut second = Reader::new(next);
+    loop {
+        match (first.peek(), second.peek()) {
+            (None, None) => break,
+            // What the first deletes, the second never sees.
+            (Some(Piece::Delete(n)), _) => {
+                out.delete(n);
+                first.skip();
+            }
+            // What the second inserts, the first never saw.
+            (_, Some(Piece::Insert(s, n))) => {
+                out.insert_counted(s, n);
+                second.skip();
+            }
+            (Some(a), Some(b)) => {
+                let n = a.len().min(b.len());
+                second.advance(n);
+                match (a, b) {
+                    (Piece::Retain(_), Piece::Retain(_)) => {
+                        first.advance(n);
+                        out.retain(n);
+                    }
+                    (Piece::Retain(_), Piece::Delete(_)) => {
+                        first.advance(n);
+                        out.delete(n);
+                    }
+                    (Piece::Insert(..), Piece::Retain(_)) => {
+                        if let Some(Piece::Insert(s, _)) = first.take(n) {
+                            out.insert_counted(s, n);
+                        }
+                    }
+                    // Inserted by the first, deleted by the second: nothing is left of it.
+                    (Piece::Insert(..), Piece::Delete(_)) => first.advance(n),
+                    _ => return Err(mismatch(this, next)),
+                }
+            }
+            // Unreachable after the length check; kept as an error so no input can panic.
+            _ => return Err(mismatch(this, next)),
+        }
+    }
+    Ok(out)
 }
 
 fn mismatch(first: &TextOperation, second: &TextOperation) -> OpError {

@@ -4,6 +4,7 @@
 mod apply;
 mod compose;
 mod cursor;
+mod edit;
 mod operation;
 mod reader;
 mod replace;

@@ -17,12 +17,27 @@
 //! needs. Seen by users: when two people type at the same spot at once, the text of the one whose op the server
 //! sequenced later lands first.
 
+use super::edit::{self, Edit};
 use super::operation::{OpError, TextOperation};
 use super::reader::{Piece, Reader};
 
 /// Transforms two operations made concurrently on the same document; returns `(a', b')` where `a'` is `a`
 /// rebased onto `b` and `b'` is `b` rebased onto `a`.
 pub fn transform(a: &TextOperation, b: &TextOperation) -> Result<(TextOperation, TextOperation), OpError> {
+    if a.base_len != b.base_len {
+        return Err(OpError::TransformLengthMismatch { a_base: a.base_len, b_base: b.base_len });
+    }
+    if let (Some(x), Some(y)) = (Edit::of(a), Edit::of(b)) {
+        return Ok((edit::rebase(x, y, a.base_len, true), edit::rebase(y, x, a.base_len, false)));
+    }
+    transform_components(a, b)
+}
+
+/// The general case: walks both operations' components side by side.
+pub(crate) fn transform_components(
+    a: &TextOperation,
+    b: &TextOperation,
+) -> Result<(TextOperation, TextOperation), OpError> {
     if a.base_len != b.base_len {
         return Err(OpError::TransformLengthMismatch { a_base: a.base_len, b_base: b.base_len });
     }
