@@ -2,9 +2,10 @@
 //!
 //! Law: `apply(apply(s, a), b) == apply(s, a.compose(&b))` whenever `b.base_len() == a.target_len()`.
 
-use super::edit::{self, Edit};
-use super::operation::{OpError, TextOperation};
-use super::reader::{Piece, Reader};
+use compact_str::CompactString;
+
+use super::edit::{self, byte_at, Edit};
+use super::operation::{char_len, push_run, push_text, Component, OpError, TextOperation};
 
 impl TextOperation {
     /// The operation equivalent to applying `self`, then `next`.
@@ -19,54 +20,77 @@ impl TextOperation {
     }
 }
 
-/// The general case: walks both operations' components side by side.
+/// What is left of the first operation's current component (its deletes are passed on at once).
+#[derive(Clone, Copy)]
+enum First<'a> {
+    Retain(usize),
+    /// Inserted text not yet consumed, its length in chars, and the component if this is all of it.
+    Insert(&'a str, usize, Option<&'a CompactString>),
+}
+
+/// The general case: walks both operations' components side by side, building the result's components directly.
 pub(crate) fn compose_components(this: &TextOperation, next: &TextOperation) -> Result<TextOperation, OpError> {
     if this.target_len != next.base_len {
         return Err(mismatch(this, next));
     }
-    let mut out = TextOperation::with_capacity(this.components.len() + next.components.len());
-    let mut first = Reader::new(this);
-    let mut second = Reader::new(next);
+    let mut out = Vec::with_capacity(this.components.len() + next.components.len());
+    let (mut firsts, mut seconds) = (this.components.iter(), next.components.iter());
+    let mut first: Option<First<'_>> = None;
+    // The second's current retain or delete: (deletes, chars left).
+    let mut second: Option<(bool, usize)> = None;
     loop {
-        match (first.peek(), second.peek()) {
-            (None, None) => break,
-            // What the first deletes, the second never sees.
-            (Some(Piece::Delete(n)), _) => {
-                out.delete(n);
-                first.skip();
-            }
-            // What the second inserts, the first never saw.
-            (_, Some(Piece::Insert(s, n))) => {
-                out.insert_counted(s, n);
-                second.skip();
-            }
-            (Some(a), Some(b)) => {
-                let n = a.len().min(b.len());
-                second.advance(n);
-                match (a, b) {
-                    (Piece::Retain(_), Piece::Retain(_)) => {
-                        first.advance(n);
-                        out.retain(n);
-                    }
-                    (Piece::Retain(_), Piece::Delete(_)) => {
-                        first.advance(n);
-                        out.delete(n);
-                    }
-                    (Piece::Insert(..), Piece::Retain(_)) => {
-                        if let Some(Piece::Insert(s, _)) = first.take(n) {
-                            out.insert_counted(s, n);
-                        }
-                    }
-                    // Inserted by the first, deleted by the second: nothing is left of it.
-                    (Piece::Insert(..), Piece::Delete(_)) => first.advance(n),
-                    _ => return Err(mismatch(this, next)),
+        if first.is_none() {
+            match firsts.next() {
+                // What the first deletes, the second never sees.
+                Some(Component::Delete(n)) => {
+                    push_run(&mut out, *n, true);
+                    continue;
                 }
+                Some(Component::Retain(n)) => first = Some(First::Retain(*n)),
+                Some(Component::Insert(text)) => first = Some(First::Insert(text, char_len(text), Some(text))),
+                None => {}
+            }
+        }
+        if second.is_none() {
+            match seconds.next() {
+                // What the second inserts, the first never saw.
+                Some(Component::Insert(text)) => {
+                    push_text(&mut out, text, Some(text));
+                    continue;
+                }
+                Some(Component::Retain(n)) => second = Some((false, *n)),
+                Some(Component::Delete(n)) => second = Some((true, *n)),
+                None => {}
+            }
+        }
+        let (Some(a), Some((deletes, b_left))) = (first, second) else {
+            if first.is_none() && second.is_none() {
+                break;
             }
             // Unreachable after the length check; kept as an error so no input can panic.
-            _ => return Err(mismatch(this, next)),
-        }
+            return Err(mismatch(this, next));
+        };
+        let n = match a {
+            First::Retain(a_left) => {
+                let n = a_left.min(b_left);
+                push_run(&mut out, n, deletes);
+                first = (a_left > n).then_some(First::Retain(a_left - n));
+                n
+            }
+            First::Insert(text, chars, whole) => {
+                let n = chars.min(b_left);
+                let cut = if n == chars { text.len() } else { byte_at(text, chars, n) };
+                // Kept by the second, or deleted by it: then nothing is left of it.
+                if !deletes {
+                    push_text(&mut out, &text[..cut], whole.filter(|_| n == chars));
+                }
+                first = (chars > n).then(|| First::Insert(&text[cut..], chars - n, None));
+                n
+            }
+        };
+        second = (b_left > n).then_some((deletes, b_left - n));
     }
-    Ok(out)
+    Ok(TextOperation { components: out, base_len: this.base_len, target_len: next.target_len })
 }
 
 fn mismatch(first: &TextOperation, second: &TextOperation) -> OpError {

@@ -6,7 +6,7 @@
 
 use compact_str::CompactString;
 
-use super::operation::{char_len, Component, TextOperation};
+use super::operation::{char_len, push_run, Component, TextOperation};
 
 /// An operation that retains `at` chars, inserts `text` (`chars` long), deletes `deleted` chars and retains the
 /// rest: any operation of at most one insert and one delete, next to each other.
@@ -51,17 +51,6 @@ impl<'a> Edit<'a> {
     }
 }
 
-/// Appends a retain or delete of `n` chars, merged with a run of its kind just before it.
-#[inline(always)]
-fn push_run(components: &mut Vec<Component>, n: usize, delete: bool) {
-    match (components.last_mut(), delete) {
-        _ if n == 0 => {}
-        (Some(Component::Retain(m)), false) | (Some(Component::Delete(m)), true) => *m += n,
-        (_, false) => components.push(Component::Retain(n)),
-        (_, true) => components.push(Component::Delete(n)),
-    }
-}
-
 /// `x` rebased onto `y` (both on a document of `len` chars): the same edit in the document after `y`. At the same
 /// position, `x`'s insert goes before `y`'s if `x_first`.
 ///
@@ -102,7 +91,7 @@ pub(crate) fn rebase(x: Edit<'_>, y: Edit<'_>, len: usize, x_first: bool) -> Tex
 
 /// Byte index of char `n` of `text`, which is `chars` chars long.
 #[inline]
-fn byte_at(text: &str, chars: usize, n: usize) -> usize {
+pub(crate) fn byte_at(text: &str, chars: usize, n: usize) -> usize {
     if text.len() == chars {
         n
     } else {

@@ -6,7 +6,6 @@ mod compose;
 mod cursor;
 mod edit;
 mod operation;
-mod reader;
 mod replace;
 mod serde_impl;
 mod transform;

@@ -18,8 +18,7 @@
 //! sequenced later lands first.
 
 use super::edit::{self, Edit};
-use super::operation::{OpError, TextOperation};
-use super::reader::{Piece, Reader};
+use super::operation::{char_len, push_run, push_text, Component, OpError, TextOperation};
 
 /// Transforms two operations made concurrently on the same document; returns `(a', b')` where `a'` is `a`
 /// rebased onto `b` and `b'` is `b` rebased onto `a`.
@@ -33,59 +32,81 @@ pub fn transform(a: &TextOperation, b: &TextOperation) -> Result<(TextOperation,
     transform_components(a, b)
 }
 
-/// The general case: walks both operations' components side by side.
+/// The general case: walks both operations' components side by side, building the results' components
+/// directly and setting their lengths once at the end.
 pub(crate) fn transform_components(
     a: &TextOperation,
     b: &TextOperation,
 ) -> Result<(TextOperation, TextOperation), OpError> {
+    let mismatch = || OpError::TransformLengthMismatch { a_base: a.base_len, b_base: b.base_len };
     if a.base_len != b.base_len {
-        return Err(OpError::TransformLengthMismatch { a_base: a.base_len, b_base: b.base_len });
+        return Err(mismatch());
     }
     let capacity = a.components.len().max(b.components.len()) + 2;
-    let mut a_prime = TextOperation::with_capacity(capacity);
-    let mut b_prime = TextOperation::with_capacity(capacity);
-    let mut a_reader = Reader::new(a);
-    let mut b_reader = Reader::new(b);
+    let (mut a_prime, mut b_prime) = (Vec::with_capacity(capacity), Vec::with_capacity(capacity));
+    let (mut a_components, mut b_components) = (a.components.iter(), b.components.iter());
+    // The retain or delete each side is in the middle of: (deletes, chars left).
+    let (mut a_run, mut b_run): (Option<(bool, usize)>, Option<(bool, usize)>) = (None, None);
+    // What a' inserts and deletes, for its target length.
+    let (mut a_inserted, mut a_deleted) = (0, 0);
     loop {
-        match (a_reader.peek(), b_reader.peek()) {
+        if a_run.is_none() {
+            match a_components.next() {
+                // The tie-break: a's insert is placed before anything b does at the same position.
+                Some(Component::Insert(text)) => {
+                    let n = char_len(text);
+                    push_text(&mut a_prime, text, Some(text));
+                    push_run(&mut b_prime, n, false);
+                    a_inserted += n;
+                    continue;
+                }
+                Some(Component::Retain(n)) => a_run = Some((false, *n)),
+                Some(Component::Delete(n)) => a_run = Some((true, *n)),
+                None => {}
+            }
+        }
+        if b_run.is_none() {
+            match b_components.next() {
+                Some(Component::Insert(text)) => {
+                    let n = char_len(text);
+                    push_run(&mut a_prime, n, false);
+                    push_text(&mut b_prime, text, Some(text));
+                    continue;
+                }
+                Some(Component::Retain(n)) => b_run = Some((false, *n)),
+                Some(Component::Delete(n)) => b_run = Some((true, *n)),
+                None => {}
+            }
+        }
+        match (a_run, b_run) {
             (None, None) => break,
-            // The tie-break: a's insert is placed before anything b does at the same position.
-            (Some(Piece::Insert(s, n)), _) => {
-                a_prime.insert_counted(s, n);
-                b_prime.retain(n);
-                a_reader.skip();
-            }
-            (_, Some(Piece::Insert(s, n))) => {
-                a_prime.retain(n);
-                b_prime.insert_counted(s, n);
-                b_reader.skip();
-            }
-            (Some(x), Some(y)) => {
-                let n = x.len().min(y.len());
-                a_reader.advance(n);
-                b_reader.advance(n);
-                match (x, y) {
-                    (Piece::Retain(_), Piece::Retain(_)) => {
-                        a_prime.retain(n);
-                        b_prime.retain(n);
+            (Some((a_deletes, a_left)), Some((b_deletes, b_left))) => {
+                let n = a_left.min(b_left);
+                match (a_deletes, b_deletes) {
+                    (false, false) => {
+                        push_run(&mut a_prime, n, false);
+                        push_run(&mut b_prime, n, false);
                     }
                     // Both deleted the same chars: neither needs to delete them again.
-                    (Piece::Delete(_), Piece::Delete(_)) => {}
-                    (Piece::Delete(_), Piece::Retain(_)) => {
-                        a_prime.delete(n);
+                    (true, true) => {}
+                    (true, false) => {
+                        push_run(&mut a_prime, n, true);
+                        a_deleted += n;
                     }
-                    (Piece::Retain(_), Piece::Delete(_)) => {
-                        b_prime.delete(n);
-                    }
-                    // Inserts were handled above.
-                    _ => return Err(OpError::TransformLengthMismatch { a_base: a.base_len, b_base: b.base_len }),
+                    (false, true) => push_run(&mut b_prime, n, true),
                 }
+                a_run = (a_left > n).then_some((a_deletes, a_left - n));
+                b_run = (b_left > n).then_some((b_deletes, b_left - n));
             }
             // Unreachable after the length check; kept as an error so no input can panic.
-            _ => return Err(OpError::TransformLengthMismatch { a_base: a.base_len, b_base: b.base_len }),
+            _ => return Err(mismatch()),
         }
     }
-    Ok((a_prime, b_prime))
+    let target_len = b.target_len + a_inserted - a_deleted;
+    Ok((
+        TextOperation { components: a_prime, base_len: b.target_len, target_len },
+        TextOperation { components: b_prime, base_len: a.target_len, target_len },
+    ))
 }
 
 #[cfg(test)]
