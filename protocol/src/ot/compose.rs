@@ -13,7 +13,7 @@ impl TextOperation {
         if self.target_len != next.base_len {
             return Err(OpError::ComposeLengthMismatch { first_target: self.target_len, second_base: next.base_len });
         }
-        if let (Some(a), Some(b)) = (Edit::of(self), Edit::of(next)) {
+        if let Some((a, b)) = Edit::of(self).and_then(|a| Some((a, Edit::of(next)?))) {
             return Ok(edit::compose(a, b, self.base_len));
         }
         compose_components(self, next)

@@ -24,6 +24,9 @@ impl<'a> Edit<'a> {
     #[inline]
     pub(crate) fn of(op: &'a TextOperation) -> Option<Edit<'a>> {
         let mut rest = op.components.as_slice();
+        if rest.len() > 4 {
+            return None;
+        }
         let mut edit = Edit { at: 0, insert: None, text: "", chars: 0, deleted: 0 };
         if let [Component::Retain(n), tail @ ..] = rest {
             edit.at = *n;

@@ -26,11 +26,14 @@ pub fn transform(a: &TextOperation, b: &TextOperation) -> Result<(TextOperation,
     if a.base_len != b.base_len {
         return Err(OpError::TransformLengthMismatch { a_base: a.base_len, b_base: b.base_len });
     }
-    if let (Some(x), Some(y)) = (Edit::of(a), Edit::of(b)) {
+    if let Some((x, y)) = Edit::of(a).and_then(|x| Some((x, Edit::of(b)?))) {
         return Ok((edit::rebase(x, y, a.base_len, true), edit::rebase(y, x, a.base_len, false)));
     }
     transform_components(a, b)
 }
+
+/// The retain or delete a walk is in the middle of: (deletes, chars left).
+type Run = Option<(bool, usize)>;
 
 /// The general case: walks both operations' components side by side, building the results' components
 /// directly and setting their lengths once at the end.
@@ -45,8 +48,7 @@ pub(crate) fn transform_components(
     let capacity = a.components.len().max(b.components.len()) + 2;
     let (mut a_prime, mut b_prime) = (Vec::with_capacity(capacity), Vec::with_capacity(capacity));
     let (mut a_components, mut b_components) = (a.components.iter(), b.components.iter());
-    // The retain or delete each side is in the middle of: (deletes, chars left).
-    let (mut a_run, mut b_run): (Option<(bool, usize)>, Option<(bool, usize)>) = (None, None);
+    let (mut a_run, mut b_run): (Run, Run) = (None, None);
     // What a' inserts and deletes, for its target length.
     let (mut a_inserted, mut a_deleted) = (0, 0);
     loop {
