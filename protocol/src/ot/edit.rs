@@ -21,7 +21,7 @@ pub(crate) struct Edit<'a> {
 
 impl<'a> Edit<'a> {
     /// The operation as one edit, if it is one.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn of(op: &'a TextOperation) -> Option<Edit<'a>> {
         let mut rest = op.components.as_slice();
         if rest.len() > 4 {

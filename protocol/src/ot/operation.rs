@@ -284,6 +284,15 @@ mod tests {
     }
 
     #[test]
+    fn char_len_agrees_with_std_across_chunk_boundaries() {
+        let pieces = ["a", "é", "日本語", "😀", "👩\u{200d}💻", "e\u{301}", "\r\n"];
+        for n in 0..40 {
+            let text: String = (0..n).map(|i| pieces[(i * 7 + n) % pieces.len()]).collect();
+            assert_eq!(char_len(&text), text.chars().count(), "{text:?}");
+        }
+    }
+
+    #[test]
     fn counts_chars_not_bytes() {
         let mut op = TextOperation::new();
         op.insert("é日😀👩‍💻");
