@@ -114,6 +114,7 @@ async fn connect(
     }
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
+        .write_buffer_size(FRAGMENT_BYTES)
         .max_message_size(Some(MAX_FRAME))
         .max_frame_size(Some(MAX_FRAME));
     let (ws, _) =

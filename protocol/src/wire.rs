@@ -13,10 +13,11 @@ use crate::ot::{Selection, TextOperation};
 pub const PROTOCOL_VERSION: u32 = 1;
 /// The WebSocket subprotocol that names [`PROTOCOL_VERSION`].
 pub const SUBPROTOCOL: &str = "codecollab.v1";
-/// A frame longer than this is sent as WebSocket fragments of this size (RFC 6455 section 5.4), so that neither
-/// end's frame buffers grow to the size of a whole document: tungstenite keeps a buffer at its largest size for
-/// the life of the connection. Receivers see one message either way.
-pub const FRAGMENT_BYTES: usize = 64 * 1024;
+/// A frame longer than this is sent as WebSocket fragments of this size (RFC 6455 section 5.4), and senders write
+/// out whenever this much is buffered, so that neither end's buffers grow to the size of a whole document or a
+/// long peer list: tungstenite keeps a buffer at its largest size for the life of the connection. Receivers see
+/// one message either way.
+pub const FRAGMENT_BYTES: usize = 8 * 1024;
 
 /// A document's id within its session, assigned by the server. Paths can change (renames); ids do not.
 pub type DocId = u64;
