@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use codecollab_protocol::wire::{DocId, ErrorCode, PeerId, ServerMsg};
 use codecollab_protocol::{
@@ -21,6 +22,7 @@ use tokio_tungstenite::tungstenite::Bytes;
 
 use crate::metrics::Metrics;
 use crate::outbox::{encode, Outbox};
+use crate::pace::{self, Pace};
 use crate::store::writer::StoreHandle;
 use crate::store::{LoadedDocument, StoreError, StoredOp, Write};
 
@@ -108,6 +110,8 @@ struct DocumentTask {
     settings: DocSettings,
     store: StoreHandle,
     metrics: Arc<Metrics>,
+    /// Which clients answer acknowledgements at once (adaptive group commit).
+    pace: Pace,
 }
 
 /// An operation applied in memory and waiting for its commit.
@@ -140,6 +144,7 @@ pub async fn spawn(
         settings,
         store,
         metrics,
+        pace: Pace::default(),
     };
     task.metrics.documents.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(task.run(receiver));
@@ -169,20 +174,63 @@ impl DocumentTask {
     async fn run(mut self, mut receiver: mpsc::Receiver<DocCommand>) {
         let mut batch = Vec::new();
         while let Some(first) = receiver.recv().await {
-            batch.push(first);
+            self.take(first, &mut batch);
             // Let connection tasks that are already runnable deliver their ops first: one commit and one frame
             // per subscriber then serve them all. This costs no timer and no measurable latency.
             tokio::task::yield_now().await;
-            while batch.len() < MAX_BATCH {
-                match receiver.try_recv() {
-                    Ok(command) => batch.push(command),
-                    Err(_) => break,
-                }
-            }
+            self.drain(&mut receiver, &mut batch);
+            self.linger(&mut receiver, &mut batch).await;
             self.handle_batch(&mut batch).await;
         }
         self.metrics.documents.fetch_sub(1, Ordering::Relaxed);
         tracing::debug!(doc = self.id, "document task stopped");
+    }
+
+    /// Adds a command to the batch, noting when an operation arrived.
+    fn take(&mut self, command: DocCommand, batch: &mut Vec<DocCommand>) {
+        if let DocCommand::Op { client, .. } = &command {
+            self.pace.arrived(*client, Instant::now());
+        }
+        batch.push(command);
+    }
+
+    /// Adds whatever is already queued, up to the batch limit.
+    fn drain(&mut self, receiver: &mut mpsc::Receiver<DocCommand>, batch: &mut Vec<DocCommand>) {
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(command) => self.take(command, batch),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Waits (briefly, see [`crate::pace`]) for the operations of prompt clients that are known to be coming.
+    async fn linger(&mut self, receiver: &mut mpsc::Receiver<DocCommand>, batch: &mut Vec<DocCommand>) {
+        let present: Vec<ClientId> = batch
+            .iter()
+            .filter_map(|c| if let DocCommand::Op { client, .. } = c { Some(*client) } else { None })
+            .collect();
+        let mut awaited = self.pace.awaited(&present);
+        if awaited.is_empty() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + pace::LINGER;
+        while !awaited.is_empty() && batch.len() < MAX_BATCH {
+            match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                Ok(Some(command)) => {
+                    if let DocCommand::Op { client, .. } = &command {
+                        awaited.retain(|c| c != client);
+                    }
+                    self.take(command, batch);
+                }
+                Ok(None) => return,
+                Err(_) => {
+                    self.pace.expired(&awaited);
+                    break;
+                }
+            }
+        }
+        self.drain(receiver, batch);
     }
 
     async fn handle_batch(&mut self, batch: &mut Vec<DocCommand>) {
@@ -306,7 +354,9 @@ impl DocumentTask {
             };
             subscriber.outbox.send_frame(frame);
         }
+        let now = Instant::now();
         for p in pending {
+            self.pace.acknowledged(p.stored.author, now);
             self.client_seqs.insert(p.stored.author, p.stored.seq);
             for (peer, presence) in self.presence.iter_mut() {
                 let bias = if *peer == p.author_peer { Bias::After } else { Bias::Before };
@@ -322,7 +372,9 @@ impl DocumentTask {
         match command {
             DocCommand::Subscribe { peer, client, since, outbox } => self.subscribe(peer, client, since, outbox),
             DocCommand::Unsubscribe { peer } => {
-                self.subscribers.remove(&peer);
+                if let Some(subscriber) = self.subscribers.remove(&peer) {
+                    self.pace.forget(subscriber.client);
+                }
                 if self.presence.remove(&peer).is_some() {
                     let cleared = encode(&ServerMsg::Presence {
                         doc: self.id,

@@ -4,7 +4,8 @@
 //! - [`server`]: the accept loop, shared state and shutdown; [`connection`]: one task per connection
 //!   (HTTP head, authentication, WebSocket loop, heartbeat, rate limit); [`http`]: `/healthz`, `/metrics`.
 //! - [`session`]: one task per session (peers, documents by path, invites, removal);
-//!   [`document`]: one task per document (sequencing, group commit, broadcast, presence).
+//!   [`document`]: one task per document (sequencing, group commit, broadcast, presence); [`pace`]: which of
+//!   its clients answer at once, for adaptive group commit.
 //! - [`store`]: the storage interface, its SQLite implementation and the group-commit thread.
 //! - [`auth`]: signed tokens and the server secret; [`tls`]: rustls; [`config`]: flags, env and TOML;
 //!   [`metrics`]: Prometheus counters; [`outbox`]: the bounded queue toward each connection.
@@ -16,6 +17,7 @@ pub mod document;
 pub mod http;
 pub mod metrics;
 pub mod outbox;
+pub mod pace;
 pub mod server;
 pub mod session;
 pub mod store;
