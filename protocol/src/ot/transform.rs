@@ -45,7 +45,7 @@ pub(crate) fn transform_components(
     if a.base_len != b.base_len {
         return Err(mismatch());
     }
-    let capacity = a.components.len().max(b.components.len()) + 2;
+    let capacity = a.components.len() + b.components.len();
     let (mut a_prime, mut b_prime) = (Vec::with_capacity(capacity), Vec::with_capacity(capacity));
     let (mut a_components, mut b_components) = (a.components.iter(), b.components.iter());
     let (mut a_run, mut b_run): (Run, Run) = (None, None);
