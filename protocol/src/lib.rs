@@ -17,4 +17,4 @@ pub mod wire;
 pub use client::{Client, ClientError, ClientSeq, Outgoing, Revision};
 pub use codec::{frame_of_bodies, DecodeError, EncodeError};
 pub use document::{ClientId, Document, DocumentLimits, HistoryEntry, ReceiveError, Received};
-pub use ot::{transform, Bias, Component, OpError, Replacement, Selection, TextOperation};
+pub use ot::{transform, Bias, Component, OpError, Replacement, Selection, Text, TextOperation};

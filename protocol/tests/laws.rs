@@ -171,8 +171,8 @@ fn normal_form_makes_equality_structural() {
                 Component::Insert(s) => {
                     let chars: Vec<char> = s.chars().collect();
                     let cut = rng.below(chars.len() + 1);
-                    pieces.push(Component::Insert(chars[..cut].iter().collect()));
-                    pieces.push(Component::Insert(chars[cut..].iter().collect()));
+                    pieces.push(Component::Insert(chars[..cut].iter().collect::<String>().into()));
+                    pieces.push(Component::Insert(chars[cut..].iter().collect::<String>().into()));
                 }
             }
             if rng.chance(0.2) {

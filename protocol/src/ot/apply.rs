@@ -43,7 +43,7 @@ impl TextOperation {
                 Component::Retain(n) => position += n,
                 Component::Insert(s) => {
                     rope.insert(position, s);
-                    position += char_len(s);
+                    position += s.char_len();
                 }
                 Component::Delete(n) => rope.remove(position..position + n),
             }
@@ -66,7 +66,7 @@ impl TextOperation {
                     rest = &rest[byte_offset(rest, *n)..];
                 }
                 Component::Insert(s) => {
-                    inverse.delete(char_len(s));
+                    inverse.delete(s.char_len());
                 }
                 Component::Delete(n) => {
                     let cut = byte_offset(rest, *n);
@@ -93,7 +93,7 @@ impl TextOperation {
                     position += n;
                 }
                 Component::Insert(s) => {
-                    inverse.delete(char_len(s));
+                    inverse.delete(s.char_len());
                 }
                 Component::Delete(n) => {
                     let deleted: String = base.slice(position..position + n).chars().collect();

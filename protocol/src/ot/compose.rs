@@ -2,10 +2,8 @@
 //!
 //! Law: `apply(apply(s, a), b) == apply(s, a.compose(&b))` whenever `b.base_len() == a.target_len()`.
 
-use compact_str::CompactString;
-
 use super::edit::{self, byte_at, Edit};
-use super::operation::{char_len, push_run, push_text, Component, OpError, TextOperation};
+use super::operation::{push_run, push_text, Component, OpError, Text, TextOperation};
 
 impl TextOperation {
     /// The operation equivalent to applying `self`, then `next`.
@@ -25,7 +23,7 @@ impl TextOperation {
 enum First<'a> {
     Retain(usize),
     /// Inserted text not yet consumed, its length in chars, and the component if this is all of it.
-    Insert(&'a str, usize, Option<&'a CompactString>),
+    Insert(&'a str, usize, Option<&'a Text>),
 }
 
 /// The general case: walks both operations' components side by side, building the result's components directly.
@@ -47,7 +45,7 @@ pub(crate) fn compose_components(this: &TextOperation, next: &TextOperation) -> 
                     continue;
                 }
                 Some(Component::Retain(n)) => first = Some(First::Retain(*n)),
-                Some(Component::Insert(text)) => first = Some(First::Insert(text, char_len(text), Some(text))),
+                Some(Component::Insert(text)) => first = Some(First::Insert(text, text.char_len(), Some(text))),
                 None => {}
             }
         }
@@ -55,7 +53,7 @@ pub(crate) fn compose_components(this: &TextOperation, next: &TextOperation) -> 
             match seconds.next() {
                 // What the second inserts, the first never saw.
                 Some(Component::Insert(text)) => {
-                    push_text(&mut out, text, Some(text));
+                    push_text(&mut out, text, text.char_len(), Some(text));
                     continue;
                 }
                 Some(Component::Retain(n)) => second = Some((false, *n)),
@@ -82,7 +80,7 @@ pub(crate) fn compose_components(this: &TextOperation, next: &TextOperation) -> 
                 let cut = if n == chars { text.len() } else { byte_at(text, chars, n) };
                 // Kept by the second, or deleted by it: then nothing is left of it.
                 if !deletes {
-                    push_text(&mut out, &text[..cut], whole.filter(|_| n == chars));
+                    push_text(&mut out, &text[..cut], n, whole.filter(|_| n == chars));
                 }
                 first = (chars > n).then(|| First::Insert(&text[cut..], chars - n, None));
                 n

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::operation::{char_len, Component, TextOperation};
+use super::operation::{Component, TextOperation};
 
 /// Which side of text inserted exactly at the cursor the cursor ends up on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,7 +75,7 @@ impl TextOperation {
                 }
                 Component::Insert(s) => {
                     if base < offset || bias == Bias::After {
-                        target += char_len(s);
+                        target += s.char_len();
                     }
                 }
                 Component::Delete(n) => {

@@ -4,16 +4,14 @@
 //! Each function gives exactly what the general component walk gives (checked exhaustively on small documents
 //! in this module's tests), so the fast path changes speed, never results.
 
-use compact_str::CompactString;
-
-use super::operation::{char_len, push_run, Component, TextOperation};
+use super::operation::{push_run, Component, Text, TextOperation};
 
 /// An operation that retains `at` chars, inserts `text` (`chars` long), deletes `deleted` chars and retains the
 /// rest: any operation of at most one insert and one delete, next to each other.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Edit<'a> {
     at: usize,
-    insert: Option<&'a CompactString>,
+    insert: Option<&'a Text>,
     text: &'a str,
     chars: usize,
     deleted: usize,
@@ -45,7 +43,7 @@ impl<'a> Edit<'a> {
             return None;
         }
         // Counted only once the shape qualifies: other operations go to the general walk, which counts again.
-        edit.chars = char_len(edit.text);
+        edit.chars = edit.insert.map_or(0, |text| text.char_len());
         Some(edit)
     }
 

@@ -11,6 +11,6 @@ mod serde_impl;
 mod transform;
 
 pub use cursor::{Bias, Selection};
-pub use operation::{Component, OpError, TextOperation};
+pub use operation::{Component, OpError, Text, TextOperation};
 pub use replace::Replacement;
 pub use transform::transform;

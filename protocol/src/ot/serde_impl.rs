@@ -21,7 +21,7 @@ impl Serialize for TextOperation {
             match component {
                 Component::Retain(n) => seq.serialize_element(&(*n as i64))?,
                 Component::Delete(n) => seq.serialize_element(&-(*n as i64))?,
-                Component::Insert(s) => seq.serialize_element(s)?,
+                Component::Insert(s) => seq.serialize_element(s.as_str())?,
             }
         }
         seq.end()

@@ -18,7 +18,7 @@
 //! sequenced later lands first.
 
 use super::edit::{self, Edit};
-use super::operation::{char_len, push_run, push_text, Component, OpError, TextOperation};
+use super::operation::{push_run, push_text, Component, OpError, TextOperation};
 
 /// Transforms two operations made concurrently on the same document; returns `(a', b')` where `a'` is `a`
 /// rebased onto `b` and `b'` is `b` rebased onto `a`.
@@ -56,8 +56,8 @@ pub(crate) fn transform_components(
             match a_components.next() {
                 // The tie-break: a's insert is placed before anything b does at the same position.
                 Some(Component::Insert(text)) => {
-                    let n = char_len(text);
-                    push_text(&mut a_prime, text, Some(text));
+                    let n = text.char_len();
+                    push_text(&mut a_prime, text, n, Some(text));
                     push_run(&mut b_prime, n, false);
                     a_inserted += n;
                     continue;
@@ -70,9 +70,9 @@ pub(crate) fn transform_components(
         if b_run.is_none() {
             match b_components.next() {
                 Some(Component::Insert(text)) => {
-                    let n = char_len(text);
+                    let n = text.char_len();
                     push_run(&mut a_prime, n, false);
-                    push_text(&mut b_prime, text, Some(text));
+                    push_text(&mut b_prime, text, n, Some(text));
                     continue;
                 }
                 Some(Component::Retain(n)) => b_run = Some((false, *n)),
