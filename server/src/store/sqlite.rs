@@ -162,14 +162,10 @@ impl SqliteStore {
             }
             Write::AppendOps { doc, ops } => {
                 let id = to_sql(*doc);
+                // Each client's last sequence number is read from the ops themselves; `client_seqs` only keeps
+                // it for ops that compaction deletes (below). One row per op is the whole cost of a commit.
                 let mut insert = tx
                     .prepare_cached("INSERT INTO ops (doc, revision, author, seq, op) VALUES (?1, ?2, ?3, ?4, ?5)")
-                    .map_err(backend)?;
-                let mut seqs = tx
-                    .prepare_cached(
-                        "INSERT INTO client_seqs (doc, client, seq, revision) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (doc, client) DO UPDATE SET seq = excluded.seq, revision = excluded.revision",
-                    )
                     .map_err(backend)?;
                 for stored in ops {
                     let inserted = insert.execute(params![
@@ -185,8 +181,6 @@ impl SqliteStore {
                         }
                         other => other.map_err(backend)?,
                     };
-                    seqs.execute(params![id, to_sql(stored.author), to_sql(stored.seq), to_sql(stored.revision)])
-                        .map_err(backend)?;
                 }
             }
             Write::Snapshot { doc, revision, text } => {
@@ -208,6 +202,17 @@ impl SqliteStore {
                     .map_err(backend)?;
                 // Never drop an operation the newest usable snapshot does not already contain.
                 if let Some(newest) = newest {
+                    // Keep each client's last sequence number before its ops go (a client's sequence numbers
+                    // grow with the revisions, so both maxima come from its latest op).
+                    tx.execute(
+                        "INSERT INTO client_seqs (doc, client, seq, revision)
+                         SELECT doc, author, MAX(seq), MAX(revision) FROM ops WHERE doc = ?1 AND revision <= ?2
+                         GROUP BY author
+                         ON CONFLICT (doc, client) DO UPDATE SET seq = excluded.seq, revision = excluded.revision
+                         WHERE excluded.revision > client_seqs.revision",
+                        params![id, newest],
+                    )
+                    .map_err(backend)?;
                     tx.execute("DELETE FROM ops WHERE doc = ?1 AND revision <= ?2", params![id, newest])
                         .map_err(backend)?;
                     tx.execute("DELETE FROM snapshots WHERE doc = ?1 AND revision < ?2", params![id, newest])
@@ -316,7 +321,13 @@ impl Store for SqliteStore {
         }
         let mut seqs_query = self
             .connection
-            .prepare_cached("SELECT client, seq, revision FROM client_seqs WHERE doc = ?1")
+            .prepare_cached(
+                "SELECT client, MAX(seq), MAX(revision) FROM (
+                     SELECT client, seq, revision FROM client_seqs WHERE doc = ?1
+                     UNION ALL
+                     SELECT author, seq, revision FROM ops WHERE doc = ?1
+                 ) GROUP BY client",
+            )
             .map_err(backend)?;
         let client_seqs = seqs_query
             .query_map(params![id], |row| {
@@ -377,6 +388,9 @@ mod tests {
         let loaded = store.load_document(doc).expect("loads");
         assert_eq!((loaded.snapshot_revision, loaded.snapshot_text.as_str()), (1, "hi!"));
         assert_eq!(loaded.ops, vec![op2]);
+        // The compacted op's author is still known to have committed its sequence number 1.
+        assert!(loaded.client_seqs.contains(&(u64::MAX, 1, 1)), "{:?}", loaded.client_seqs);
+        assert!(loaded.client_seqs.contains(&(7, 1, 2)), "{:?}", loaded.client_seqs);
         let session = store.load_session("s").expect("reads").expect("exists");
         assert_eq!(session.documents, vec![DocumentRecord { doc, path: "a.txt".into() }]);
         std::fs::remove_dir_all(dir).ok();
