@@ -36,7 +36,7 @@ enum ReadError {
     /// The stream broke or ended in the middle of a message: nothing more can be read.
     #[error("reading from the editor: {0}")]
     Io(#[from] std::io::Error),
-    /// The framing is broken: no way to find the next message.
+    /// The header is broken; reading goes on at the next line, so a later well-framed message is still read.
     #[error("bad LSP header: {0}")]
     Header(String),
     /// The body was skipped (it was too large); the next message can be read.
@@ -50,6 +50,8 @@ async fn read_message<R: AsyncRead + Unpin>(
     line: &mut Vec<u8>,
 ) -> Result<Option<Vec<u8>>, ReadError> {
     let mut length = None;
+    // A bad header line is reported once the header block ends, so reading goes on right after it.
+    let mut bad = None;
     let mut first = true;
     loop {
         line.clear();
@@ -61,16 +63,31 @@ async fn read_message<R: AsyncRead + Unpin>(
         if line.last() != Some(&b'\n') {
             return Err(ReadError::Header("header line too long".into()));
         }
-        let text = std::str::from_utf8(line).map_err(|_| ReadError::Header("header is not UTF-8".into()))?;
+        let Ok(text) = std::str::from_utf8(line) else {
+            bad.get_or_insert_with(|| "header is not UTF-8".to_owned());
+            continue;
+        };
         let text = text.trim_end_matches(['\r', '\n']);
         if text.is_empty() {
             break;
         }
-        let (name, value) = text.split_once(':').ok_or_else(|| ReadError::Header(format!("{text:?}")))?;
-        if name.trim().eq_ignore_ascii_case("content-length") {
-            let value = value.trim();
-            length = Some(value.parse::<usize>().map_err(|_| ReadError::Header(format!("length {value:?}")))?);
+        match text.split_once(':') {
+            Some((name, value)) if name.trim().eq_ignore_ascii_case("content-length") => {
+                match value.trim().parse::<usize>() {
+                    Ok(n) => length = Some(n),
+                    Err(_) => {
+                        bad.get_or_insert_with(|| format!("length {:?}", value.trim()));
+                    }
+                }
+            }
+            Some(_) => {}
+            None => {
+                bad.get_or_insert_with(|| format!("{text:?}"));
+            }
         }
+    }
+    if let Some(bad) = bad {
+        return Err(ReadError::Header(bad));
     }
     let length = length.ok_or_else(|| ReadError::Header("no Content-Length".into()))?;
     if length > MAX_BODY_BYTES {
@@ -159,6 +176,11 @@ where
                     let _ = outgoing.send(Outgoing::Response(Response::from_error(Id::Null, Error::invalid_request())));
                     continue;
                 }
+                Err(error @ ReadError::Header(_)) => {
+                    tracing::warn!(%error, "skipping to the next header");
+                    let _ = outgoing.send(Outgoing::Response(Response::from_error(Id::Null, Error::parse_error())));
+                    continue;
+                }
                 Err(error) => {
                     tracing::warn!(%error, "the editor's input cannot be read on; stopping");
                     break;
@@ -226,7 +248,7 @@ mod tests {
         let mut out = Vec::new();
         loop {
             let result = read_message(&mut reader, &mut line).await;
-            let more = matches!(result, Ok(Some(_)) | Err(ReadError::TooLarge(_)));
+            let more = matches!(result, Ok(Some(_)) | Err(ReadError::TooLarge(_) | ReadError::Header(_)));
             out.push(result.map_err(|e| e.to_string()));
             if !more {
                 return out;
@@ -243,11 +265,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn broken_framing_is_an_error_not_a_hang() {
-        for input in [&b"Content-Length: 10\r\n\r\n{}"[..], b"Content-Length: x\r\n\r\n", b"Foo: 1\r\n\r\n{}"] {
-            let read = read_all(input).await;
-            assert!(matches!(read.last(), Some(Err(_))), "{read:?}");
-        }
+    async fn a_body_cut_short_ends_reading() {
+        let read = read_all(b"Content-Length: 10\r\n\r\n{}").await;
+        assert!(matches!(read.as_slice(), [Err(e)] if e.contains("reading")), "{read:?}");
+    }
+
+    #[tokio::test]
+    async fn after_a_broken_header_the_next_message_is_still_read() {
+        let input = b"Content-Length: x\r\n\r\nFoo: 1\r\n\r\nContent-Length: 2\r\n\r\n{}";
+        let read = read_all(input).await;
+        assert_eq!(read.len(), 4, "one error per broken header block: {read:?}");
+        assert!(read[..2].iter().all(|r| matches!(r, Err(e) if e.contains("header"))), "{read:?}");
+        assert_eq!(read[2..], [Ok(Some(b"{}".to_vec())), Ok(None)]);
     }
 
     #[test]

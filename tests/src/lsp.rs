@@ -247,7 +247,12 @@ impl ScriptedEditor {
         let body = serde_json::to_vec(value)?;
         let mut frame = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
         frame.extend_from_slice(&body);
-        self.stdin.write_all(&frame).await?;
+        self.send_bytes(&frame).await
+    }
+
+    /// Writes bytes to the daemon's stdin as they are (for tests of broken framing).
+    pub async fn send_bytes(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.stdin.write_all(bytes).await?;
         self.stdin.flush().await?;
         Ok(())
     }

@@ -56,9 +56,20 @@ async fn bad_input_from_the_editor_is_refused_and_the_daemon_keeps_serving() {
     editor.notify("collab/edit", json!({"uri": u, "revision": 99, "changes": []})).await.expect("send");
     editor.notify("collab/edit", json!({"uri": u, "revision": "zero"})).await.expect("send");
     editor.notify("collab/cursor", json!({"uri": u, "ranges": "nope"})).await.expect("send");
+    // Broken framing: a header block with a bad length, then a body that is not JSON. Each is answered with a
+    // parse error, and the next well-framed message is served.
+    editor.send_bytes(b"Content-Length: nonsense\r\n\r\n").await.expect("send");
+    editor.send_bytes(b"Content-Length: 9\r\n\r\n{not json").await.expect("send");
     // Still serving, and the document unchanged by any of it.
     let status = editor.request("collab/status", json!({})).await.expect("status");
     assert_eq!(status["state"], "connected");
+    let mut parse_errors = 0;
+    while let Some(message) = editor.next_message(Duration::from_millis(200)).await.expect("read") {
+        if message["id"].is_null() && message["error"]["code"] == json!(-32700) {
+            parse_errors += 1;
+        }
+    }
+    assert_eq!(parse_errors, 2);
     editor.buffers.get_mut(&u).expect("open").sent = 0;
     editor.type_at(&u, 3, 3, "!").await.expect("type");
     editor.drain(Duration::from_millis(300)).await.expect("drain");
