@@ -5,7 +5,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use codecollab_tests::editor::server_text_of_invite;
-use codecollab_tests::harness::{ServerProcess, TempDir};
+use codecollab_tests::harness::{poll_until, ServerProcess, TempDir};
 use codecollab_tests::nvim::Nvim;
 use codecollab_tests::vscode::VsCode;
 use serde_json::json;
@@ -207,7 +207,11 @@ fn a_view_only_session_makes_vscode_read_only_while_remote_edits_arrive() {
         .expect("left");
     nvim.input("GAstill here<Esc>").expect("input");
     nvim.settle_input().expect("settled");
-    assert!(server_text_of_invite(&invite, "doc.txt").expect("server").ends_with("still here\n"));
+    // Neovim has the text; its daemon sends it on, and the server commits it, a moment later.
+    poll_until("the host's edit to reach the server", Duration::from_secs(20), Duration::from_millis(100), || {
+        Ok(server_text_of_invite(&invite, "doc.txt")?.ends_with("still here\n"))
+    })
+    .expect("the host's edit is committed");
     std::thread::sleep(Duration::from_secs(1)); // ample for an edit to reach a connected peer
     assert!(!vscode.visible_text().expect("text").contains("still here"), "VS Code has left: no more edits arrive");
     // Left, the file is an ordinary writable file again.
