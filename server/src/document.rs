@@ -214,6 +214,7 @@ impl DocumentTask {
         if awaited.is_empty() {
             return;
         }
+        self.metrics.commit_waits.fetch_add(1, Ordering::Relaxed);
         let deadline = tokio::time::Instant::now() + pace::LINGER;
         while !awaited.is_empty() && batch.len() < MAX_BATCH {
             match tokio::time::timeout_at(deadline, receiver.recv()).await {
@@ -225,6 +226,7 @@ impl DocumentTask {
                 }
                 Ok(None) => return,
                 Err(_) => {
+                    self.metrics.commit_waits_expired.fetch_add(1, Ordering::Relaxed);
                     self.pace.expired(&awaited);
                     break;
                 }

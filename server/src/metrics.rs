@@ -67,6 +67,10 @@ pub struct Metrics {
     pub ops_committed: AtomicU64,
     /// Commits of document batches; `ops_committed` divided by this is the average group size.
     pub document_commits: AtomicU64,
+    /// Batches that waited for prompt clients' operations (adaptive group commit, `crate::pace`), and those
+    /// waits that ran out because a prompt client did not send.
+    pub commit_waits: AtomicU64,
+    pub commit_waits_expired: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub commit_latency: Histogram,
@@ -97,6 +101,16 @@ impl Metrics {
                 "codecollab_document_commits_total",
                 "Batches of operations committed (group commit).",
                 &self.document_commits,
+            ),
+            (
+                "codecollab_commit_waits_total",
+                "Batches that waited for the next operations of clients that answer at once.",
+                &self.commit_waits,
+            ),
+            (
+                "codecollab_commit_waits_expired_total",
+                "Waits for such operations that ran out (the client stopped being waited for).",
+                &self.commit_waits_expired,
             ),
             ("codecollab_bytes_in_total", "WebSocket payload bytes received.", &self.bytes_in),
             ("codecollab_bytes_out_total", "WebSocket payload bytes sent.", &self.bytes_out),

@@ -32,6 +32,8 @@ async fn healthz_and_metrics_on_the_same_port() {
         "codecollab_documents 1",
         "codecollab_ops_committed_total 5",
         "codecollab_commit_latency_seconds_count",
+        "codecollab_commit_waits_total",
+        "codecollab_commit_waits_expired_total",
         "codecollab_bytes_in_total",
         "codecollab_bytes_out_total",
         "codecollab_refusals_total{reason=\"rate_limited\"} 0",
