@@ -4,7 +4,7 @@
 
 use ropey::Rope;
 
-use super::operation::{char_len, Component, OpError, TextOperation};
+use super::operation::{byte_offset, char_len, Component, OpError, TextOperation};
 
 impl TextOperation {
     /// Returns `text` with the operation applied. O(len(text)).
@@ -108,12 +108,6 @@ impl TextOperation {
     fn inserted_bytes(&self) -> usize {
         self.components.iter().map(|c| if let Component::Insert(s) = c { s.len() } else { 0 }).sum()
     }
-}
-
-/// Byte offset of the `chars`-th char of `text` (or its length). Callers have checked the total length.
-#[inline]
-fn byte_offset(text: &str, chars: usize) -> usize {
-    text.char_indices().nth(chars).map_or(text.len(), |(i, _)| i)
 }
 
 #[cfg(test)]

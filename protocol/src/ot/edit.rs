@@ -4,16 +4,14 @@
 //! Each function gives exactly what the general component walk gives (checked exhaustively on small documents
 //! in this module's tests), so the fast path changes speed, never results.
 
-use super::operation::{push_run, Component, Text, TextOperation};
+use super::operation::{byte_offset, push_run, Component, Text, TextOperation};
 
-/// An operation that retains `at` chars, inserts `text` (`chars` long), deletes `deleted` chars and retains the
-/// rest: any operation of at most one insert and one delete, next to each other.
+/// An operation that retains `at` chars, inserts `insert`, deletes `deleted` chars and retains the rest: any
+/// operation of at most one insert and one delete, next to each other.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Edit<'a> {
     at: usize,
     insert: Option<&'a Text>,
-    text: &'a str,
-    chars: usize,
     deleted: usize,
 }
 
@@ -25,26 +23,30 @@ impl<'a> Edit<'a> {
         if rest.len() > 4 {
             return None;
         }
-        let mut edit = Edit { at: 0, insert: None, text: "", chars: 0, deleted: 0 };
+        let mut edit = Edit { at: 0, insert: None, deleted: 0 };
         if let [Component::Retain(n), tail @ ..] = rest {
             edit.at = *n;
             rest = tail;
         }
         if let [Component::Insert(text), tail @ ..] = rest {
             edit.insert = Some(text);
-            edit.text = text;
             rest = tail;
         }
         if let [Component::Delete(n), tail @ ..] = rest {
             edit.deleted = *n;
             rest = tail;
         }
-        if !matches!(rest, [] | [Component::Retain(_)]) {
-            return None;
-        }
-        // Counted only once the shape qualifies: other operations go to the general walk, which counts again.
-        edit.chars = edit.insert.map_or(0, |text| text.char_len());
-        Some(edit)
+        matches!(rest, [] | [Component::Retain(_)]).then_some(edit)
+    }
+
+    /// The inserted text ("" if none).
+    fn text(self) -> &'a str {
+        self.insert.map_or("", Text::as_str)
+    }
+
+    /// Its length in chars.
+    fn chars(self) -> usize {
+        self.insert.map_or(0, Text::char_len)
     }
 
     fn end(self) -> usize {
@@ -63,11 +65,11 @@ pub(crate) fn rebase(x: Edit<'_>, y: Edit<'_>, len: usize, x_first: bool) -> Tex
         x.at
     } else if x.at <= y.end() {
         // Inside what `y` deleted, or right after it: after `y`'s text.
-        y.at + y.chars
+        y.at + y.chars()
     } else {
-        x.at - y.deleted + y.chars
+        x.at - y.deleted + y.chars()
     };
-    let base_len = len - y.deleted + y.chars;
+    let base_len = len - y.deleted + y.chars();
     let mut components = Vec::with_capacity(5);
     push_run(&mut components, at, false);
     if let Some(text) = x.insert {
@@ -81,44 +83,45 @@ pub(crate) fn rebase(x: Edit<'_>, y: Edit<'_>, len: usize, x_first: bool) -> Tex
     let after_start = x.at.max(y.end());
     let after = x.end().saturating_sub(after_start);
     if after > 0 {
-        let start = after_start - y.deleted + y.chars;
+        let start = after_start - y.deleted + y.chars();
         push_run(&mut components, start - cursor, false);
         push_run(&mut components, after, true);
         cursor = start + after;
     }
     push_run(&mut components, base_len - cursor, false);
-    TextOperation { components, base_len, target_len: base_len - before - after + x.chars }
+    TextOperation { components, base_len, target_len: base_len - before - after + x.chars() }
 }
 
-/// Byte index of char `n` of `text`, which is `chars` chars long.
+/// Byte index of char `n` of `text`, which is `chars` chars long: [`byte_offset`] without the walk when the
+/// text is ASCII.
 #[inline]
 pub(crate) fn byte_at(text: &str, chars: usize, n: usize) -> usize {
     if text.len() == chars {
         n
     } else {
-        text.char_indices().nth(n).map_or(text.len(), |(i, _)| i)
+        byte_offset(text, n)
     }
 }
 
 /// `a` then `b` as one operation; `a` applies to a document of `len` chars.
 #[inline]
 pub(crate) fn compose(a: Edit<'_>, b: Edit<'_>, len: usize) -> TextOperation {
-    let a_text_end = a.at + a.chars;
+    let a_text_end = a.at + a.chars();
     let mut op = TextOperation::with_capacity(7);
     if b.end() < a.at {
         // `b` lies before `a`'s place, with untouched text between.
         op.retain(b.at);
-        op.insert_counted(b.text, b.chars);
+        op.insert_counted(b.text(), b.chars());
         op.delete(b.deleted).retain(a.at - b.end());
-        op.insert_counted(a.text, a.chars);
+        op.insert_counted(a.text(), a.chars());
         op.delete(a.deleted).retain(len - a.end());
     } else if b.at > a_text_end {
         // `b` lies after `a`'s text; in the original document it starts here:
-        let b_at = b.at - a.chars + a.deleted;
+        let b_at = b.at - a.chars() + a.deleted;
         op.retain(a.at);
-        op.insert_counted(a.text, a.chars);
+        op.insert_counted(a.text(), a.chars());
         op.delete(a.deleted).retain(b_at - a.end());
-        op.insert_counted(b.text, b.chars);
+        op.insert_counted(b.text(), b.chars());
         op.delete(b.deleted).retain(len - b_at - b.deleted);
     } else {
         // `b` touches or overlaps `a`'s text: one edit. `b` deletes some original text before `a`'s place, the
@@ -127,13 +130,13 @@ pub(crate) fn compose(a: Edit<'_>, b: Edit<'_>, len: usize) -> TextOperation {
         let deleted_before = a.at.saturating_sub(b.at).min(b.deleted);
         let head = b.at.saturating_sub(a.at);
         // Never before `head`: here `b` starts within `a`'s text or right at its end.
-        let tail = b.end().saturating_sub(a.at).min(a.chars);
+        let tail = b.end().saturating_sub(a.at).min(a.chars());
         let deleted_after = b.end().saturating_sub(a_text_end);
         op.retain(start);
-        let (head_bytes, tail_bytes) = (byte_at(a.text, a.chars, head), byte_at(a.text, a.chars, tail));
-        op.insert_counted(&a.text[..head_bytes], head);
-        op.insert_counted(b.text, b.chars);
-        op.insert_counted(&a.text[tail_bytes..], a.chars - tail);
+        let (head_bytes, tail_bytes) = (byte_at(a.text(), a.chars(), head), byte_at(a.text(), a.chars(), tail));
+        op.insert_counted(&a.text()[..head_bytes], head);
+        op.insert_counted(b.text(), b.chars());
+        op.insert_counted(&a.text()[tail_bytes..], a.chars() - tail);
         let deleted = deleted_before + a.deleted + deleted_after;
         op.delete(deleted).retain(len - start - deleted);
     }

@@ -169,6 +169,12 @@ pub(crate) fn push_text(components: &mut Components, text: &str, chars: usize, w
     }
 }
 
+/// Byte offset of the `chars`-th char of `text` (or its length).
+#[inline]
+pub(crate) fn byte_offset(text: &str, chars: usize) -> usize {
+    text.char_indices().nth(chars).map_or(text.len(), |(i, _)| i)
+}
+
 /// Number of chars in `text`. Counting is the one place bytes turn into chars.
 #[inline]
 pub(crate) fn char_len(text: &str) -> usize {
