@@ -24,8 +24,10 @@ pub const MAX_BODY_BYTES: usize = 1 << 30;
 /// Longest header line; a longer one means the stream is not LSP framing.
 const MAX_HEADER_LINE: usize = 1024;
 
-/// What goes to the editor.
-enum Outgoing {
+/// A JSON-RPC message, either way: from the editor, or to it.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Message {
     Response(Response),
     Request(Request),
 }
@@ -103,18 +105,18 @@ async fn read_message<R: AsyncRead + Unpin>(
 }
 
 /// Parses a body as a request or notification, else as a response to one of ours.
-fn parse(body: &[u8]) -> Result<Outgoing, Error> {
+fn parse(body: &[u8]) -> Result<Message, Error> {
     // tower-lsp-server's `Request` treats a missing `method` as empty, so a response also parses as one: the
     // method tells them apart. Requests are nearly every message, and the large ones; responses are small.
     match serde_json::from_slice::<Request>(body) {
-        Ok(request) if !request.method().is_empty() => Ok(Outgoing::Request(request)),
-        Ok(_) => serde_json::from_slice::<Response>(body).map(Outgoing::Response).map_err(|_| Error::invalid_request()),
+        Ok(request) if !request.method().is_empty() => Ok(Message::Request(request)),
+        Ok(_) => serde_json::from_slice::<Response>(body).map(Message::Response).map_err(|_| Error::invalid_request()),
         Err(error) if error.is_data() => Err(Error::invalid_request()),
         Err(_) => Err(Error::parse_error()),
     }
 }
 
-fn frame<T: Serialize>(message: &T) -> Vec<u8> {
+fn frame(message: &Message) -> Vec<u8> {
     let body = serde_json::to_vec(message).expect("JSON-RPC messages serialize");
     let mut out = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
     out.extend_from_slice(&body);
@@ -122,16 +124,12 @@ fn frame<T: Serialize>(message: &T) -> Vec<u8> {
 }
 
 /// Writes what arrives on `outgoing` to the editor, flushing whenever nothing more is waiting.
-async fn write_output<O: AsyncWrite>(output: O, mut outgoing: mpsc::UnboundedReceiver<Outgoing>) {
+async fn write_output<O: AsyncWrite>(output: O, mut outgoing: mpsc::UnboundedReceiver<Message>) {
     let mut output = std::pin::pin!(tokio::io::BufWriter::new(output));
     while let Some(message) = outgoing.recv().await {
         let mut next = Some(message);
         while let Some(message) = next.take() {
-            let bytes = match &message {
-                Outgoing::Response(response) => frame(response),
-                Outgoing::Request(request) => frame(request),
-            };
-            if output.write_all(&bytes).await.is_err() {
+            if output.write_all(&frame(&message)).await.is_err() {
                 return;
             }
             next = outgoing.try_recv().ok();
@@ -156,7 +154,7 @@ where
         let outgoing = outgoing.clone();
         tokio::spawn(async move {
             while let Some(request) = to_editor.next().await {
-                if outgoing.send(Outgoing::Request(request)).is_err() {
+                if outgoing.send(Message::Request(request)).is_err() {
                     break;
                 }
             }
@@ -164,6 +162,10 @@ where
     };
     let writer = write_output(output, outgoing_receiver);
     let reader = async {
+        // An error about a message that could not be read, so there is no id to answer.
+        let refuse = |error: Error| {
+            let _ = outgoing.send(Message::Response(Response::from_error(Id::Null, error)));
+        };
         let mut input = BufReader::with_capacity(8 * 1024, input);
         let mut line = Vec::new();
         let mut handlers = tokio::task::JoinSet::new();
@@ -173,12 +175,12 @@ where
                 Ok(None) => break,
                 Err(error @ ReadError::TooLarge(_)) => {
                     tracing::warn!(%error, "message skipped");
-                    let _ = outgoing.send(Outgoing::Response(Response::from_error(Id::Null, Error::invalid_request())));
+                    refuse(Error::invalid_request());
                     continue;
                 }
                 Err(error @ ReadError::Header(_)) => {
                     tracing::warn!(%error, "skipping to the next header");
-                    let _ = outgoing.send(Outgoing::Response(Response::from_error(Id::Null, Error::parse_error())));
+                    refuse(Error::parse_error());
                     continue;
                 }
                 Err(error) => {
@@ -189,7 +191,7 @@ where
             let message = parse(&body);
             drop(body);
             match message {
-                Ok(Outgoing::Request(request)) => {
+                Ok(Message::Request(request)) => {
                     if std::future::poll_fn(|cx| service.poll_ready(cx)).await.is_err() {
                         break; // The service has exited.
                     }
@@ -200,14 +202,14 @@ where
                     let mut answer = service.call(request);
                     match std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await {
                         Poll::Ready(Ok(Some(response))) => {
-                            let _ = outgoing.send(Outgoing::Response(response));
+                            let _ = outgoing.send(Message::Response(response));
                         }
                         Poll::Ready(_) => {}
                         Poll::Pending => {
                             let outgoing = outgoing.clone();
                             handlers.spawn(async move {
                                 if let Ok(Some(response)) = answer.await {
-                                    let _ = outgoing.send(Outgoing::Response(response));
+                                    let _ = outgoing.send(Message::Response(response));
                                 }
                             });
                         }
@@ -216,17 +218,17 @@ where
                         break;
                     }
                 }
-                Ok(Outgoing::Response(response)) => {
+                Ok(Message::Response(response)) => {
                     if responses_from_editor.send(response).await.is_err() {
                         break;
                     }
                 }
                 Err(error) => {
                     tracing::warn!(%error, "undecodable message from the editor");
-                    let _ = outgoing.send(Outgoing::Response(Response::from_error(Id::Null, error)));
+                    refuse(error);
                 }
             }
-            // Reap finished handlers so the set does not grow with every notification.
+            // Reap the requests that have been answered, so the set holds only those still waiting.
             while handlers.try_join_next().is_some() {}
         }
         // Handlers still waiting (for a reply that needs the server, say) are of no use to an editor that left.
@@ -281,8 +283,8 @@ mod tests {
 
     #[test]
     fn tells_requests_responses_and_garbage_apart() {
-        assert!(matches!(parse(br#"{"jsonrpc":"2.0","method":"exit"}"#), Ok(Outgoing::Request(_))));
-        assert!(matches!(parse(br#"{"jsonrpc":"2.0","id":1,"result":null}"#), Ok(Outgoing::Response(_))));
+        assert!(matches!(parse(br#"{"jsonrpc":"2.0","method":"exit"}"#), Ok(Message::Request(_))));
+        assert!(matches!(parse(br#"{"jsonrpc":"2.0","id":1,"result":null}"#), Ok(Message::Response(_))));
         assert_eq!(parse(b"{not json").err().map(|e| e.code), Some(Error::parse_error().code));
         assert_eq!(parse(br#"{"jsonrpc":"2.0","id":1}"#).err().map(|e| e.code), Some(Error::invalid_request().code));
         assert_eq!(
