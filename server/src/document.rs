@@ -206,11 +206,7 @@ impl DocumentTask {
 
     /// Waits (briefly, see [`crate::pace`]) for the operations of prompt clients that are known to be coming.
     async fn linger(&mut self, receiver: &mut mpsc::Receiver<DocCommand>, batch: &mut Vec<DocCommand>) {
-        let present: Vec<ClientId> = batch
-            .iter()
-            .filter_map(|c| if let DocCommand::Op { client, .. } = c { Some(*client) } else { None })
-            .collect();
-        let mut awaited = self.pace.awaited(&present);
+        let mut awaited = self.pace.awaited();
         if awaited.is_empty() {
             return;
         }

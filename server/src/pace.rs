@@ -48,11 +48,12 @@ impl Pace {
         self.clients.entry(client).or_default().acked_at = Some(now);
     }
 
-    /// Prompt clients that were acknowledged and have not sent again, other than those in `present`.
-    pub fn awaited(&self, present: &[ClientId]) -> Vec<ClientId> {
+    /// Prompt clients that were acknowledged and have not sent again (an operation that has arrived, in the batch
+    /// or not, clears its client's acknowledgement).
+    pub fn awaited(&self) -> Vec<ClientId> {
         self.clients
             .iter()
-            .filter(|(client, pace)| pace.prompt && pace.acked_at.is_some() && !present.contains(client))
+            .filter(|(_, pace)| pace.prompt && pace.acked_at.is_some())
             .map(|(client, _)| *client)
             .collect()
     }
@@ -87,16 +88,18 @@ mod tests {
             pace.arrived(client, start + think);
             pace.acknowledged(client, start + think);
         }
-        assert_eq!(pace.awaited(&[]), [1], "only the prompt client is awaited");
-        assert!(pace.awaited(&[1]).is_empty(), "not once its operation is in the batch");
+        assert_eq!(pace.awaited(), [1], "only the prompt client is awaited");
         pace.expired(&[1]);
-        assert!(pace.awaited(&[]).is_empty(), "a prompt client that did not come is no longer awaited");
+        assert!(pace.awaited().is_empty(), "a prompt client that did not come is no longer awaited");
         pace.arrived(1, start + Duration::from_millis(100));
         pace.acknowledged(1, start + Duration::from_millis(100));
         pace.arrived(1, start + Duration::from_micros(100_300));
         pace.acknowledged(1, start + Duration::from_micros(100_300));
-        assert_eq!(pace.awaited(&[]), [1], "until it proves prompt again");
+        assert_eq!(pace.awaited(), [1], "until it proves prompt again");
+        pace.arrived(1, start + Duration::from_micros(100_400));
+        assert!(pace.awaited().is_empty(), "not once its next operation has arrived");
+        pace.acknowledged(1, start + Duration::from_micros(100_400));
         pace.forget(1);
-        assert!(pace.awaited(&[]).is_empty());
+        assert!(pace.awaited().is_empty(), "nor once it has left");
     }
 }
