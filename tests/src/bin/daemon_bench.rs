@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use codecollab_tests::harness::{ServerProcess, TempDir};
+use codecollab_tests::harness::{proc_status_kb, ServerProcess, TempDir};
 use codecollab_tests::lsp::{Encoding, ScriptedEditor};
 use ropey::Rope;
 use serde_json::{json, Value};
@@ -294,20 +294,6 @@ async fn latency(server: &str, peers: usize, rate: u32, seconds: u64) -> anyhow:
     Ok(())
 }
 
-/// A field of /proc/PID/status, in bytes.
-fn status_bytes(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024
-}
-
 async fn memory(server: &str) -> anyhow::Result<()> {
     let size = 10_000_000;
     let content: String =
@@ -323,7 +309,7 @@ async fn memory(server: &str) -> anyhow::Result<()> {
     b.drain(Duration::from_millis(500)).await?;
     for (who, editor) in [("sharing daemon (the file came from its editor)", &a), ("joining daemon", &b)] {
         let pid = editor.pid().context("pid")?;
-        let (rss, peak) = (status_bytes(pid, "VmRSS:"), status_bytes(pid, "VmHWM:"));
+        let (rss, peak) = (proc_status_kb(pid, "VmRSS:") * 1024, proc_status_kb(pid, "VmHWM:") * 1024);
         println!(
             "memory: {who}, {} MB file open: RSS {:.1} MB = {:.2}x the file (target under 3x); peak {:.1} MB",
             size / 1_000_000,

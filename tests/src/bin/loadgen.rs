@@ -18,7 +18,7 @@ use codecollab_protocol::wire::{ClientMsg, ServerMsg};
 use codecollab_protocol::{Client, Revision, TextOperation};
 use codecollab_tests::client::{Connect, WsClient};
 use codecollab_tests::editor::{self, SessionTokens};
-use codecollab_tests::harness::{ServerProcess, TempDir};
+use codecollab_tests::harness::{proc_status_kb, ServerProcess, TempDir};
 use codecollab_tests::random::Rng;
 use tokio::sync::Barrier;
 
@@ -74,17 +74,8 @@ fn process_usage(pid: u32) -> anyhow::Result<(Duration, u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let fields: Vec<&str> = stat.rsplit_once(')').context("stat format")?.1.split_whitespace().collect();
     let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb = |key: &str| -> u64 {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
     // Clock ticks are 1/100 s on Linux.
-    Ok((Duration::from_millis(ticks * 10), kb("VmHWM:"), kb("VmRSS:")))
+    Ok((Duration::from_millis(ticks * 10), proc_status_kb(pid, "VmHWM:"), proc_status_kb(pid, "VmRSS:")))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
