@@ -71,6 +71,8 @@ pub struct Metrics {
     /// waits that ran out because a prompt client did not send.
     pub commit_waits: AtomicU64,
     pub commit_waits_expired: AtomicU64,
+    /// Commits run by the asking task on its own thread, the store being idle (`crate::store::writer`).
+    pub commits_inline: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub commit_latency: Histogram,
@@ -111,6 +113,11 @@ impl Metrics {
                 "codecollab_commit_waits_expired_total",
                 "Waits for such operations that ran out (the client stopped being waited for).",
                 &self.commit_waits_expired,
+            ),
+            (
+                "codecollab_commits_inline_total",
+                "Commits that found the store idle and ran on the asking task's thread instead of the store thread.",
+                &self.commits_inline,
             ),
             ("codecollab_bytes_in_total", "WebSocket payload bytes received.", &self.bytes_in),
             ("codecollab_bytes_out_total", "WebSocket payload bytes sent.", &self.bytes_out),

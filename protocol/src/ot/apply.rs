@@ -104,10 +104,6 @@ impl TextOperation {
         }
         Ok(inverse)
     }
-
-    fn inserted_bytes(&self) -> usize {
-        self.components.iter().map(|c| if let Component::Insert(s) = c { s.len() } else { 0 }).sum()
-    }
 }
 
 #[cfg(test)]

@@ -325,6 +325,11 @@ impl TextOperation {
         self.components.iter().map(|c| if let Component::Insert(s) = c { s.char_len() } else { 0 }).sum()
     }
 
+    /// Number of bytes (UTF-8) inserted in total.
+    pub fn inserted_bytes(&self) -> usize {
+        self.components.iter().map(|c| if let Component::Insert(s) = c { s.len() } else { 0 }).sum()
+    }
+
     /// Number of chars deleted in total.
     pub fn deleted_chars(&self) -> usize {
         self.components.iter().map(|c| if let Component::Delete(n) = c { *n } else { 0 }).sum()

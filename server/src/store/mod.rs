@@ -64,6 +64,21 @@ pub enum Write {
     },
 }
 
+impl Write {
+    /// The text this write carries, in bytes: what makes one write slower to commit than another.
+    pub fn text_bytes(&self) -> usize {
+        match self {
+            Write::CreateDocument { text, .. } | Write::Snapshot { text, .. } => text.len(),
+            Write::AppendOps { ops, .. } => ops.iter().map(|o| o.op.inserted_bytes()).sum(),
+            Write::CreateSession { .. }
+            | Write::RemovePeer { .. }
+            | Write::RenameDocument { .. }
+            | Write::DeleteDocument { .. }
+            | Write::Compact { .. } => 0,
+        }
+    }
+}
+
 /// What a successful write returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Written {
@@ -109,8 +124,23 @@ pub struct SessionRecord {
     pub documents: Vec<DocumentRecord>,
 }
 
-/// The storage interface. Methods are blocking; the server calls them from its store thread only.
+/// The storage interface. Methods are blocking. The server calls them from its store thread, and, when
+/// [`Store::commits_quickly`], small commits from the task that asks, on that task's thread (see
+/// [`writer`]); never two at once.
 pub trait Store: Send {
+    /// True when a commit never waits for a device or the network (no fsync, no remote database), so a small one
+    /// may run on an async runtime's thread.
+    fn commits_quickly(&self) -> bool {
+        false
+    }
+    /// Whether housekeeping ([`Store::maintain`]) is due.
+    fn maintenance_due(&self) -> bool {
+        false
+    }
+    /// Housekeeping kept out of commits (SQLite: checkpointing its write-ahead log). Only the store thread runs it.
+    fn maintain(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Applies `writes` in one transaction and returns one outcome per write, in order.
     fn commit(&mut self, writes: &[Write]) -> Result<Vec<Result<Written, StoreError>>, StoreError>;
     fn load_session(&mut self, session: &str) -> Result<Option<SessionRecord>, StoreError>;

@@ -1,8 +1,15 @@
-//! The store thread: owns the [`Store`], and commits every write request that is waiting when it gets to run in
-//! one transaction (group commit). Under load many documents' operations share one commit, so durable
-//! acknowledgements cost little more than non-durable ones.
+//! The store thread and the handle to the [`Store`]: every write request waiting when the thread gets to run is
+//! committed in one transaction (group commit), so under load many documents' operations share one commit and
+//! durable acknowledgements cost little more than non-durable ones.
+//!
+//! A small commit finding the store idle skips the queue: when the store's commits are quick (no fsync, no network
+//! round trip), the calling task commits on its own thread. Handing a commit to another thread and back costs two
+//! thread wake-ups, on this project's 2-core virtual machines about 80 µs against 45 µs for the commit itself, and
+//! a closed loop of clients waits for both on every round. A busy store still queues, and the thread groups what
+//! queued.
 
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -14,12 +21,20 @@ use crate::metrics::Metrics;
 
 /// Requests waiting beyond this many are left for the next round, bounding one transaction's size.
 const MAX_BATCH: usize = 4_096;
+/// Largest commit, in bytes of text, that a task runs on its own thread; larger ones (a snapshot of a big
+/// document) would hold a runtime worker too long and go to the store thread.
+const INLINE_BYTES: usize = 64 * 1024;
 
 type Outcomes = Result<Vec<Result<Written, StoreError>>, StoreError>;
 
 enum Request {
-    Commit { writes: Vec<Write>, reply: oneshot::Sender<Outcomes> },
+    Commit {
+        writes: Vec<Write>,
+        reply: oneshot::Sender<Outcomes>,
+    },
     Read(Read),
+    /// An inline commit found housekeeping due.
+    Maintain,
 }
 
 enum Read {
@@ -28,11 +43,22 @@ enum Read {
     LoadDocument { doc: DocId, reply: oneshot::Sender<Result<LoadedDocument, StoreError>> },
 }
 
-/// A cheap, cloneable handle to the store thread. The thread stops once every handle is dropped, after
-/// finishing what was queued.
-#[derive(Clone, Debug)]
+/// A cheap, cloneable handle to the store. The store thread stops once every handle is dropped, after finishing
+/// what was queued.
+#[derive(Clone)]
 pub struct StoreHandle {
     requests: mpsc::Sender<Request>,
+    /// Locked by the store thread for each round and by an inline commit for its duration.
+    store: Arc<Mutex<Box<dyn Store>>>,
+    /// Whether small commits may run on the caller's thread ([`Store::commits_quickly`]).
+    inline: bool,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for StoreHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreHandle").field("inline", &self.inline).finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Read {
@@ -49,11 +75,16 @@ impl StoreHandle {
     /// Starts the store thread.
     pub fn spawn(store: Box<dyn Store>, metrics: Arc<Metrics>) -> (StoreHandle, JoinHandle<()>) {
         let (requests, receiver) = mpsc::channel(65_536);
-        let thread = std::thread::Builder::new()
-            .name("codecollab-store".into())
-            .spawn(move || run(store, receiver, &metrics))
-            .expect("spawning the store thread");
-        (StoreHandle { requests }, thread)
+        let inline = store.commits_quickly();
+        let store = Arc::new(Mutex::new(store));
+        let thread = {
+            let (store, metrics) = (store.clone(), metrics.clone());
+            std::thread::Builder::new()
+                .name("codecollab-store".into())
+                .spawn(move || run(&store, receiver, &metrics))
+                .expect("spawning the store thread")
+        };
+        (StoreHandle { requests, store, inline, metrics }, thread)
     }
 
     async fn read<T>(
@@ -67,6 +98,23 @@ impl StoreHandle {
 
     /// Commits `writes` durably (in one transaction with whatever else is waiting). Returns one outcome per write.
     pub async fn commit(&self, writes: Vec<Write>) -> Outcomes {
+        if self.inline && writes.iter().map(Write::text_bytes).sum::<usize>() <= INLINE_BYTES {
+            // Only if nobody holds the store: this thread must not wait for another's commit.
+            let idle = match self.store.try_lock() {
+                Ok(store) => Some(store),
+                Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            };
+            if let Some(mut store) = idle {
+                self.metrics.commits_inline.fetch_add(1, Ordering::Relaxed);
+                let outcomes = commit(&mut **store, &writes, &self.metrics);
+                if store.maintenance_due() {
+                    // If the queue is full the thread is busy and will see the housekeeping due itself.
+                    let _ = self.requests.try_send(Request::Maintain);
+                }
+                return outcomes;
+            }
+        }
         let (reply, answer) = oneshot::channel();
         self.requests.send(Request::Commit { writes, reply }).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -86,7 +134,23 @@ impl StoreHandle {
     }
 }
 
-fn run(mut store: Box<dyn Store>, mut receiver: mpsc::Receiver<Request>, metrics: &Metrics) {
+/// Commits `writes` in one transaction, timing it.
+fn commit(store: &mut dyn Store, writes: &[Write], metrics: &Metrics) -> Outcomes {
+    let started = Instant::now();
+    let result = store.commit(writes);
+    metrics.commit_latency.observe(started.elapsed());
+    if let Err(error) = &result {
+        tracing::error!(%error, "store commit failed");
+    }
+    result
+}
+
+fn lock(store: &Mutex<Box<dyn Store>>) -> MutexGuard<'_, Box<dyn Store>> {
+    // A panic inside a commit leaves SQLite's transaction rolled back; the store itself is still usable.
+    store.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn run(shared: &Mutex<Box<dyn Store>>, mut receiver: mpsc::Receiver<Request>, metrics: &Metrics) {
     let mut batch = Vec::new();
     while let Some(first) = receiver.blocking_recv() {
         batch.push(first);
@@ -107,13 +171,12 @@ fn run(mut store: Box<dyn Store>, mut receiver: mpsc::Receiver<Request>, metrics
                     writes.extend(w);
                 }
                 Request::Read(read) => reads.push(read),
+                Request::Maintain => {}
             }
         }
+        let mut store = lock(shared);
         if !writes.is_empty() {
-            let started = Instant::now();
-            let result = store.commit(&writes);
-            metrics.commit_latency.observe(started.elapsed());
-            match result {
+            match commit(&mut **store, &writes, metrics) {
                 Ok(mut outcomes) => {
                     // Hand each requester its slice of the outcomes, in order.
                     for (start, len, reply) in replies.into_iter().rev() {
@@ -123,7 +186,6 @@ fn run(mut store: Box<dyn Store>, mut receiver: mpsc::Receiver<Request>, metrics
                     }
                 }
                 Err(error) => {
-                    tracing::error!(%error, "store commit failed");
                     for (_, _, reply) in replies {
                         let _ = reply.send(Err(error.clone()));
                     }
@@ -143,5 +205,143 @@ fn run(mut store: Box<dyn Store>, mut receiver: mpsc::Receiver<Request>, metrics
                 }
             }
         }
+        if store.maintenance_due() {
+            let started = Instant::now();
+            match store.maintain() {
+                Ok(()) => tracing::debug!(took = ?started.elapsed(), "store housekeeping done"),
+                Err(error) => tracing::warn!(%error, "store housekeeping failed"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc as std_mpsc;
+
+    use super::*;
+    use crate::store::StoredOp;
+
+    /// Records on which thread each call ran; `load_document` waits for the test's go-ahead, holding the store.
+    struct Probe {
+        quick: bool,
+        calls: Arc<Mutex<Vec<String>>>,
+        gate: std_mpsc::Receiver<()>,
+        commits: u32,
+        due: bool,
+    }
+
+    fn on_store_thread() -> bool {
+        std::thread::current().name() == Some("codecollab-store")
+    }
+
+    impl Probe {
+        fn record(&self, what: &str) {
+            let place = if on_store_thread() { "store thread" } else { "caller" };
+            self.calls.lock().expect("not poisoned").push(format!("{what} on {place}"));
+        }
+    }
+
+    impl Store for Probe {
+        fn commits_quickly(&self) -> bool {
+            self.quick
+        }
+        fn commit(&mut self, writes: &[Write]) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
+            self.commits += 1;
+            self.due = self.commits % 2 == 0;
+            self.record("commit");
+            Ok(writes.iter().map(|_| Ok(Written::Done)).collect())
+        }
+        /// Every second commit.
+        fn maintenance_due(&self) -> bool {
+            self.due
+        }
+        fn maintain(&mut self) -> Result<(), StoreError> {
+            self.record("maintain");
+            self.due = false;
+            Ok(())
+        }
+        fn load_session(&mut self, _: &str) -> Result<Option<SessionRecord>, StoreError> {
+            Ok(None)
+        }
+        fn session_count(&mut self) -> Result<usize, StoreError> {
+            Ok(0)
+        }
+        fn load_document(&mut self, doc: DocId) -> Result<LoadedDocument, StoreError> {
+            self.record("read");
+            let _ = self.gate.recv();
+            Err(StoreError::UnknownDocument(doc))
+        }
+    }
+
+    fn append(text: &str) -> Vec<Write> {
+        let op = codecollab_protocol::TextOperation::replace(0, 0, 0, text).expect("valid");
+        vec![Write::AppendOps { doc: 1, ops: vec![StoredOp { revision: 1, author: 1, seq: 1, op }] }]
+    }
+
+    /// The store, the calls it recorded, the go-ahead for a waiting read, and the metrics.
+    type Started = (StoreHandle, Arc<Mutex<Vec<String>>>, std_mpsc::Sender<()>, Arc<Metrics>);
+
+    fn start(quick: bool) -> Started {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let (go, gate) = std_mpsc::channel();
+        let metrics = Arc::new(Metrics::default());
+        let probe = Probe { quick, calls: calls.clone(), gate, commits: 0, due: false };
+        let (handle, _thread) = StoreHandle::spawn(Box::new(probe), metrics.clone());
+        (handle, calls, go, metrics)
+    }
+
+    fn taken(calls: &Mutex<Vec<String>>) -> Vec<String> {
+        std::mem::take(&mut *calls.lock().expect("not poisoned"))
+    }
+
+    #[tokio::test]
+    async fn small_commits_skip_the_queue_only_when_the_store_is_idle_and_quick() {
+        let (store, calls, go, metrics) = start(true);
+        store.commit(append("a")).await.expect("commits");
+        assert_eq!(taken(&calls), ["commit on caller"], "an idle, quick store commits on the asking thread");
+
+        // A large commit goes to the store thread, which then does the housekeeping due (every second commit).
+        store.commit(append(&"x".repeat(INLINE_BYTES + 1))).await.expect("commits");
+        assert_eq!(taken(&calls), ["commit on store thread", "maintain on store thread"]);
+
+        // While the store thread holds the store (a slow read), a commit waits its turn in the queue.
+        let reader = tokio::spawn({
+            let store = store.clone();
+            async move { store.load_document(9).await }
+        });
+        while taken(&calls).is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let queued = tokio::spawn({
+            let store = store.clone();
+            async move { store.commit(append("b")).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!queued.is_finished(), "the commit waits for the store instead of running beside the read");
+        go.send(()).expect("store thread alive");
+        assert!(matches!(reader.await.expect("joins"), Err(StoreError::UnknownDocument(9))));
+        queued.await.expect("joins").expect("commits");
+        assert_eq!(taken(&calls), ["commit on store thread"]);
+
+        // An inline commit that makes housekeeping due leaves it to the store thread.
+        store.commit(append("c")).await.expect("commits");
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while calls.lock().expect("not poisoned").len() < 2 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("housekeeping runs");
+        assert_eq!(taken(&calls), ["commit on caller", "maintain on store thread"]);
+        assert_eq!(metrics.commits_inline.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn a_store_that_waits_on_a_device_commits_on_its_thread() {
+        let (store, calls, _go, metrics) = start(false);
+        store.commit(append("a")).await.expect("commits");
+        assert_eq!(taken(&calls), ["commit on store thread"]);
+        assert_eq!(metrics.commits_inline.load(Ordering::Relaxed), 0);
     }
 }
