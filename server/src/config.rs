@@ -63,6 +63,10 @@ pub struct ServeArgs {
     /// [default: process].
     #[arg(long, env = "CODECOLLAB_DURABILITY")]
     pub durability: Option<Durability>,
+    /// Threads running connections and documents [default: one per CPU]. On a small machine shared with other
+    /// busy processes fewer can be faster (docs/operations.md).
+    #[arg(long, env = "CODECOLLAB_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: Option<u16>,
 }
 
 /// What "acknowledged" promises. See docs/operations.md.
@@ -121,6 +125,7 @@ struct FileConfig {
     public_url: Option<String>,
     heartbeat: Option<String>,
     durability: Option<Durability>,
+    workers: Option<u16>,
     snapshot_every: Option<u64>,
     history: Option<usize>,
     invite_ttl: Option<String>,
@@ -136,6 +141,8 @@ pub struct Config {
     pub public_url: Option<String>,
     pub heartbeat: Duration,
     pub durability: Durability,
+    /// Worker threads of the async runtime.
+    pub workers: usize,
     /// A snapshot is stored every this many operations of a document.
     pub snapshot_every: u64,
     /// Operations each document keeps in memory for late operations and resuming clients.
@@ -160,6 +167,7 @@ impl Default for Config {
             public_url: None,
             heartbeat: Duration::from_secs(15),
             durability: Durability::Process,
+            workers: std::thread::available_parallelism().map_or(1, usize::from),
             snapshot_every: 1_000,
             history: 1_024,
             invite_ttl: Duration::from_secs(7 * 24 * 3600),
@@ -197,6 +205,11 @@ impl Config {
         }
         if let Some(durability) = args.durability.or(file.durability) {
             config.durability = durability;
+        }
+        match args.workers.or(file.workers) {
+            Some(0) => bail!("workers must be at least 1"),
+            Some(n) => config.workers = usize::from(n),
+            None => {}
         }
         if let Some(n) = file.snapshot_every {
             config.snapshot_every = n.max(1);
@@ -262,15 +275,21 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("codecollab-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("server.toml");
-        std::fs::write(&path, "listen = \"0.0.0.0:9000\"\nheartbeat = \"2s\"\n[limits]\nmax_sessions = 3\n")
-            .expect("write");
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:9000\"\nheartbeat = \"2s\"\nworkers = 3\n[limits]\nmax_sessions = 3\n",
+        )
+        .expect("write");
         let args =
             ServeArgs { config: Some(path.clone()), heartbeat: Some(Duration::from_secs(5)), ..Default::default() };
         let config = Config::load(&args).expect("valid");
         assert_eq!(config.listen, "0.0.0.0:9000".parse().expect("addr"));
         assert_eq!(config.heartbeat, Duration::from_secs(5));
         assert_eq!(config.limits.max_sessions, 3);
+        assert_eq!(config.workers, 3);
         assert!(!config.open_session_creation());
+        let flag = ServeArgs { config: Some(path.clone()), workers: Some(1), ..Default::default() };
+        assert_eq!(Config::load(&flag).expect("valid").workers, 1, "the flag wins over the file");
         std::fs::write(&path, "no_such_key = 1\n").expect("write");
         assert!(Config::load(&args).is_err());
         std::fs::remove_dir_all(dir).ok();

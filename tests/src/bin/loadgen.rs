@@ -2,6 +2,9 @@
 //! given by `--url`) with editing clients and reports committed ops/s, acknowledgement and fan-out latency, the
 //! server's CPU time per op and its peak memory.
 //!
+//! The clients run on one thread, so that the load generator takes one core of the machine it shares with the
+//! server; the server it starts gets the others (`--workers`, one less than the CPUs).
+//!
 //! Examples:
 //!   loadgen --clients 10 --docs 1 --seconds 10                 # closed loop: one op in flight per client
 //!   loadgen --clients 10 --rate 10 --seconds 10                # each client types 10 ops/s
@@ -57,6 +60,10 @@ struct Args {
     /// `process` or `fsync` (for the server started here).
     #[arg(long, default_value = "process")]
     durability: String,
+    /// Worker threads of the server started here [default: one less than the CPUs, at least one: this load
+    /// generator takes one core].
+    #[arg(long)]
+    server_workers: Option<usize>,
 }
 
 /// What one editing client measured.
@@ -239,14 +246,23 @@ async fn idle(url: &str, sessions: usize, connections: usize, seconds: u64, pid:
     Ok(())
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
     let data = TempDir::new("loadgen");
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let workers = args.server_workers.unwrap_or(cpus.saturating_sub(1)).max(1).to_string();
     let (server, url) = match &args.url {
         Some(url) => (None, url.clone()),
         None => {
-            let extra = ["--heartbeat", args.heartbeat.as_str(), "--durability", args.durability.as_str()];
+            let extra = [
+                "--heartbeat",
+                args.heartbeat.as_str(),
+                "--durability",
+                args.durability.as_str(),
+                "--workers",
+                workers.as_str(),
+            ];
             let server = ServerProcess::spawn("127.0.0.1:0", data.path(), &extra)?;
             let url = server.url();
             (Some(server), url)
@@ -291,13 +307,16 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     fanout.sort();
     let mode = if args.rate == 0 { "closed loop".to_owned() } else { format!("{} ops/s per client", args.rate) };
+    let server_config = match &args.url {
+        Some(url) => format!("server at {url}"),
+        None => format!("durability {}, {workers} server worker thread(s)", args.durability),
+    };
     println!(
-        "load: {} clients, {} document(s) of {} bytes, {mode}, {:.1} s, durability {}",
+        "load: {} clients, {} document(s) of {} bytes, {mode}, {:.1} s, {server_config}",
         args.clients,
         args.docs,
         args.doc_size,
         elapsed.as_secs_f64(),
-        args.durability
     );
     println!("committed ops/s: {:.0} ({committed} acknowledged)", committed as f64 / elapsed.as_secs_f64());
     println!(
