@@ -7,7 +7,7 @@ use codecollab_tests::harness::{ServerProcess, TempDir, TestServer};
 use codecollab_tests::lsp::{Encoding, ScriptedEditor};
 use serde_json::json;
 
-use super::{join, server_text, settle, share, uri};
+use super::{join, pair, server_text, settle, share, uri};
 
 const INITIAL: &str = "fn main() {\r\n    println!(\"héllo 日本語 👩\u{200d}💻\");\r\n}\r\n";
 
@@ -54,10 +54,8 @@ async fn stale_and_refused_daemon_edits_are_resent_transformed() {
     let server = TestServer::start(|_| {}).await;
     let (host_dir, guest_dir) = (TempDir::new("host"), TempDir::new("guest"));
     std::fs::write(host_dir.path().join("notes.txt"), "shared notes\n").expect("write");
-    let mut a = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("a");
-    let mut b = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("b");
-    let (invite, _) = share(&mut a, host_dir.path(), &server.url(), "ada").await;
-    join(&mut b, &invite, guest_dir.path(), "bob").await;
+    let (mut a, mut b, invite, _) =
+        pair(&server.url(), host_dir.path(), guest_dir.path(), (Encoding::Utf16, Encoding::Utf16)).await;
     let (ua, ub) = (uri(&host_dir.path().join("notes.txt")), uri(&guest_dir.path().join("notes.txt")));
     a.open(&ua, "shared notes\n").await.expect("open");
     b.open(&ub, "shared notes\n").await.expect("open");
@@ -96,10 +94,8 @@ async fn join_writes_files_and_a_divergent_buffer_is_diffed_into_line() {
     std::fs::create_dir_all(host_dir.path().join("target")).expect("mkdir");
     std::fs::write(host_dir.path().join("target/build.log"), "ignored").expect("write");
     std::fs::write(host_dir.path().join("image.bin"), [0u8, 159, 146, 150]).expect("write");
-    let mut a = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("a");
-    let mut b = ScriptedEditor::start(Encoding::Utf8, &[]).await.expect("b");
-    let (invite, _) = share(&mut a, host_dir.path(), &server.url(), "ada").await;
-    let joined = join(&mut b, &invite, guest_dir.path(), "bob").await;
+    let (mut a, mut b, _, joined) =
+        pair(&server.url(), host_dir.path(), guest_dir.path(), (Encoding::Utf16, Encoding::Utf8)).await;
     assert_eq!(joined["files"], json!([".gitignore", "src/nested/lib.rs"]), "gitignored and binary files stay home");
     // Both reported their work as LSP progress, which editors show natively.
     a.drain(Duration::from_millis(100)).await.expect("drain");
@@ -171,10 +167,8 @@ async fn thousands_of_edits_fired_without_waiting_stay_in_order() {
     let server = TestServer::start(|_| {}).await;
     let (host_dir, guest_dir) = (TempDir::new("host"), TempDir::new("guest"));
     std::fs::write(host_dir.path().join("fast.txt"), "").expect("write");
-    let mut a = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("a");
-    let mut b = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("b");
-    let (invite, _) = share(&mut a, host_dir.path(), &server.url(), "ada").await;
-    join(&mut b, &invite, guest_dir.path(), "bob").await;
+    let (mut a, mut b, invite, _) =
+        pair(&server.url(), host_dir.path(), guest_dir.path(), (Encoding::Utf16, Encoding::Utf16)).await;
     let (ua, ub) = (uri(&host_dir.path().join("fast.txt")), uri(&guest_dir.path().join("fast.txt")));
     a.open(&ua, "").await.expect("open");
     b.open(&ub, "").await.expect("open");
@@ -198,10 +192,8 @@ async fn the_server_killed_while_both_type_loses_nothing() {
     let mut server = ServerProcess::spawn("127.0.0.1:0", data.path(), &[]).expect("server");
     let (host_dir, guest_dir) = (TempDir::new("host"), TempDir::new("guest"));
     std::fs::write(host_dir.path().join("k.txt"), "").expect("write");
-    let mut a = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("a");
-    let mut b = ScriptedEditor::start(Encoding::Utf8, &[]).await.expect("b");
-    let (invite, _) = share(&mut a, host_dir.path(), &server.url(), "ada").await;
-    join(&mut b, &invite, guest_dir.path(), "bob").await;
+    let (mut a, mut b, invite, _) =
+        pair(&server.url(), host_dir.path(), guest_dir.path(), (Encoding::Utf16, Encoding::Utf8)).await;
     let (ua, ub) = (uri(&host_dir.path().join("k.txt")), uri(&guest_dir.path().join("k.txt")));
     a.open(&ua, "").await.expect("open");
     b.open(&ub, "").await.expect("open");
@@ -242,10 +234,8 @@ async fn remote_cursors_arrive_with_names_and_vanish_when_the_peer_leaves() {
     let server = TestServer::start(|_| {}).await;
     let (host_dir, guest_dir) = (TempDir::new("host"), TempDir::new("guest"));
     std::fs::write(host_dir.path().join("c.txt"), "日本語 text\nsecond line\n").expect("write");
-    let mut a = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("a");
-    let mut b = ScriptedEditor::start(Encoding::Utf8, &[]).await.expect("b");
-    let (invite, _) = share(&mut a, host_dir.path(), &server.url(), "ada").await;
-    join(&mut b, &invite, guest_dir.path(), "bob").await;
+    let (mut a, mut b, _, _) =
+        pair(&server.url(), host_dir.path(), guest_dir.path(), (Encoding::Utf16, Encoding::Utf8)).await;
     let (ua, ub) = (uri(&host_dir.path().join("c.txt")), uri(&guest_dir.path().join("c.txt")));
     a.open(&ua, "日本語 text\nsecond line\n").await.expect("open");
     b.open(&ub, "日本語 text\nsecond line\n").await.expect("open");
@@ -283,10 +273,8 @@ async fn an_editor_that_never_answers_progress_requests_still_gets_edits_at_once
     let server = TestServer::start(|_| {}).await;
     let (host_dir, guest_dir) = (TempDir::new("host"), TempDir::new("guest"));
     std::fs::write(host_dir.path().join("p.txt"), "x\n").expect("write");
-    let mut a = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("a");
-    let mut b = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("b");
-    let (invite, _) = share(&mut a, host_dir.path(), &server.url(), "ada").await;
-    join(&mut b, &invite, guest_dir.path(), "bob").await;
+    let (mut a, mut b, _, _) =
+        pair(&server.url(), host_dir.path(), guest_dir.path(), (Encoding::Utf16, Encoding::Utf16)).await;
     let (ua, ub) = (uri(&host_dir.path().join("p.txt")), uri(&guest_dir.path().join("p.txt")));
     a.open(&ua, "x\n").await.expect("open");
     b.open(&ub, "x\n").await.expect("open");
@@ -318,10 +306,8 @@ async fn bytes_out(server: &TestServer) -> u64 {
 async fn a_new_file_opened_in_two_editors_at_once_is_fetched_once_by_each() {
     let server = TestServer::start(|_| {}).await;
     let (host_dir, guest_dir) = (TempDir::new("host"), TempDir::new("guest"));
-    let mut a = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("a");
-    let mut b = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("b");
-    let (invite, _) = share(&mut a, host_dir.path(), &server.url(), "ada").await;
-    join(&mut b, &invite, guest_dir.path(), "bob").await;
+    let (mut a, mut b, invite, _) =
+        pair(&server.url(), host_dir.path(), guest_dir.path(), (Encoding::Utf16, Encoding::Utf16)).await;
     let text: String = (0..4000).map(|i| format!("line {i} of a new file\n")).collect();
     let before = bytes_out(&server).await;
     // Both editors open the same path, which the session does not hold yet, at once: both daemons create it.
@@ -340,10 +326,8 @@ async fn a_new_file_opened_in_two_editors_at_once_is_fetched_once_by_each() {
 async fn a_file_of_megabytes_travels_whole_and_stays_editable() {
     let server = TestServer::start(|_| {}).await;
     let (host_dir, guest_dir) = (TempDir::new("host"), TempDir::new("guest"));
-    let mut a = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("a");
-    let mut b = ScriptedEditor::start(Encoding::Utf8, &[]).await.expect("b");
-    let (invite, _) = share(&mut a, host_dir.path(), &server.url(), "ada").await;
-    join(&mut b, &invite, guest_dir.path(), "bob").await;
+    let (mut a, mut b, invite, _) =
+        pair(&server.url(), host_dir.path(), guest_dir.path(), (Encoding::Utf16, Encoding::Utf8)).await;
     // About 2.5 MB with multibyte text: the upload and the snapshot both travel as many WebSocket fragments,
     // split wherever the byte count falls, and the open as one large LSP message.
     let text: String = (0..40_000).map(|i| format!("{i:05} héllo 日本語 👩\u{200d}💻 the quick brown fox\n")).collect();

@@ -7,7 +7,7 @@ mod lifecycle;
 use std::path::Path;
 use std::time::Duration;
 
-use codecollab_tests::lsp::ScriptedEditor;
+use codecollab_tests::lsp::{Encoding, ScriptedEditor};
 use serde_json::{json, Value};
 
 pub fn uri(path: &Path) -> String {
@@ -31,6 +31,21 @@ pub async fn join(editor: &mut ScriptedEditor, invite: &str, root: &Path, name: 
         .request("collab/join", json!({"invite": invite, "root": uri(root), "name": name}))
         .await
         .expect("join succeeds")
+}
+
+/// Two scripted editors in one session, as most tests start: `a` (ada) shares `host` on `server`, `b` (bob) joins
+/// into `guest`. Returns both, the edit invite, and `b`'s join answer.
+pub async fn pair(
+    server: &str,
+    host: &Path,
+    guest: &Path,
+    (a_encoding, b_encoding): (Encoding, Encoding),
+) -> (ScriptedEditor, ScriptedEditor, String, Value) {
+    let mut a = ScriptedEditor::start(a_encoding, &[]).await.expect("a");
+    let mut b = ScriptedEditor::start(b_encoding, &[]).await.expect("b");
+    let (invite, _) = share(&mut a, host, server, "ada").await;
+    let joined = join(&mut b, &invite, guest, "bob").await;
+    (a, b, invite, joined)
 }
 
 /// Lets every editor handle what arrives until all are quiet and their texts of `uri` agree (or time runs out).
