@@ -106,7 +106,7 @@ impl EditorBuffer {
         let mut view = self.view.clone();
         let confirmed = self.unconfirmed.iter().take_while(|(index, _)| *index < revision).count();
         for (_, op) in self.unconfirmed.iter().take(confirmed) {
-            op.apply_rope(&mut view).expect("daemon edits apply to the editor's view in order");
+            op.apply_to(&mut view).expect("daemon edits apply to the editor's view in order");
         }
         let (edit, after) = position::changes_to_operation(&view, changes, self.encoding)?;
         self.unconfirmed.drain(..confirmed);
@@ -187,7 +187,7 @@ mod tests {
         // A remote insert at 0 is sent to the editor...
         let remote = TextOperation::replace(5, 0, 0, ">").expect("op");
         let to_editor = buffer.daemon_edit(remote.clone(), &daemon);
-        remote.apply_rope(&mut daemon).expect("fits");
+        remote.apply_to(&mut daemon).expect("fits");
         // ...while the editor types at the end; its edit crosses the daemon's on the wire.
         let typed = change(0, 5, 5, "!");
         let (_, after) =
@@ -196,7 +196,7 @@ mod tests {
         editor.sent += 1;
         assert!(!editor.receive(&to_editor), "stale: dropped by the editor");
         let outcome = buffer.editor_edit(editor.applied, &[typed], false).expect("valid");
-        outcome.apply.expect("applies").apply_rope(&mut daemon).expect("fits");
+        outcome.apply.expect("applies").apply_to(&mut daemon).expect("fits");
         let resend = outcome.resend.expect("the dropped edit is re-sent");
         assert!(editor.receive(&resend));
         assert_eq!(editor.text.to_string(), ">hello!");
@@ -209,7 +209,7 @@ mod tests {
         let (mut buffer, _) = EditorBuffer::open("u".into(), Encoding::Utf16, "ab", &daemon);
         let remote = TextOperation::replace(2, 1, 1, "X").expect("op");
         let lost = buffer.daemon_edit(remote.clone(), &daemon);
-        remote.apply_rope(&mut daemon).expect("fits");
+        remote.apply_to(&mut daemon).expect("fits");
         // The editor could not apply it (its revision matched); it sends an empty edit.
         let mut editor = Editor { text: Rope::from_str("ab"), sent: 0, applied: 0 };
         assert_eq!(lost.revision, editor.sent);

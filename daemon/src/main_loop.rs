@@ -700,7 +700,7 @@ impl MainLoop {
             existing.text = Rope::from_str(&text);
             let diff = position::diff(&text, &ours);
             if !diff.is_noop() {
-                diff.apply_rope(&mut existing.text).expect("diff applies to the snapshot");
+                diff.apply_to(&mut existing.text).expect("diff applies to the snapshot");
                 if let Ok(Some(out)) = existing.ot.apply_local(diff) {
                     self.send_op(doc, out);
                 }
@@ -769,7 +769,7 @@ impl MainLoop {
             Err(error) => return self.resync(doc, &error.to_string()),
         };
         let edit = d.editor.as_mut().map(|editor| (editor.uri.clone(), editor.daemon_edit(op.clone(), &d.text)));
-        if op.apply_rope(&mut d.text).is_err() {
+        if op.apply_to(&mut d.text).is_err() {
             return self.resync(doc, "a transformed operation did not fit");
         }
         d.dirty |= d.editor.is_none();
@@ -859,7 +859,7 @@ impl MainLoop {
         }
         let mut send = None;
         if let Some(op) = outcome.apply {
-            if op.apply_rope(&mut d.text).is_err() {
+            if op.apply_to(&mut d.text).is_err() {
                 tracing::error!("an editor edit did not fit the daemon's text");
                 return;
             }

@@ -91,7 +91,7 @@ fn trace_replay(quick: bool) {
             let replacements: Vec<Replacement> =
                 txn.patches.iter().map(|(at, del, text)| Replacement::new(*at, at + del, text.as_str())).collect();
             let op = TextOperation::from_replacements(rope.len_chars(), &replacements).expect("in bounds");
-            op.apply_rope(&mut rope).expect("lengths match");
+            op.apply_to(&mut rope).expect("lengths match");
         }
         assert!(rope == trace.end_content.as_str());
         black_box(rope);
@@ -267,6 +267,12 @@ fn main() {
                 black_box(transform(black_box(a), black_box(b)).expect("same base"));
             }
         }
+        return;
+    }
+    // `--profile-receive=BYTES`: `receive` at one document size only.
+    if let Some(size) = args.iter().find_map(|a| a.strip_prefix("--profile-receive=")) {
+        let size = size.parse().expect("--profile-receive=BYTES");
+        println!("Document::receive at {size} chars: {:.0} ns/op", receive_at(size));
         return;
     }
     transform_and_compose();

@@ -1,4 +1,4 @@
-//! The server-side document: text in a rope, a revision counter, a bounded history of recent operations, and
+//! The server-side document: text in a [`TextTree`], a revision counter, a bounded history of recent operations, and
 //! `receive`, which sequences a client's operation (transform through history, apply) exactly once.
 //!
 //! Revisions count committed operations: the operation committed *as* revision `r` takes the document from
@@ -13,10 +13,9 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use ropey::Rope;
-
 use crate::client::{ClientSeq, Revision};
 use crate::ot::{transform, OpError, TextOperation};
+use crate::tree::TextTree;
 
 /// Identifies one client (one daemon instance) across reconnects. Chosen at random by the client.
 pub type ClientId = u64;
@@ -74,7 +73,7 @@ impl Default for DocumentLimits {
 /// One shared document as the server holds it.
 #[derive(Debug, Clone)]
 pub struct Document {
-    text: Rope,
+    text: TextTree,
     revision: Revision,
     /// The operations committed as revisions `revision - history.len() + 1 ..= revision`.
     history: VecDeque<HistoryEntry>,
@@ -87,7 +86,7 @@ impl Document {
     /// A document holding `text` at `revision`, with an empty history.
     pub fn new(text: &str, revision: Revision, limits: DocumentLimits) -> Self {
         Document {
-            text: Rope::from_str(text),
+            text: TextTree::from(text),
             revision,
             history: VecDeque::with_capacity(limits.history.min(1024)),
             limits,
@@ -102,13 +101,13 @@ impl Document {
     {
         let mut document = Document::new(snapshot, revision, limits);
         for entry in later {
-            entry.op.apply_rope(&mut document.text)?;
+            entry.op.apply_to(&mut document.text)?;
             document.commit(entry);
         }
         Ok(document)
     }
 
-    pub fn text(&self) -> &Rope {
+    pub fn text(&self) -> &TextTree {
         &self.text
     }
 
@@ -180,7 +179,7 @@ impl Document {
         if transformed.target_len() > self.limits.max_chars {
             return Err(ReceiveError::TooLarge { chars: transformed.target_len(), limit: self.limits.max_chars });
         }
-        transformed.apply_rope(&mut self.text)?;
+        transformed.apply_to(&mut self.text)?;
         let revision = self.commit(HistoryEntry { author: client, seq, op: transformed.clone() });
         Ok(Received::Applied { revision, op: transformed })
     }

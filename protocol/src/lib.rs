@@ -12,9 +12,11 @@ pub mod client;
 pub mod codec;
 pub mod document;
 pub mod ot;
+pub mod tree;
 pub mod wire;
 
 pub use client::{Client, ClientError, ClientSeq, Outgoing, Revision};
 pub use codec::{frame_of_bodies, DecodeError, EncodeError};
 pub use document::{ClientId, Document, DocumentLimits, HistoryEntry, ReceiveError, Received};
-pub use ot::{transform, Bias, Component, OpError, Replacement, Selection, Text, TextOperation};
+pub use ot::{transform, Bias, Component, EditText, OpError, Replacement, Selection, Text, TextOperation};
+pub use tree::TextTree;

@@ -15,7 +15,7 @@ fn apply_to_str_equals_apply_to_rope() {
         let doc = random::text(&mut rng, 20);
         let op = random::operation(&mut rng, doc.chars().count());
         let mut rope = Rope::from_str(&doc);
-        op.apply_rope(&mut rope).expect("lengths match");
+        op.apply_to(&mut rope).expect("lengths match");
         assert_eq!(rope.to_string(), op.apply(&doc).expect("lengths match"));
         assert_eq!(rope.len_chars(), op.target_len());
     });

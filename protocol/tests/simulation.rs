@@ -94,7 +94,7 @@ impl Sim {
     /// The user of `client` makes `op` (on its current text).
     pub fn local_edit(&mut self, client: usize, op: TextOperation) {
         let c = &mut self.clients[client];
-        op.apply_rope(&mut c.text).expect("edit fits the client's text");
+        op.apply_to(&mut c.text).expect("edit fits the client's text");
         if let Some(send) = c.ot.apply_local(op).expect("client accepts local edits") {
             let connection = c.connection.expect("a client only sends while connected");
             let msg = ClientMsg::Op { doc: DOC, seq: send.seq, base_revision: send.base_revision, op: send.op };
@@ -223,7 +223,7 @@ impl Sim {
             ServerMsg::Ack { seq, revision, .. } => c.ot.server_ack(seq, revision).expect("acks are in order"),
             ServerMsg::Op { revision, op, .. } => {
                 let op = c.ot.apply_server(revision, op).expect("ops are in order");
-                op.apply_rope(&mut c.text).expect("transformed op fits");
+                op.apply_to(&mut c.text).expect("transformed op fits");
                 None
             }
             ServerMsg::Subscribed { revision, .. } => {

@@ -22,7 +22,7 @@ fn every_sequential_trace_replays_to_its_end_content() {
         let trace = trace::load(&name);
         let mut rope = Rope::from_str(&trace.start_content);
         for txn in &trace.txns {
-            txn_operation(rope.len_chars(), txn).apply_rope(&mut rope).expect("lengths match");
+            txn_operation(rope.len_chars(), txn).apply_to(&mut rope).expect("lengths match");
         }
         assert!(rope == trace.end_content.as_str(), "{name} diverged from its endContent");
         eprintln!("{name}: {} transactions replayed", trace.txns.len());

@@ -129,7 +129,7 @@ impl Editor {
 
     /// A local edit: applied here at once, sent when the OT client allows.
     pub async fn edit(&mut self, op: TextOperation) -> anyhow::Result<()> {
-        op.apply_rope(&mut self.text)?;
+        op.apply_to(&mut self.text)?;
         if let Some(out) = self.ot.apply_local(op)? {
             self.send_op(out).await;
         }
@@ -150,7 +150,7 @@ impl Editor {
             }
             ServerMsg::Op { doc, revision, op, .. } if doc == self.doc => {
                 let op = self.ot.apply_server(revision, op)?;
-                op.apply_rope(&mut self.text)?;
+                op.apply_to(&mut self.text)?;
             }
             ServerMsg::Subscribed { doc, revision } if doc == self.doc => {
                 anyhow::ensure!(

@@ -2,9 +2,48 @@
 //!
 //! Law: `apply(apply(s, op), op.invert(s)) == s`.
 
+use std::ops::Range;
+
 use ropey::Rope;
 
-use super::operation::{byte_offset, char_len, Component, OpError, TextOperation};
+use super::operation::{byte_offset, char_len, Component, OpError, Text, TextOperation};
+use crate::tree::TextTree;
+
+/// Text an operation applies to in place, indexed by chars: [`TextOperation::apply_to`].
+pub trait EditText {
+    fn len_chars(&self) -> usize;
+    /// Inserts `text` at char `at`.
+    fn insert_text(&mut self, at: usize, text: &Text);
+    fn remove_chars(&mut self, range: Range<usize>);
+}
+
+impl EditText for Rope {
+    fn len_chars(&self) -> usize {
+        Rope::len_chars(self)
+    }
+
+    fn insert_text(&mut self, at: usize, text: &Text) {
+        self.insert(at, text);
+    }
+
+    fn remove_chars(&mut self, range: Range<usize>) {
+        self.remove(range);
+    }
+}
+
+impl EditText for TextTree {
+    fn len_chars(&self) -> usize {
+        TextTree::len_chars(self)
+    }
+
+    fn insert_text(&mut self, at: usize, text: &Text) {
+        self.insert_counted(at, text, text.char_len());
+    }
+
+    fn remove_chars(&mut self, range: Range<usize>) {
+        self.remove(range);
+    }
+}
 
 impl TextOperation {
     /// Returns `text` with the operation applied. O(len(text)).
@@ -29,11 +68,12 @@ impl TextOperation {
         Ok(out)
     }
 
-    /// Applies the operation to `rope` in place: O(log n) per component, independent of the document size.
+    /// Applies the operation to `text` (a rope or a [`TextTree`]) in place: O(log n) per component,
+    /// independent of the document size.
     ///
-    /// On error the rope is untouched (the length is checked before anything changes).
-    pub fn apply_rope(&self, rope: &mut Rope) -> Result<(), OpError> {
-        let actual = rope.len_chars();
+    /// On error the text is untouched (the length is checked before anything changes).
+    pub fn apply_to(&self, text: &mut impl EditText) -> Result<(), OpError> {
+        let actual = text.len_chars();
         if actual != self.base_len {
             return Err(OpError::BaseLengthMismatch { expected: self.base_len, actual });
         }
@@ -42,10 +82,10 @@ impl TextOperation {
             match component {
                 Component::Retain(n) => position += n,
                 Component::Insert(s) => {
-                    rope.insert(position, s);
+                    text.insert_text(position, s);
                     position += s.char_len();
                 }
-                Component::Delete(n) => rope.remove(position..position + n),
+                Component::Delete(n) => text.remove_chars(position..position + n),
             }
         }
         Ok(())
@@ -125,7 +165,7 @@ mod tests {
         let expected = "hello big wörld 😀";
         assert_eq!(edit.apply(base).expect("lengths match"), expected);
         let mut rope = Rope::from_str(base);
-        edit.apply_rope(&mut rope).expect("lengths match");
+        edit.apply_to(&mut rope).expect("lengths match");
         assert_eq!(rope.to_string(), expected);
     }
 
@@ -136,7 +176,7 @@ mod tests {
         });
         assert_eq!(edit.apply("ab"), Err(OpError::BaseLengthMismatch { expected: 3, actual: 2 }));
         let mut rope = Rope::from_str("abcd");
-        assert!(edit.apply_rope(&mut rope).is_err());
+        assert!(edit.apply_to(&mut rope).is_err());
         assert_eq!(rope.to_string(), "abcd");
     }
 

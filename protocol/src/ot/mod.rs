@@ -10,6 +10,7 @@ mod replace;
 mod serde_impl;
 mod transform;
 
+pub use apply::EditText;
 pub use cursor::{Bias, Selection};
 pub use operation::{Component, OpError, Text, TextOperation};
 pub use replace::Replacement;
