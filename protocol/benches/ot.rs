@@ -7,7 +7,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use codecollab_protocol::{transform, Component, Document, DocumentLimits, Received, Replacement, TextOperation};
+use codecollab_protocol::{
+    transform, Component, Document, DocumentLimits, EditText, Received, Replacement, TextOperation, TextTree,
+};
 use operational_transform::OperationSeq;
 use ropey::Rope;
 
@@ -82,19 +84,29 @@ fn crate_txn(len: usize, patches: &[(usize, usize, String)]) -> OperationSeq {
     op.unwrap_or_default()
 }
 
+/// Replays the whole trace into `text`.
+fn replay_into<T: EditText>(mut text: T, trace: &trace::Trace) -> T {
+    for txn in &trace.txns {
+        let replacements: Vec<Replacement> =
+            txn.patches.iter().map(|(at, del, text)| Replacement::new(*at, at + del, text.as_str())).collect();
+        let op = TextOperation::from_replacements(text.len_chars(), &replacements).expect("in bounds");
+        op.apply_to(&mut text).expect("lengths match");
+    }
+    text
+}
+
 fn trace_replay(quick: bool) {
     let trace = trace::load("automerge-paper");
     let edits = trace.txns.len();
     let ours = median(5, || {
-        let mut rope = Rope::new();
-        for txn in &trace.txns {
-            let replacements: Vec<Replacement> =
-                txn.patches.iter().map(|(at, del, text)| Replacement::new(*at, at + del, text.as_str())).collect();
-            let op = TextOperation::from_replacements(rope.len_chars(), &replacements).expect("in bounds");
-            op.apply_to(&mut rope).expect("lengths match");
-        }
+        let rope = replay_into(Rope::new(), &trace);
         assert!(rope == trace.end_content.as_str());
         black_box(rope);
+    });
+    let tree = median(5, || {
+        let tree = replay_into(TextTree::new(), &trace);
+        assert!(tree.to_string() == trace.end_content);
+        black_box(tree);
     });
     // The crate applies to a String in O(n) per edit: replay once (a prefix with --quick).
     let crate_edits = if quick { edits / 10 } else { edits };
@@ -118,6 +130,11 @@ fn trace_replay(quick: bool) {
         "  codecollab (rope)                 {:>10.1} ms total  {:>8.0} ns/edit",
         ours.as_secs_f64() * 1e3,
         ours_per_edit * 1e9
+    );
+    println!(
+        "  codecollab (TextTree, the server)  {:>9.1} ms total  {:>8.0} ns/edit",
+        tree.as_secs_f64() * 1e3,
+        tree.as_secs_f64() * 1e9 / edits as f64
     );
     println!(
         "  operational-transform (String)    {:>10.1} ms total  {:>8.0} ns/edit  ({crate_edits} edits{})",
@@ -207,11 +224,19 @@ fn report(name: &str, n: usize, ours: Duration, theirs: Duration) {
 
 /// `Document::receive` of keystrokes made 16 revisions behind (16 concurrent ops to transform through), at
 /// several document sizes. Returns ns per op.
-fn receive_at(size: usize) -> f64 {
+/// Time per `receive` in a document of `size` chars: ASCII, or `mixed` with one accented, CJK or emoji char in
+/// eight (so that no leaf can map chars to bytes without counting).
+fn receive_at(size: usize, mixed: bool) -> f64 {
     const BEHIND: u64 = 16;
     const OPS: usize = 20_000;
     let mut rng = Rng::new(size as u64);
-    let text: String = (0..size).map(|i| if i % 64 == 63 { '\n' } else { (b'a' + (i % 26) as u8) as char }).collect();
+    let text: String = (0..size)
+        .map(|i| match i % 64 {
+            63 => '\n',
+            n if mixed && n % 8 == 7 => ['é', '日', '😀'][n / 8 % 3],
+            _ => (b'a' + (i % 26) as u8) as char,
+        })
+        .collect();
     let mut doc = Document::new(&text, 0, DocumentLimits { history: 1024, max_chars: 64 << 20 });
     // Length of the document at each revision, to build ops on an old base.
     let mut lengths = vec![size];
@@ -237,17 +262,19 @@ fn receive_at(size: usize) -> f64 {
 
 fn receive_scaling() {
     let sizes = [(1_000, "1 KB"), (100_000, "100 KB"), (10_000_000, "10 MB")];
-    let mut results = Vec::new();
-    for (size, label) in sizes {
-        // Median of three runs per size.
-        let mut runs: Vec<f64> = (0..3).map(|_| receive_at(size)).collect();
-        runs.sort_by(f64::total_cmp);
-        results.push((label, runs[1]));
-    }
-    let base = results[0].1;
     println!("Document::receive, 16 concurrent ops outstanding:");
-    for (label, ns) in &results {
-        println!("  {label:<7} {ns:>8.0} ns/op   {:.2}x the 1 KB time", ns / base);
+    for (mixed, script) in [(false, "ASCII"), (true, "mixed scripts")] {
+        let mut results = Vec::new();
+        for (size, label) in sizes {
+            // Median of three runs per size.
+            let mut runs: Vec<f64> = (0..3).map(|_| receive_at(size, mixed)).collect();
+            runs.sort_by(f64::total_cmp);
+            results.push((label, runs[1]));
+        }
+        let base = results[0].1;
+        for (label, ns) in &results {
+            println!("  {label:<7} {script:<14} {ns:>8.0} ns/op   {:.2}x the 1 KB time", ns / base);
+        }
     }
 }
 
@@ -269,10 +296,10 @@ fn main() {
         }
         return;
     }
-    // `--profile-receive=BYTES`: `receive` at one document size only.
+    // `--profile-receive=CHARS`: `receive` in one ASCII document size only.
     if let Some(size) = args.iter().find_map(|a| a.strip_prefix("--profile-receive=")) {
-        let size = size.parse().expect("--profile-receive=BYTES");
-        println!("Document::receive at {size} chars: {:.0} ns/op", receive_at(size));
+        let size = size.parse().expect("--profile-receive=CHARS");
+        println!("Document::receive at {size} chars: {:.0} ns/op", receive_at(size, false));
         return;
     }
     transform_and_compose();

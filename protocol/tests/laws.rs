@@ -1,6 +1,6 @@
 //! The algebraic laws of text operations, checked on seeded random inputs with non-ASCII text.
 
-use codecollab_protocol::{transform, Bias, Component, Replacement, Selection, TextOperation};
+use codecollab_protocol::{transform, Bias, Component, Replacement, Selection, TextOperation, TextTree};
 use ropey::Rope;
 
 use crate::support::for_each_seed;
@@ -18,6 +18,32 @@ fn apply_to_str_equals_apply_to_rope() {
         op.apply_to(&mut rope).expect("lengths match");
         assert_eq!(rope.to_string(), op.apply(&doc).expect("lengths match"));
         assert_eq!(rope.len_chars(), op.target_len());
+        let mut tree = TextTree::from(doc.as_str());
+        op.apply_to(&mut tree).expect("lengths match");
+        assert_eq!(tree.to_string(), rope.to_string());
+    });
+}
+
+#[test]
+fn a_text_tree_agrees_with_a_rope_on_a_large_document() {
+    // Large enough for a tree several levels deep with the real node sizes; keystrokes and whole-document
+    // operations (long deletes and inserts that split and merge many nodes at once).
+    for_each_seed("a_text_tree_agrees_with_a_rope_on_a_large_document", 0..4, |seed| {
+        let mut rng = Rng::new(seed);
+        let doc: String = (0..200).map(|_| random::text(&mut rng, 1000)).collect();
+        let (mut rope, mut tree) = (Rope::from_str(&doc), TextTree::from(doc.as_str()));
+        assert_eq!(tree.to_string(), doc);
+        for step in 0..3000 {
+            let len = tree.len_chars();
+            let op =
+                if step % 100 == 99 { random::operation(&mut rng, len) } else { random::small_edit(&mut rng, len) };
+            op.apply_to(&mut rope).expect("lengths match");
+            op.apply_to(&mut tree).expect("lengths match");
+            if step % 100 == 99 {
+                assert_eq!(tree.len_bytes(), rope.len_bytes(), "step {step}");
+                assert!(tree.to_string() == rope, "step {step}: the tree and the rope differ");
+            }
+        }
     });
 }
 

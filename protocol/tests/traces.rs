@@ -1,7 +1,7 @@
-//! Real editing traces (shared/traces) replayed through `TextOperation`s into a rope, and `friendsforever_flat`
+//! Real editing traces (shared/traces) replayed through `TextOperation`s into a rope and a `TextTree`, and `friendsforever_flat`
 //! through the simulation as two clients taking turns at typing.
 
-use codecollab_protocol::{DocumentLimits, Replacement, TextOperation};
+use codecollab_protocol::{DocumentLimits, EditText, Replacement, TextOperation, TextTree};
 use ropey::Rope;
 
 use crate::simulation::Sim;
@@ -14,17 +14,24 @@ pub fn txn_operation(len: usize, txn: &Txn) -> TextOperation {
     TextOperation::from_replacements(len, &replacements).expect("trace patches are in bounds")
 }
 
+/// `text` after every transaction of `trace`.
+fn replay<T: EditText>(mut text: T, trace: &trace::Trace) -> T {
+    for txn in &trace.txns {
+        txn_operation(text.len_chars(), txn).apply_to(&mut text).expect("lengths match");
+    }
+    text
+}
+
 #[test]
 fn every_sequential_trace_replays_to_its_end_content() {
     let names = trace::sequential_traces();
     assert!(names.len() >= 4, "expected the sequential traces, found {names:?}");
     for name in names {
         let trace = trace::load(&name);
-        let mut rope = Rope::from_str(&trace.start_content);
-        for txn in &trace.txns {
-            txn_operation(rope.len_chars(), txn).apply_to(&mut rope).expect("lengths match");
-        }
-        assert!(rope == trace.end_content.as_str(), "{name} diverged from its endContent");
+        let rope = replay(Rope::from_str(&trace.start_content), &trace);
+        assert!(rope == trace.end_content.as_str(), "{name} diverged from its endContent in a rope");
+        let tree = replay(TextTree::from(trace.start_content.as_str()), &trace);
+        assert!(tree.to_string() == trace.end_content, "{name} diverged from its endContent in a TextTree");
         eprintln!("{name}: {} transactions replayed", trace.txns.len());
     }
 }
