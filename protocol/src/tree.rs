@@ -73,6 +73,7 @@ impl TextTree {
         self.chars
     }
 
+    /// Length in bytes. Walks the chunks: O(n / 2 KiB), not for hot paths.
     pub fn len_bytes(&self) -> usize {
         self.chunks().map(str::len).sum()
     }
