@@ -39,6 +39,10 @@ const SPLIT_LEAF: usize = MAX_LEAF - 4;
 /// Leaf and branch sizes when building from a string: three quarters full, so that the first edits don't split.
 const BUILD_LEAF: usize = MAX_LEAF * 3 / 4;
 const BUILD_CHILDREN: usize = MAX_CHILDREN * 3 / 4;
+/// Spare bytes in a leaf built from a string: most leaves of a large document are never edited, so they get room
+/// for a few dozen keystrokes, not for a whole leaf (a 10 MB document takes 1.12x its size, a rope 1.15x). A leaf that
+/// outgrows it gets room for a whole leaf at once ([`make_room`]); leaves cut by edits get it from the start.
+const BUILD_ROOM: usize = MAX_LEAF / 16;
 
 /// Text as a B+ tree of chunks, indexed by char (Unicode scalar value) offsets. Insert and remove are O(log n)
 /// plus the length of the text inserted or removed.
@@ -158,9 +162,9 @@ impl From<&str> for TextTree {
     fn from(text: &str) -> Self {
         let chars = str_indices::chars::count(text);
         if text.len() <= MAX_LEAF {
-            return TextTree { root: Node::Leaf(leaf(text)), chars };
+            return TextTree { root: Node::Leaf(leaf(text, BUILD_ROOM)), chars };
         }
-        let mut level = leaf_pieces(text, chars, BUILD_LEAF);
+        let mut level = leaf_pieces(text, chars, BUILD_LEAF, BUILD_ROOM);
         while level.len() > 1 {
             level = group(level, BUILD_CHILDREN);
         }
@@ -203,11 +207,20 @@ impl<'a> Iterator for Chunks<'a> {
     }
 }
 
-/// A leaf holding `text`, with room to grow to [`MAX_LEAF`] without reallocating.
-fn leaf(text: &str) -> String {
-    let mut leaf = String::with_capacity(MAX_LEAF.max(text.len()));
+/// A leaf holding `text`, with room to grow by `room` bytes (up to [`MAX_LEAF`]) without reallocating.
+fn leaf(text: &str, room: usize) -> String {
+    let mut leaf = String::with_capacity((text.len() + room).min(MAX_LEAF).max(text.len()));
     leaf.push_str(text);
     leaf
+}
+
+/// Makes room for `extra` more bytes in `leaf`, which will still fit in a leaf: room for a whole leaf at once,
+/// and never more (`String`'s own growth would double it).
+fn make_room(leaf: &mut String, extra: usize) {
+    debug_assert!(leaf.len() + extra <= MAX_LEAF);
+    if leaf.capacity() - leaf.len() < extra {
+        leaf.reserve_exact(MAX_LEAF - leaf.len());
+    }
 }
 
 /// The byte offset of char `at` in `leaf`, which holds `chars` chars. O(1) for ASCII.
@@ -219,8 +232,9 @@ fn byte_of(leaf: &str, chars: usize, at: usize) -> usize {
     }
 }
 
-/// Cuts `text` (`chars` chars long) into leaves of at most `most` + 3 bytes, as even as char boundaries allow.
-fn leaf_pieces(text: &str, chars: usize, most: usize) -> Vec<Counted> {
+/// Cuts `text` (`chars` chars long) into leaves of at most `most` + 3 bytes, as even as char boundaries allow,
+/// each with `room` spare bytes.
+fn leaf_pieces(text: &str, chars: usize, most: usize, room: usize) -> Vec<Counted> {
     let count = text.len().div_ceil(most).max(1);
     let ascii = text.len() == chars;
     let mut pieces = Vec::with_capacity(count);
@@ -232,7 +246,7 @@ fn leaf_pieces(text: &str, chars: usize, most: usize) -> Vec<Counted> {
         }
         let piece = &text[start..end];
         let piece_chars = if ascii { piece.len() } else { str_indices::chars::count(piece) };
-        pieces.push((piece_chars, Node::Leaf(leaf(piece))));
+        pieces.push((piece_chars, Node::Leaf(leaf(piece, room))));
         start = end;
     }
     pieces
@@ -269,6 +283,7 @@ impl Node {
             Node::Leaf(leaf) => {
                 let byte = byte_of(leaf, own, at);
                 if leaf.len() + text.len() <= MAX_LEAF {
+                    make_room(leaf, text.len());
                     leaf.insert_str(byte, text);
                     return Vec::new();
                 }
@@ -276,7 +291,7 @@ impl Node {
                 joined.push_str(&leaf[..byte]);
                 joined.push_str(text);
                 joined.push_str(&leaf[byte..]);
-                let mut pieces = leaf_pieces(&joined, own + chars, SPLIT_LEAF);
+                let mut pieces = leaf_pieces(&joined, own + chars, SPLIT_LEAF, MAX_LEAF);
                 let rest = pieces.split_off(1);
                 *self = pieces.pop().expect("at least one piece").1;
                 rest
@@ -402,13 +417,14 @@ impl Branch {
         let merged = match (left, right) {
             (Node::Leaf(left), Node::Leaf(right)) => {
                 if left.len() + right.len() <= MAX_LEAF {
+                    make_room(left, right.len());
                     left.push_str(&right);
                     self.chars[i] = total;
                     return;
                 }
                 let mut joined = std::mem::take(left);
                 joined.push_str(&right);
-                leaf_pieces(&joined, total, SPLIT_LEAF)
+                leaf_pieces(&joined, total, SPLIT_LEAF, MAX_LEAF)
             }
             (Node::Branch(left), Node::Branch(right)) => {
                 let seam = left.children.len();
@@ -440,6 +456,7 @@ mod tests {
                 Node::Leaf(text) => {
                     assert_eq!(text.chars().count(), chars, "leaf count");
                     assert!(text.len() <= MAX_LEAF, "leaf of {} bytes", text.len());
+                    assert!(text.capacity() <= MAX_LEAF, "leaf with room for {} bytes", text.capacity());
                     assert!(root || text.len() >= MIN_LEAF, "leaf of {} bytes below the root", text.len());
                     assert_eq!(*leaf_depth.get_or_insert(depth), depth, "leaves at different depths");
                 }
