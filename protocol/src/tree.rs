@@ -172,6 +172,15 @@ impl From<&str> for TextTree {
     }
 }
 
+/// The whole text in a string of exactly its size (`to_string` would grow one by doubling).
+impl From<&TextTree> for String {
+    fn from(tree: &TextTree) -> String {
+        let mut text = String::with_capacity(tree.len_bytes());
+        tree.chunks().for_each(|chunk| text.push_str(chunk));
+        text
+    }
+}
+
 impl fmt::Display for TextTree {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.chunks().try_for_each(|chunk| f.write_str(chunk))
@@ -474,6 +483,7 @@ mod tests {
         }
         walk(&tree.root, tree.chars, true, 0, &mut None);
         let text = tree.to_string();
+        assert_eq!(String::from(tree), text);
         assert_eq!(text.chars().count(), tree.len_chars());
         assert_eq!(text.len(), tree.len_bytes());
         text

@@ -290,7 +290,7 @@ impl DocumentTask {
         let snapshot = since_snapshot >= self.settings.snapshot_every
             && since_snapshot.saturating_mul(64) >= self.document.len_chars() as u64;
         if snapshot {
-            writes.push(Write::Snapshot { doc: self.id, revision, text: self.document.text().to_string() });
+            writes.push(Write::Snapshot { doc: self.id, revision, text: String::from(self.document.text()) });
             // Operations behind both the snapshot and the history window are no longer needed by anyone.
             writes.push(Write::Compact { doc: self.id, through: revision.min(self.document.oldest_base()) });
         }
@@ -437,7 +437,7 @@ impl DocumentTask {
                     doc: self.id,
                     path: self.path.clone(),
                     revision,
-                    text: self.document.text().to_string(),
+                    text: String::from(self.document.text()),
                     last_seq: self.client_seqs.get(&client).copied(),
                 });
             }
