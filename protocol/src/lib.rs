@@ -5,7 +5,8 @@
 //!   transform, invert, cursor transformation, conversion from editor replacement lists.
 //! - [`client`]: the OT client state machine (Synchronized / AwaitingConfirm / AwaitingWithBuffer) with client
 //!   sequence numbers for idempotent resends.
-//! - [`document`]: the server-side document: rope, revision, bounded history, exactly-once `receive`.
+//! - [`document`]: the server-side document: text, revision, bounded history, exactly-once `receive`;
+//!   [`tree`]: its text, a B+ tree of chunks indexed by chars.
 //! - [`wire`]: the versioned messages between daemon and server; [`codec`]: their bounded binary encoding.
 
 pub mod client;
