@@ -8,9 +8,9 @@
 //! rope (`cargo bench -p codecollab-protocol --bench ot`), and the whole automerge-paper trace 1.8x faster.
 //!
 //! Invariants (checked by `check` in the tests): every leaf is at the same depth; a branch's `chars[i]` is the
-//! number of chars under `children[i]`; leaves hold at most [`MAX_LEAF`] bytes and branches at most
-//! [`MAX_CHILDREN`] children; below the root, leaves hold at least [`MIN_LEAF`] bytes and branches at least
-//! [`MIN_CHILDREN`] children, so the tree stays O(log n) deep and its leaves reasonably full whatever the edits.
+//! number of chars under `children[i]`; leaves hold (and have room for) at most `MAX_LEAF` bytes and branches at most
+//! `MAX_CHILDREN` children; below the root, leaves hold at least `MIN_LEAF` bytes and branches at least
+//! `MIN_CHILDREN` children, so the tree stays O(log n) deep and its leaves reasonably full whatever the edits.
 
 use std::fmt;
 use std::ops::Range;
