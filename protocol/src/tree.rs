@@ -249,7 +249,8 @@ fn leaf_pieces(text: &str, chars: usize, most: usize, room: usize) -> Vec<Counte
     let mut pieces = Vec::with_capacity(count);
     let mut start = 0;
     for k in 1..=count {
-        let mut end = text.len() * k / count;
+        // In u64: the product passes 32 bits for a large document.
+        let mut end = (text.len() as u64 * k as u64 / count as u64) as usize;
         while !text.is_char_boundary(end) {
             end -= 1;
         }
