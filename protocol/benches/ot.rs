@@ -7,9 +7,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use codecollab_protocol::{
-    transform, Component, Document, DocumentLimits, EditText, Received, Replacement, TextOperation, TextTree,
-};
+use codecollab_protocol::{transform, Component, Document, DocumentLimits, Received, TextOperation, TextTree};
 use operational_transform::OperationSeq;
 use ropey::Rope;
 
@@ -84,27 +82,16 @@ fn crate_txn(len: usize, patches: &[(usize, usize, String)]) -> OperationSeq {
     op.unwrap_or_default()
 }
 
-/// Replays the whole trace into `text`.
-fn replay_into<T: EditText>(mut text: T, trace: &trace::Trace) -> T {
-    for txn in &trace.txns {
-        let replacements: Vec<Replacement> =
-            txn.patches.iter().map(|(at, del, text)| Replacement::new(*at, at + del, text.as_str())).collect();
-        let op = TextOperation::from_replacements(text.len_chars(), &replacements).expect("in bounds");
-        op.apply_to(&mut text).expect("lengths match");
-    }
-    text
-}
-
 fn trace_replay(quick: bool) {
     let trace = trace::load("automerge-paper");
     let edits = trace.txns.len();
     let ours = median(5, || {
-        let rope = replay_into(Rope::new(), &trace);
+        let rope = trace::replay(Rope::new(), &trace);
         assert!(rope == trace.end_content.as_str());
         black_box(rope);
     });
     let tree = median(5, || {
-        let tree = replay_into(TextTree::new(), &trace);
+        let tree = trace::replay(TextTree::new(), &trace);
         assert!(tree.to_string() == trace.end_content);
         black_box(tree);
     });

@@ -1,26 +1,11 @@
-//! Real editing traces (shared/traces) replayed through `TextOperation`s into a rope and a `TextTree`, and `friendsforever_flat`
-//! through the simulation as two clients taking turns at typing.
+//! Real editing traces (shared/traces) replayed through `TextOperation`s into a rope and a `TextTree`, and
+//! `friendsforever_flat` through the simulation as two clients taking turns at typing.
 
-use codecollab_protocol::{DocumentLimits, EditText, Replacement, TextOperation, TextTree};
+use codecollab_protocol::{DocumentLimits, TextTree};
 use ropey::Rope;
 
 use crate::simulation::Sim;
-use crate::support::trace::{self, Txn};
-
-/// A transaction as one operation: its patches applied in order.
-pub fn txn_operation(len: usize, txn: &Txn) -> TextOperation {
-    let replacements: Vec<Replacement> =
-        txn.patches.iter().map(|(at, deleted, text)| Replacement::new(*at, at + deleted, text.as_str())).collect();
-    TextOperation::from_replacements(len, &replacements).expect("trace patches are in bounds")
-}
-
-/// `text` after every transaction of `trace`.
-fn replay<T: EditText>(mut text: T, trace: &trace::Trace) -> T {
-    for txn in &trace.txns {
-        txn_operation(text.len_chars(), txn).apply_to(&mut text).expect("lengths match");
-    }
-    text
-}
+use crate::support::trace::{self, replay};
 
 #[test]
 fn every_sequential_trace_replays_to_its_end_content() {
@@ -51,7 +36,7 @@ fn friendsforever_replays_through_the_simulation_as_two_clients() {
             left_in_turn = sim.rng.between(1, 60);
         }
         left_in_turn -= 1;
-        let op = txn_operation(sim.text(typist).len_chars(), txn);
+        let op = txn.operation(sim.text(typist).len_chars());
         sim.local_edit(typist, op);
         for _ in 0..sim.rng.below(4) {
             sim.deliver_one();

@@ -3,6 +3,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 
+use codecollab_protocol::{EditText, Replacement, TextOperation};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -20,6 +21,23 @@ pub struct Trace {
 pub struct Txn {
     /// `(position, deleted chars, inserted text)`, positions in chars, applied in order.
     pub patches: Vec<(usize, usize, String)>,
+}
+
+impl Txn {
+    /// The transaction as one operation on a text of `len` chars: its patches applied in order.
+    pub fn operation(&self, len: usize) -> TextOperation {
+        let replacements: Vec<Replacement> =
+            self.patches.iter().map(|(at, deleted, text)| Replacement::new(*at, at + deleted, text.as_str())).collect();
+        TextOperation::from_replacements(len, &replacements).expect("trace patches are in bounds")
+    }
+}
+
+/// `text` after every transaction of `trace`.
+pub fn replay<T: EditText>(mut text: T, trace: &Trace) -> T {
+    for txn in &trace.txns {
+        txn.operation(text.len_chars()).apply_to(&mut text).expect("lengths match");
+    }
+    text
 }
 
 /// The folder holding the traces: `CODECOLLAB_TRACES`, else `../shared/traces` beside the repository.
