@@ -7,11 +7,13 @@
 //!   sequence numbers for idempotent resends.
 //! - [`document`]: the server-side document: text, revision, bounded history, exactly-once `receive`;
 //!   [`tree`]: its text, a B+ tree of chunks indexed by chars.
+//! - [`merge`]: the three-way merge a client falls back on when only a snapshot can resynchronize it.
 //! - [`wire`]: the versioned messages between daemon and server; [`codec`]: their bounded binary encoding.
 
 pub mod client;
 pub mod codec;
 pub mod document;
+pub mod merge;
 pub mod ot;
 pub mod tree;
 pub mod wire;

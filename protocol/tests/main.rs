@@ -2,6 +2,7 @@
 
 mod codec;
 mod laws;
+mod merge;
 mod simulation;
 mod support;
 mod traces;

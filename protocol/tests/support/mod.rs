@@ -1,6 +1,7 @@
 //! Test support: a seeded random generator, random texts and operations, seed reporting, and the trace loader.
 
 pub mod random;
+pub mod tokens;
 pub mod trace;
 
 use std::cell::Cell;

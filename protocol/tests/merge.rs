@@ -1,0 +1,66 @@
+//! The three-way merge on texts of unique tokens: whatever both sides inserted and deleted, the merged text keeps
+//! every token either side typed, loses every token either side deleted, and tears no token apart.
+
+use std::collections::BTreeSet;
+
+use codecollab_protocol::merge;
+
+use crate::support::for_each_seed;
+use crate::support::random::Rng;
+use crate::support::tokens::{self, TokenEdit};
+
+/// Applies `edits` random token edits by `author` to `text`; returns the new text, its operation from `text`,
+/// and what was inserted and deleted.
+fn edit(
+    rng: &mut Rng,
+    text: &str,
+    author: char,
+    edits: usize,
+) -> (String, codecollab_protocol::TextOperation, Vec<TokenEdit>) {
+    let mut counter = 0;
+    let mut current = text.to_owned();
+    let mut op = codecollab_protocol::TextOperation::identity(text.chars().count());
+    let mut done = Vec::new();
+    for _ in 0..edits {
+        let (step, what) = tokens::random_edit(rng, &current, author, &mut counter, 0.4);
+        current = step.apply(&current).expect("fits");
+        op = op.compose(&step).expect("composes");
+        done.push(what);
+    }
+    (current, op, done)
+}
+
+/// One merge of random token edits: `base_tokens` tokens, then up to `edits` edits on each side.
+fn check(seed: u64, base_tokens: usize, edits: usize) {
+    let mut rng = Rng::new(seed);
+    let (n_base, n_theirs, n_ours) = (rng.below(base_tokens + 1), rng.between(1, edits), rng.between(1, edits));
+    let (base, _, _) = edit(&mut rng, "", 'b', n_base);
+    let (snapshot, _, theirs) = edit(&mut rng, &base, 't', n_theirs);
+    let (local, ours_op, ours) = edit(&mut rng, &base, 'o', n_ours);
+    let merged = merge::merge(&base, &ours_op, &snapshot, None).expect("merges");
+    let from_local = merged.theirs.apply(&local).expect("theirs fits our text");
+    let from_snapshot = merged.ours.apply(&snapshot).expect("ours fits the snapshot");
+    assert_eq!(from_local, from_snapshot, "both ways lead to one text");
+    let mut expected: BTreeSet<String> = tokens::parse(&base).expect("base is tokens").into_iter().collect();
+    for what in theirs.iter().chain(&ours) {
+        match what {
+            TokenEdit::Inserted(t) => expected.insert(t.clone()),
+            TokenEdit::Deleted(t) => expected.remove(t),
+        };
+    }
+    let context = format!("\nbase     {base:?}\nsnapshot {snapshot:?}\nlocal    {local:?}\nmerged   {from_local:?}");
+    let Some(found) = tokens::parse(&from_local) else { panic!("a token was torn apart:{context}") };
+    let found_set: BTreeSet<String> = found.iter().cloned().collect();
+    assert_eq!(found.len(), found_set.len(), "a token appears twice:{context}");
+    assert_eq!(found_set, expected, "{context}");
+}
+
+#[test]
+fn merging_keeps_every_typed_token_and_drops_every_deleted_one() {
+    // Small texts with a few edits on each side, then larger ones with many (all seeds up to 100,000 of both
+    // passed once; these ranges keep the test under a few seconds in a debug build).
+    for_each_seed("merging_keeps_every_typed_token_and_drops_every_deleted_one", 0..4_000, |seed| check(seed, 30, 12));
+    for_each_seed("merging_keeps_every_typed_token_and_drops_every_deleted_one (large)", 0..500, |seed| {
+        check(seed, 80, 40)
+    });
+}
