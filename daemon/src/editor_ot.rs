@@ -120,7 +120,7 @@ impl EditorBuffer {
         self.sent = revision;
         let (apply, resend_op) = if readonly {
             // Undo the editor's edit, then redo what it dropped.
-            let undo = edit.invert_rope(&view).expect("the edit applies to the view");
+            let undo = edit.invert_in(&view).expect("the edit applies to the view");
             let resend = match dropped {
                 Some(dropped) => undo.compose(&dropped).expect("undo leads back to the view"),
                 None => undo,

@@ -13,8 +13,21 @@
 //! ```
 //! A server operation is transformed against the outstanding and buffer operations before it is applied
 //! locally, and they against it, in every state.
+//!
+//! Beyond ot.js: an operation that inserts more than [`MAX_OP_BYTES`] is sent in pieces that each fit (a large
+//! paste travels as several operations, each well inside a frame); [`Client::resync`] rebuilds the pending edits
+//! on a snapshot when the server's history no longer reaches back (a three-way merge, [`crate::merge`]); and
+//! [`Client::reject`] undoes an outstanding operation the server refused for good.
 
-use crate::ot::{transform, OpError, TextOperation};
+use std::time::Instant;
+
+use crate::merge;
+use crate::ot::{transform, Component, OpError, TextOperation};
+
+/// The most text, in bytes, one operation sent to the server inserts: larger edits are sent in pieces of this
+/// size. A frame then stays far below any sensible frame limit (16 MiB by default), and one large paste does not
+/// hold the connection for the time it takes to send tens of megabytes.
+pub const MAX_OP_BYTES: usize = 1 << 20;
 
 /// A document revision: the number of operations the server has committed to the document.
 pub type Revision = u64;
@@ -57,6 +70,25 @@ pub enum ClientError {
     Op(#[from] OpError),
 }
 
+/// What an acknowledgement leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acked {
+    /// The operation the server committed, as it applies to the server's text at the revision before it (`None`
+    /// for a repeated acknowledgement): a client that keeps the server's text applies it there.
+    pub committed: Option<TextOperation>,
+    /// The next operation to send, if any.
+    pub send: Option<Outgoing>,
+}
+
+/// What a rebuild on a snapshot, or the undoing of a refused operation, leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rebased {
+    /// To apply to the local text.
+    pub apply: TextOperation,
+    /// The next operation to send, if any.
+    pub send: Option<Outgoing>,
+}
+
 /// The client side of one document.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -64,13 +96,21 @@ pub struct Client {
     next_seq: ClientSeq,
     connected: bool,
     state: State,
+    /// Operations are sent in pieces inserting at most this many bytes ([`MAX_OP_BYTES`] unless set).
+    max_op_bytes: usize,
 }
 
 impl Client {
     /// A client in sync with the server at `revision`, connected. `next_seq` is the sequence number for the next
     /// operation; it must exceed every number this client id used before (start at 1 for a new client id).
     pub fn new(revision: Revision, next_seq: ClientSeq) -> Self {
-        Client { revision, next_seq, connected: true, state: State::Synchronized }
+        Client { revision, next_seq, connected: true, state: State::Synchronized, max_op_bytes: MAX_OP_BYTES }
+    }
+
+    /// Sends operations in pieces that each insert at most `bytes` (at least one char each).
+    pub fn with_max_op_bytes(mut self, bytes: usize) -> Self {
+        self.max_op_bytes = bytes;
+        self
     }
 
     /// The last server revision this client has seen (its own acknowledged operations included).
@@ -110,12 +150,7 @@ impl Client {
     pub fn apply_local(&mut self, op: TextOperation) -> Result<Option<Outgoing>, ClientError> {
         let state = std::mem::replace(&mut self.state, State::Synchronized);
         let (next, send) = match state {
-            State::Synchronized => {
-                let outstanding = InFlight { seq: self.next_seq, op, sent: self.connected };
-                self.next_seq += 1;
-                let send = outstanding.sent.then(|| self.outgoing(&outstanding));
-                (State::AwaitingConfirm { outstanding }, send)
-            }
+            State::Synchronized => self.send_next(op),
             State::AwaitingConfirm { outstanding } => (State::AwaitingWithBuffer { outstanding, buffer: op }, None),
             State::AwaitingWithBuffer { outstanding, buffer } => match buffer.compose(&op) {
                 Ok(buffer) => (State::AwaitingWithBuffer { outstanding, buffer }, None),
@@ -160,9 +195,9 @@ impl Client {
         Ok(to_apply)
     }
 
-    /// The server committed this client's outstanding operation as `revision`. Returns the next operation to
-    /// send (the buffer), if any.
-    pub fn server_ack(&mut self, seq: ClientSeq, revision: Revision) -> Result<Option<Outgoing>, ClientError> {
+    /// The server committed this client's outstanding operation as `revision`. Returns the operation committed
+    /// and the next one to send (the buffer), if any.
+    pub fn server_ack(&mut self, seq: ClientSeq, revision: Revision) -> Result<Acked, ClientError> {
         let expected_seq = match &self.state {
             State::Synchronized => None,
             State::AwaitingConfirm { outstanding } | State::AwaitingWithBuffer { outstanding, .. } => {
@@ -173,7 +208,7 @@ impl Client {
         // committed operation with another ack) changes nothing.
         let already_acknowledged = seq < expected_seq.unwrap_or(self.next_seq) && revision <= self.revision;
         if already_acknowledged {
-            return Ok(None);
+            return Ok(Acked { committed: None, send: None });
         }
         if expected_seq != Some(seq) || revision != self.revision + 1 {
             let expected = match expected_seq {
@@ -184,17 +219,114 @@ impl Client {
         }
         self.revision = revision;
         let state = std::mem::replace(&mut self.state, State::Synchronized);
-        let send = match state {
-            State::AwaitingWithBuffer { buffer, .. } => {
-                let outstanding = InFlight { seq: self.next_seq, op: buffer, sent: self.connected };
-                self.next_seq += 1;
-                let send = outstanding.sent.then(|| self.outgoing(&outstanding));
-                self.state = State::AwaitingConfirm { outstanding };
-                send
+        let (committed, send) = match state {
+            State::AwaitingWithBuffer { outstanding, buffer } => {
+                let (next, send) = self.send_next(buffer);
+                self.state = next;
+                (outstanding.op, send)
             }
-            State::Synchronized | State::AwaitingConfirm { .. } => None,
+            State::AwaitingConfirm { outstanding } => (outstanding.op, None),
+            // Refused above (no operation is outstanding): kept as a value, not a panic.
+            State::Synchronized => return Ok(Acked { committed: None, send: None }),
         };
-        Ok(send)
+        Ok(Acked { committed: Some(committed), send })
+    }
+
+    /// The state with `op` (on the server's text at `revision()`) outstanding, or its first piece outstanding and
+    /// the rest buffered if it inserts more than `max_op_bytes`; and the operation to send now, if connected.
+    fn send_next(&mut self, op: TextOperation) -> (State, Option<Outgoing>) {
+        let (first, rest) = split(&op, self.max_op_bytes);
+        let outstanding = InFlight { seq: self.next_seq, op: first, sent: self.connected };
+        self.next_seq += 1;
+        let send = outstanding.sent.then(|| self.outgoing(&outstanding));
+        let next = match rest {
+            Some(buffer) => State::AwaitingWithBuffer { outstanding, buffer },
+            None => State::AwaitingConfirm { outstanding },
+        };
+        (next, send)
+    }
+
+    /// The server refused the outstanding operation for good (the document would grow past its limit, say):
+    /// nothing of it was applied. Undoes it locally: returns the operation that removes it from the local text
+    /// (edits made after it stay, transformed past its removal) and the next operation to send, the buffer.
+    /// `base` is the server's text at `revision()`, which a client that may be refused keeps.
+    pub fn reject(&mut self, base: &str) -> Result<Rebased, ClientError> {
+        let (outstanding, buffer) = match &self.state {
+            State::Synchronized => {
+                return Ok(Rebased { apply: TextOperation::identity(base.chars().count()), send: None })
+            }
+            State::AwaitingConfirm { outstanding } => (outstanding, None),
+            State::AwaitingWithBuffer { outstanding, buffer } => (outstanding, Some(buffer)),
+        };
+        //  base --outstanding--> local without buffer --buffer--> local
+        //  undo = outstanding inverted; undo' (past buffer) applies to local; buffer' (past undo) applies to base.
+        let undo = outstanding.op.invert(base)?;
+        let (apply, rest) = match buffer {
+            Some(buffer) => {
+                let (undo, buffer) = transform(&undo, buffer)?;
+                (undo, Some(buffer).filter(|b| !b.is_noop()))
+            }
+            None => (undo, None),
+        };
+        let (next, send) = match rest {
+            Some(rest) => self.send_next(rest),
+            None => (State::Synchronized, None),
+        };
+        self.state = next;
+        Ok(Rebased { apply, send })
+    }
+
+    /// The server sent `snapshot`, its text at `revision`, because its history no longer reaches back to ours:
+    /// rebuilds on it with a three-way merge of `base` (the server's text at `revision()`, which a client that may
+    /// need this keeps), the snapshot and our pending edits ([`merge::merge`]). `last_seq` is the last of our
+    /// operations the server has committed: if it includes the outstanding one, that one is in the snapshot
+    /// already and only the buffer is ours to merge. Returns what to apply to the local text and what to send;
+    /// the pending edits go out again under new sequence numbers (the old one was either committed, and is in the
+    /// snapshot, or not, and then never will be: its base is older than the server's history).
+    pub fn resync(
+        &mut self,
+        base: &str,
+        revision: Revision,
+        snapshot: &str,
+        last_seq: Option<ClientSeq>,
+        deadline: Option<Instant>,
+    ) -> Result<Rebased, ClientError> {
+        let committed = |seq: ClientSeq| last_seq.is_some_and(|last| last >= seq);
+        let included_base;
+        let (base, ours) = match &self.state {
+            State::Synchronized => (base, None),
+            State::AwaitingConfirm { outstanding } if committed(outstanding.seq) => {
+                included_base = outstanding.op.apply(base)?;
+                (included_base.as_str(), None)
+            }
+            State::AwaitingWithBuffer { outstanding, buffer } if committed(outstanding.seq) => {
+                included_base = outstanding.op.apply(base)?;
+                (included_base.as_str(), Some(buffer.clone()))
+            }
+            State::AwaitingConfirm { .. } | State::AwaitingWithBuffer { .. } => (base, self.pending()?),
+        };
+        let ours = ours.unwrap_or_else(|| TextOperation::identity(base.chars().count()));
+        let merged = merge::merge(base, &ours, snapshot, deadline)?;
+        self.revision = revision;
+        // The snapshot is the answer to a subscription: from here on the server sends this client every change.
+        self.connected = true;
+        let (next, send) =
+            if merged.ours.is_noop() { (State::Synchronized, None) } else { self.send_next(merged.ours) };
+        self.state = next;
+        Ok(Rebased { apply: merged.theirs, send })
+    }
+
+    /// The outstanding operation again, at the current revision, to send on the same connection: the server
+    /// refused it without applying it (it could not store it, or its base had left the server's history).
+    pub fn resend(&mut self) -> Option<Outgoing> {
+        match &self.state {
+            State::AwaitingConfirm { outstanding } | State::AwaitingWithBuffer { outstanding, .. }
+                if outstanding.sent =>
+            {
+                Some(self.outgoing(outstanding))
+            }
+            _ => None,
+        }
     }
 
     /// The connection to the server was lost: whatever was in flight must be sent again after resuming.
@@ -228,6 +360,44 @@ impl Client {
     }
 }
 
+/// `op` as two operations to apply one after the other, the first inserting at most `max_bytes` (but at least one
+/// char, so that a piece always makes progress), or `op` whole (and `None`) if it fits. Deletions and retains all
+/// go in the first: they cost nothing on the wire.
+fn split(op: &TextOperation, max_bytes: usize) -> (TextOperation, Option<TextOperation>) {
+    if op.inserted_bytes() <= max_bytes {
+        return (op.clone(), None);
+    }
+    let mut first = TextOperation::new();
+    let mut rest = TextOperation::new();
+    let mut budget = max_bytes;
+    for component in op.components() {
+        match component {
+            Component::Retain(n) => {
+                first.retain(*n);
+                rest.retain(*n);
+            }
+            Component::Delete(n) => {
+                first.delete(*n);
+            }
+            Component::Insert(text) => {
+                let mut cut = budget.min(text.len());
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                if cut == 0 && first.inserted_bytes() == 0 {
+                    cut = text.chars().next().map_or(0, char::len_utf8);
+                }
+                let (now, later) = text.split_at(cut);
+                first.insert(now);
+                rest.retain(now.chars().count());
+                rest.insert(later);
+                budget -= cut.min(budget);
+            }
+        }
+    }
+    (first, Some(rest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,10 +417,10 @@ mod tests {
         // A server op arrives: it is transformed past "a" and "b", which win the tie at offset 0.
         let to_apply = client.apply_server(1, insert_at(0, 0, "X")).expect("valid");
         assert_eq!(to_apply.apply("ab").expect("ok"), "abX");
-        let next = client.server_ack(1, 2).expect("valid").expect("buffer goes out");
+        let next = client.server_ack(1, 2).expect("valid").send.expect("buffer goes out");
         assert_eq!((next.seq, next.base_revision), (2, 2));
         assert_eq!(next.op.apply("aX").expect("ok"), "abX");
-        assert_eq!(client.server_ack(2, 3).expect("valid"), None);
+        assert_eq!(client.server_ack(2, 3).expect("valid").send, None);
         assert!(client.is_synchronized());
     }
 
@@ -264,10 +434,63 @@ mod tests {
         assert!(client.server_ack(1, 7).is_err());
         assert!(client.apply_server(7, TextOperation::identity(0)).is_err());
         assert_eq!(client.revision(), 5);
-        assert_eq!(client.server_ack(1, 6).expect("valid"), None);
+        assert_eq!(client.server_ack(1, 6).expect("valid").committed, Some(insert_at(0, 0, "a")));
         // The same acknowledgement again (a resend answered twice) is ignored.
-        assert_eq!(client.server_ack(1, 6).expect("repeat is harmless"), None);
+        assert_eq!(client.server_ack(1, 6).expect("repeat is harmless"), Acked { committed: None, send: None });
         assert_eq!(client.revision(), 6);
+    }
+
+    #[test]
+    fn large_edits_go_out_in_pieces_that_compose_to_the_edit() {
+        let mut client = Client::new(0, 1).with_max_op_bytes(4);
+        let edit = insert_at(2, 1, "日本語abcdefé");
+        let first = client.apply_local(edit.clone()).expect("valid").expect("sent");
+        assert!(first.op.inserted_bytes() <= 4, "{:?}", first.op);
+        let mut text = first.op.apply("xy").expect("fits");
+        let mut revision = 1;
+        let mut acked = client.server_ack(first.seq, revision).expect("valid");
+        while let Some(next) = acked.send {
+            assert!(next.op.inserted_bytes() <= 4 && next.op.inserted_chars() > 0, "{:?}", next.op);
+            text = next.op.apply(&text).expect("fits");
+            revision += 1;
+            acked = client.server_ack(next.seq, revision).expect("valid");
+        }
+        assert_eq!(text, edit.apply("xy").expect("fits"));
+        assert!(client.is_synchronized());
+        // A piece makes progress even when one char is larger than the limit.
+        let (first, rest) = split(&insert_at(0, 0, "😀😀"), 1);
+        assert_eq!((first.inserted_chars(), rest.map(|r| r.inserted_chars())), (1, Some(1)));
+    }
+
+    #[test]
+    fn a_refused_operation_is_undone_and_later_edits_stay() {
+        let mut client = Client::new(0, 1);
+        client.apply_local(insert_at(3, 3, "X")).expect("valid"); // "abcX", outstanding
+        client.apply_local(insert_at(4, 0, "Y")).expect("valid"); // "YabcX", buffered
+        let rebased = client.reject("abc").expect("undoes");
+        assert_eq!(rebased.apply.apply("YabcX").expect("fits"), "Yabc");
+        let next = rebased.send.expect("the buffer goes out");
+        assert_eq!((next.seq, next.op.apply("abc").expect("fits").as_str()), (2, "Yabc"));
+    }
+
+    #[test]
+    fn a_snapshot_merges_with_pending_edits_and_the_committed_one_is_not_sent_again() {
+        // Base "ab" at revision 2; we typed X (outstanding, seq 1, committed though its ack was lost), then Y.
+        let mut client = Client::new(2, 1);
+        client.apply_local(insert_at(2, 0, "X")).expect("valid");
+        client.apply_local(insert_at(3, 3, "Y")).expect("valid");
+        // The snapshot at revision 9 holds our X and someone's Z.
+        let rebased = client.resync("ab", 9, "XaZb", Some(1), None).expect("merges");
+        assert_eq!(rebased.apply.apply("XabY").expect("fits"), "XaZbY");
+        let next = rebased.send.expect("Y goes out");
+        assert_eq!((next.seq, next.base_revision), (2, 9));
+        assert_eq!(next.op.apply("XaZb").expect("fits"), "XaZbY");
+        // Had X not been committed, it would be merged (and sent) again.
+        let mut client = Client::new(2, 1);
+        client.apply_local(insert_at(2, 0, "X")).expect("valid");
+        let rebased = client.resync("ab", 9, "aZb", None, None).expect("merges");
+        assert_eq!(rebased.apply.apply("Xab").expect("fits"), "XaZb");
+        assert_eq!(rebased.send.expect("sent").op.apply("aZb").expect("fits"), "XaZb");
     }
 
     #[test]

@@ -10,6 +10,12 @@
 //! revision. A resend of that operation is acknowledged again ([`Received::Duplicate`]) and not applied. An
 //! entry is forgotten once its revision leaves the history window; from then on any resend of it has a base
 //! revision outside the window too, so it is answered with `ResyncNeeded` and still never applied twice.
+//!
+//! An operation numbered below the client's last committed one ([`Received::Stale`]) was necessarily dealt with
+//! already: a client sends operation `n + 1` only once `n` is acknowledged (or, after a resync, known to be in
+//! the snapshot, or superseded by the merge). It is a frame that was still in flight on a dropped connection and
+//! arrived after the client's resend on the new one; it is dropped without an answer (the connection it came on
+//! is gone, and the client has moved on).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -38,6 +44,9 @@ pub enum Received {
     Duplicate { revision: Revision },
     /// The base revision is older than the history kept: the client must reload the document.
     ResyncNeeded { oldest_base: Revision },
+    /// A sequence number below the last one committed for this client: an old frame, dealt with already; nothing
+    /// to do and nothing to answer.
+    Stale { last: ClientSeq },
 }
 
 /// An operation the document refuses. The document is unchanged.
@@ -47,8 +56,6 @@ pub enum ReceiveError {
     FutureRevision { base_revision: Revision, current: Revision },
     #[error("operation expects {expected} chars but the document had {actual} at its base revision")]
     BaseLengthMismatch { expected: usize, actual: usize },
-    #[error("sequence number {seq} is older than {last}, the last one committed for this client")]
-    StaleSequence { seq: ClientSeq, last: ClientSeq },
     #[error("the document would grow to {chars} chars, over the limit of {limit}")]
     TooLarge { chars: usize, limit: usize },
     #[error(transparent)]
@@ -80,6 +87,20 @@ pub struct Document {
     limits: DocumentLimits,
     /// Per client: the last sequence number committed, and the revision it was committed as.
     last_committed: HashMap<ClientId, (ClientSeq, Revision)>,
+    /// What [`Document::rollback`] undoes, while a batch is open ([`Document::begin`]).
+    undo: Option<Undo>,
+}
+
+/// Everything a batch changed, to put back if its commit fails.
+#[derive(Debug, Clone)]
+struct Undo {
+    revision: Revision,
+    /// The inverse of each operation applied, in order.
+    inverses: Vec<TextOperation>,
+    /// History entries the batch pushed out of the window, oldest first.
+    trimmed: Vec<HistoryEntry>,
+    /// `last_committed` entries as they were before each change, in order.
+    last_committed: Vec<(ClientId, Option<(ClientSeq, Revision)>)>,
 }
 
 impl Document {
@@ -91,6 +112,7 @@ impl Document {
             history: VecDeque::with_capacity(limits.history.min(1024)),
             limits,
             last_committed: HashMap::new(),
+            undo: None,
         }
     }
 
@@ -157,7 +179,7 @@ impl Document {
                 return Ok(Received::Duplicate { revision });
             }
             if seq < last {
-                return Err(ReceiveError::StaleSequence { seq, last });
+                return Ok(Received::Stale { last });
             }
         }
         if base_revision > self.revision {
@@ -179,21 +201,73 @@ impl Document {
         if transformed.target_len() > self.limits.max_chars {
             return Err(ReceiveError::TooLarge { chars: transformed.target_len(), limit: self.limits.max_chars });
         }
+        if let Some(undo) = &mut self.undo {
+            undo.inverses.push(transformed.invert_in(&self.text)?);
+        }
         transformed.apply_to(&mut self.text)?;
         let revision = self.commit(HistoryEntry { author: client, seq, op: transformed.clone() });
         Ok(Received::Applied { revision, op: transformed })
     }
 
+    /// Opens a batch: what [`Document::receive`] does from now on can be undone with [`Document::rollback`]
+    /// until [`Document::settle`]. The server applies a batch in memory, then stores it; if storing fails, the
+    /// document must be as it was, with nothing of the batch in it. Costs a copy of the text each operation
+    /// deletes, nothing more.
+    pub fn begin(&mut self) {
+        self.undo = Some(Undo {
+            revision: self.revision,
+            inverses: Vec::new(),
+            trimmed: Vec::new(),
+            last_committed: Vec::new(),
+        });
+    }
+
+    /// Closes the batch: its changes stay.
+    pub fn settle(&mut self) {
+        self.undo = None;
+    }
+
+    /// Undoes everything received since [`Document::begin`] and closes the batch.
+    pub fn rollback(&mut self) {
+        let Some(undo) = self.undo.take() else { return };
+        for inverse in undo.inverses.iter().rev() {
+            // Each inverse was made against the text it now applies to.
+            let _ = inverse.apply_to(&mut self.text);
+        }
+        // The history before the batch: what was trimmed (oldest first), then what is left, minus what was added.
+        let added = (self.revision - undo.revision) as usize;
+        let mut history: VecDeque<HistoryEntry> = undo.trimmed.into_iter().collect();
+        history.append(&mut self.history);
+        history.truncate(history.len().saturating_sub(added));
+        self.history = history;
+        for (client, before) in undo.last_committed.into_iter().rev() {
+            match before {
+                Some(entry) => self.last_committed.insert(client, entry),
+                None => self.last_committed.remove(&client),
+            };
+        }
+        self.revision = undo.revision;
+    }
+
     /// Records an applied operation as the next revision and trims the history to its bound.
     fn commit(&mut self, entry: HistoryEntry) -> Revision {
         self.revision += 1;
-        self.last_committed.insert(entry.author, (entry.seq, self.revision));
+        let before = self.last_committed.insert(entry.author, (entry.seq, self.revision));
+        if let Some(undo) = &mut self.undo {
+            undo.last_committed.push((entry.author, before));
+        }
         self.history.push_back(entry);
         while self.history.len() > self.limits.history {
             let oldest_revision = self.oldest_base() + 1;
             if let Some(old) = self.history.pop_front() {
                 if self.last_committed.get(&old.author).is_some_and(|&(_, r)| r == oldest_revision) {
-                    self.last_committed.remove(&old.author);
+                    let before = self.last_committed.remove(&old.author);
+                    if let Some(undo) = &mut self.undo {
+                        undo.last_committed.push((old.author, before));
+                    }
+                }
+                if let Some(undo) = &mut self.undo {
+                    undo.trimmed.push(old);
                 }
             }
         }
@@ -230,7 +304,7 @@ mod tests {
         let mut doc = Document::new("", 0, small());
         doc.receive(1, 5, 0, &insert_at(0, 0, "a")).expect("accepted");
         assert_eq!(doc.receive(1, 5, 0, &insert_at(0, 0, "a")), Ok(Received::Duplicate { revision: 1 }));
-        assert_eq!(doc.receive(1, 4, 1, &insert_at(1, 0, "a")), Err(ReceiveError::StaleSequence { seq: 4, last: 5 }));
+        assert_eq!(doc.receive(1, 4, 1, &insert_at(1, 0, "a")), Ok(Received::Stale { last: 5 }));
         assert_eq!(doc.text().to_string(), "a");
     }
 
@@ -247,6 +321,34 @@ mod tests {
         );
         assert!(matches!(doc.receive(1, 1, 0, &insert_at(3, 0, &"x".repeat(98))), Err(ReceiveError::TooLarge { .. })));
         assert_eq!((doc.revision(), doc.text().to_string()), (0, "abc".to_owned()));
+    }
+
+    #[test]
+    fn a_rolled_back_batch_leaves_no_trace() {
+        let mut doc = Document::new("abc", 0, small());
+        doc.receive(1, 1, 0, &insert_at(3, 3, "d")).expect("accepted");
+        doc.receive(2, 1, 1, &TextOperation::replace(4, 0, 2, "XY").expect("valid")).expect("accepted");
+        let before = doc.clone();
+        doc.begin();
+        // Enough operations to push every entry out of the three-entry history, deletions among them.
+        doc.receive(1, 2, 2, &TextOperation::replace(4, 1, 3, "").expect("valid")).expect("accepted");
+        for (i, seq) in (3..=6).enumerate() {
+            doc.receive(3, seq, 3 + i as Revision, &insert_at(2 + i, 0, "z")).expect("accepted");
+        }
+        assert_eq!(doc.receive(2, 1, 2, &insert_at(4, 0, "q")), Ok(Received::ResyncNeeded { oldest_base: 4 }));
+        doc.rollback();
+        assert_eq!(doc.text().to_string(), before.text().to_string());
+        assert_eq!((doc.revision(), doc.oldest_base()), (before.revision(), before.oldest_base()));
+        assert_eq!(
+            doc.history_since(0).map(|h| h.cloned().collect::<Vec<_>>()),
+            before.history_since(0).map(|h| h.cloned().collect())
+        );
+        for client in [1, 2, 3] {
+            assert_eq!(doc.last_committed(client), before.last_committed(client), "client {client}");
+        }
+        // The same operation is applied again as new, not taken for a duplicate.
+        assert!(matches!(doc.receive(1, 2, 2, &insert_at(4, 0, "w")), Ok(Received::Applied { revision: 3, .. })));
+        doc.settle();
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod ot;
 pub mod tree;
 pub mod wire;
 
-pub use client::{Client, ClientError, ClientSeq, Outgoing, Revision};
+pub use client::{Acked, Client, ClientError, ClientSeq, Outgoing, Rebased, Revision, MAX_OP_BYTES};
 pub use codec::{frame_of_bodies, DecodeError, EncodeError};
 pub use document::{ClientId, Document, DocumentLimits, HistoryEntry, ReceiveError, Received};
 pub use ot::{transform, Bias, Component, EditText, OpError, Replacement, Selection, Text, TextOperation};

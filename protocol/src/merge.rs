@@ -237,6 +237,12 @@ struct Cuts {
 }
 
 impl Cuts {
+    /// True if we insert strictly inside the range `hunk` deletes.
+    fn inserts_inside(&self, hunk: &Hunk) -> bool {
+        let first_after = self.inserts.partition_point(|&p| p <= hunk.at);
+        self.inserts.get(first_after).is_some_and(|&p| p < hunk.end())
+    }
+
     /// True if `hunk` lies strictly inside one range we delete.
     fn contain(&self, hunk: &Hunk) -> bool {
         let range = self.deleted.partition_point(|&(_, end)| end <= hunk.at);
@@ -311,6 +317,12 @@ fn align(base: &[char], theirs: TextOperation, ours: &TextOperation) -> (TextOpe
             if let Some(chosen) = chosen {
                 hunks[i] = chosen;
             }
+            // An insertion inside a word we deleted whole (`8` typed after `<c1`) takes the word in: their word
+            // survives whole (`<c18>`) instead of a torn-off piece.
+            let hunk = &hunks[i];
+            if hunk.deleted == 0 && cuts.contain(hunk) {
+                hunks[i] = widened(base, hunk, low, high, true);
+            }
         } else {
             hunks[i] = widened(base, hunk, low, high, cuts.contain(hunk));
         }
@@ -323,26 +335,40 @@ fn align(base: &[char], theirs: TextOperation, ours: &TextOperation) -> (TextOpe
     // touches. A change (touching runs taken together, as they apply) with our insertion inside the range it
     // deletes deletes up to our last insertion there in the first step, and inserts in the second, where our
     // insertion meets it at one place.
-    let mut touching: Vec<Hunk> = Vec::with_capacity(hunks.len());
-    for hunk in hunks {
-        match touching.last_mut() {
-            Some(previous) if previous.end() == hunk.at => {
-                previous.deleted += hunk.deleted;
-                previous.inserted.extend(hunk.inserted);
-            }
-            _ => touching.push(hunk),
+    let touch = |runs: &mut Vec<Hunk>, hunk: Hunk| match runs.last_mut() {
+        Some(previous) if previous.end() == hunk.at => {
+            previous.deleted += hunk.deleted;
+            previous.inserted.extend(hunk.inserted);
         }
+        _ => runs.push(hunk),
+    };
+    let mut runs: Vec<Hunk> = Vec::with_capacity(hunks.len());
+    for hunk in hunks {
+        touch(&mut runs, hunk);
+    }
+    let mut touching: Vec<Hunk> = Vec::with_capacity(runs.len());
+    for mut hunk in runs {
+        // Our text will go before theirs: if theirs starts inside a word (their `<b21>` read as `2` typed into
+        // `<b1>`), it first takes in the rest of the word, which we left alone, so that our text lands before the
+        // word, not inside it.
+        if !hunk.inserted.is_empty() && cuts.inserts_inside(&hunk) {
+            let start = word_start(base, &hunk, touching.last().map_or(0, Hunk::end), &cuts);
+            let mut inserted = base[start..hunk.at].to_vec();
+            inserted.extend_from_slice(&hunk.inserted);
+            hunk = Hunk { at: start, deleted: hunk.end() - start, inserted };
+        }
+        touch(&mut touching, hunk);
     }
     let mut first = TextOperation::with_capacity(touching.len() * 2 + 1);
     let mut second = TextOperation::with_capacity(touching.len() * 3 + 1);
     let mut at = 0;
     for hunk in touching {
         let gap = hunk.at - at;
-        first.retain(gap);
-        second.retain(gap);
         let inserted: String = hunk.inserted.iter().collect();
         let first_after = cuts.inserts.partition_point(|&p| p <= hunk.at);
         let last_inside = cuts.inserts[first_after..].iter().take_while(|&&p| p < hunk.end()).last().copied();
+        first.retain(gap);
+        second.retain(gap);
         match last_inside {
             Some(x) if !inserted.is_empty() => {
                 first.delete(x - hunk.at);
@@ -361,6 +387,27 @@ fn align(base: &[char], theirs: TextOperation, ours: &TextOperation) -> (TextOpe
     first.retain(base.len() - at);
     second.retain(base.len() - at);
     (first, second)
+}
+
+/// Where the word that `hunk` starts inside begins, if it can take it in: no further back than `low` or
+/// [`MAX_WIDEN`] chars, and over none of our edits (a char we deleted would come back, a place we inserted would
+/// move). `hunk.at` itself if `hunk` starts at a natural edge already, or cannot.
+fn word_start(base: &[char], hunk: &Hunk, low: usize, cuts: &Cuts) -> usize {
+    let before = |i: usize| i.checked_sub(1).and_then(|i| base.get(i)).copied();
+    if edge(before(hunk.at), hunk.inserted.first().copied()) > 0 {
+        return hunk.at;
+    }
+    let touched = |start: usize| {
+        let first_cut = cuts.points.partition_point(|&p| p <= start);
+        let cut_inside = cuts.points.get(first_cut).is_some_and(|&p| p < hunk.at);
+        let range = cuts.deleted.partition_point(|&(_, end)| end <= start);
+        cut_inside || cuts.deleted.get(range).is_some_and(|&(begin, _)| begin < hunk.at)
+    };
+    (1..=(hunk.at - low).min(MAX_WIDEN))
+        .map(|n| hunk.at - n)
+        .take_while(|&start| !touched(start))
+        .find(|&start| edge(before(start), base.get(start).copied()) > 0)
+        .unwrap_or(hunk.at)
 }
 
 /// How natural the two places where `hunk` meets the unchanged text are as edges of an edit, the higher the
@@ -514,13 +561,14 @@ fn slides<'a>(base: &'a [char], hunk: &Hunk, low: usize, high: usize) -> impl It
     (0..longest).flat_map(move |_| left.next().into_iter().chain(right.next()))
 }
 
-/// `hunk` (a replacement) widened, on each side whose edge is unnatural (score 0: inside a word, just inside a
-/// bracket), over the fewest unchanged chars within `low..high` (at most [`MAX_WIDEN`]) that make it natural;
+/// `hunk` (a replacement, or an insertion inside a range we deleted) widened, on each side whose edge is
+/// unnatural (score 0: inside a word, just inside a bracket; for an insertion, the place it inserts at), over the
+/// fewest unchanged chars within `low..high` (at most [`MAX_WIDEN`]) that make it natural;
 /// a side that cannot be made natural stays as it is. The widened chars are deleted and inserted again, so a
 /// deletion of ours over them would be undone: only brackets, punctuation and white space are taken in, never a
-/// letter or a digit, except when the whole replacement lies inside a range we deleted. Then it is an edit
-/// inside a word we deleted whole (`b` -> `t` inside `<b12>`), and it is widened to the whole word (`<t12>`):
-/// their word survives whole instead of one torn-off letter.
+/// letter or a digit, except when the whole change lies inside a range we deleted. Then it is an edit inside a
+/// word we deleted whole (`b` -> `t` inside `<b12>`), and it is widened to the whole word (`<t12>`): their word
+/// survives whole instead of one torn-off letter.
 fn widened(base: &[char], hunk: &Hunk, low: usize, high: usize, inside_our_deletion: bool) -> Hunk {
     let at = |i: usize| base.get(i).copied();
     let word = |i: usize| base[i].is_alphanumeric() && !inside_our_deletion;

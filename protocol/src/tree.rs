@@ -110,6 +110,21 @@ impl TextTree {
         }
     }
 
+    /// The chars in `range`, as a string. O(log n) plus the length of the range.
+    ///
+    /// # Panics
+    /// If the range is reversed or reaches past the end.
+    pub fn slice(&self, range: Range<usize>) -> String {
+        assert!(
+            range.start <= range.end && range.end <= self.chars,
+            "slice chars {range:?} of a text of {} chars",
+            self.chars
+        );
+        let mut out = String::new();
+        self.root.collect(self.chars, range, &mut out);
+        out
+    }
+
     /// Removes the chars in `range`.
     ///
     /// # Panics
@@ -322,6 +337,33 @@ impl Node {
                 let rest = groups.split_off(1);
                 *self = groups.pop().expect("at least one group").1;
                 rest
+            }
+        }
+    }
+
+    /// Appends chars `range` of this node, which holds `own` chars, to `out`.
+    fn collect(&self, own: usize, range: Range<usize>, out: &mut String) {
+        if range.is_empty() {
+            return;
+        }
+        match self {
+            Node::Leaf(leaf) => {
+                let start = byte_of(leaf, own, range.start);
+                let end = byte_of(leaf, own, range.end);
+                out.push_str(&leaf[start..end]);
+            }
+            Node::Branch(branch) => {
+                let mut offset = 0;
+                for (child, &chars) in branch.children.iter().zip(&branch.chars) {
+                    let (start, end) = (range.start.max(offset), range.end.min(offset + chars));
+                    if start < end {
+                        child.collect(chars, start - offset..end - offset, out);
+                    }
+                    offset += chars;
+                    if offset >= range.end {
+                        break;
+                    }
+                }
             }
         }
     }
@@ -551,6 +593,10 @@ mod tests {
                     }
                 }
                 assert_eq!(check(&tree), model, "seed {seed}, step {step}");
+                let len = model.chars().count();
+                let start = rng.below(len + 1);
+                let end = (start + rng.below(len - start + 1)).min(len);
+                assert_eq!(tree.slice(start..end), model[char_range(&model, start..end)], "seed {seed}, step {step}");
             }
         }
     }

@@ -44,6 +44,18 @@ pub struct PeerInfo {
     pub color: String,
 }
 
+/// The server's limits and timing that a client needs to know to stay within them, sent in `Welcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest frame the server accepts, in bytes.
+    pub max_frame_bytes: u64,
+    /// Largest document, in chars.
+    pub max_document_chars: u64,
+    /// The server pings every this many milliseconds; a client that has heard nothing for two of them (a ping
+    /// included) may take the connection for dead.
+    pub heartbeat_ms: u64,
+}
+
 /// A document as listed in the session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DocInfo {
@@ -108,6 +120,9 @@ pub enum ServerMsg {
         token: String,
         peers: Vec<PeerInfo>,
         docs: Vec<DocInfo>,
+        /// The server's limits (absent from servers older than this field; clients then assume the defaults).
+        #[serde(default)]
+        limits: Option<Limits>,
     },
     /// A document's full text at `revision`. `last_seq` is the last sequence number of this client committed to
     /// it, if the server still knows it, so a client can tell whether its outstanding operation is included.

@@ -1,6 +1,6 @@
 //! The wire codec: every message round-trips; random, truncated and mutated frames never panic the decoder.
 
-use codecollab_protocol::wire::{ClientMsg, DocInfo, ErrorCode, PeerInfo, Role, ServerMsg};
+use codecollab_protocol::wire::{ClientMsg, DocInfo, ErrorCode, Limits, PeerInfo, Role, ServerMsg};
 use codecollab_protocol::{DecodeError, Selection, TextOperation};
 
 use crate::support::for_each_seed;
@@ -55,6 +55,7 @@ fn server_messages() -> Vec<ServerMsg> {
             token: "t".into(),
             peers: vec![peer.clone()],
             docs: vec![doc.clone()],
+            limits: Some(Limits { max_frame_bytes: 16 << 20, max_document_chars: 1 << 24, heartbeat_ms: 15_000 }),
         },
         ServerMsg::Snapshot { doc: 1, path: "README.md".into(), revision: 12, text: "é\n".into(), last_seq: Some(3) },
         ServerMsg::Subscribed { doc: 1, revision: 12 },
@@ -182,5 +183,38 @@ mod rmpv_like {
         Int(i64),
         Text(&'static str),
         Bool,
+    }
+}
+
+#[test]
+fn a_welcome_without_limits_from_an_older_server_decodes() {
+    // The fields of `welcome` before `limits` was added, as such a server encodes them.
+    #[derive(serde::Serialize)]
+    struct OldWelcome<'a> {
+        r#type: &'a str,
+        session: &'a str,
+        peer: u64,
+        name: &'a str,
+        role: Role,
+        host: bool,
+        token: &'a str,
+        peers: Vec<PeerInfo>,
+        docs: Vec<DocInfo>,
+    }
+    let old = OldWelcome {
+        r#type: "welcome",
+        session: "s",
+        peer: 2,
+        name: "Ada",
+        role: Role::Edit,
+        host: false,
+        token: "t",
+        peers: Vec::new(),
+        docs: Vec::new(),
+    };
+    let frame = rmp_serde::to_vec_named(&(1u32, old)).expect("encodes");
+    match ServerMsg::decode(&frame, 1 << 20) {
+        Ok(ServerMsg::Welcome { limits, peer, .. }) => assert_eq!((limits, peer), (None, 2)),
+        other => panic!("{other:?}"),
     }
 }

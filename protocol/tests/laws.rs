@@ -86,7 +86,7 @@ fn invert_undoes() {
         let doc = random::text(&mut rng, 20);
         let op = random::operation(&mut rng, doc.chars().count());
         let inverse = op.invert(&doc).expect("lengths match");
-        assert_eq!(inverse, op.invert_rope(&Rope::from_str(&doc)).expect("lengths match"));
+        assert_eq!(inverse, op.invert_in(&Rope::from_str(&doc)).expect("lengths match"));
         assert_eq!(inverse.apply(&op.apply(&doc).expect("ok")).expect("ok"), doc);
         assert_eq!(op.compose(&inverse).expect("ok").apply(&doc).expect("ok"), doc);
     });

@@ -67,6 +67,34 @@ pub struct ServeArgs {
     /// busy processes fewer can be faster (docs/operations.md).
     #[arg(long, env = "CODECOLLAB_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: Option<u16>,
+    /// Operations kept in the store per document for peers that come back after a long disconnect, at most
+    /// [default: 1000000]. See docs/operations.md, "Retention".
+    #[arg(long, env = "CODECOLLAB_RETENTION_OPS")]
+    pub retention_ops: Option<u64>,
+    /// How long operations are kept in the store for peers that come back, at most, e.g. `7d` [default: 7d].
+    #[arg(long, env = "CODECOLLAB_RETENTION_AGE", value_parser = parse_duration)]
+    pub retention_age: Option<Duration>,
+}
+
+/// How long the store keeps each document's operations after they are committed, so that a peer that comes
+/// back after a long disconnect is replayed what it missed instead of merging with a snapshot. An operation stays
+/// while it is among the newest `ops` of its document and younger than `age`.
+///
+/// The defaults cover a laptop closed from a Friday evening to a Monday morning (about 64 hours) in an active
+/// session with days to spare: seven days of age, the same as an invite's default lifetime (a peer whose token
+/// has expired cannot come back anyway), and a million operations per document, about ten working days of four
+/// people typing at once (a keystroke is an operation; 3 per second per person for 2 hours of actual typing a
+/// day is about 90,000 a day). At 40 to 60 bytes an operation in SQLite, that is at most 60 MB per document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub ops: u64,
+    pub age: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { ops: 1_000_000, age: Duration::from_secs(7 * 86_400) }
+    }
 }
 
 /// What "acknowledged" promises. See docs/operations.md.
@@ -128,6 +156,8 @@ struct FileConfig {
     workers: Option<u16>,
     snapshot_every: Option<u64>,
     history: Option<usize>,
+    retention_ops: Option<u64>,
+    retention_age: Option<String>,
     invite_ttl: Option<String>,
     limits: Option<Limits>,
 }
@@ -147,6 +177,8 @@ pub struct Config {
     pub snapshot_every: u64,
     /// Operations each document keeps in memory for late operations and resuming clients.
     pub history: usize,
+    /// Operations each document keeps in the store for clients that come back after a long disconnect.
+    pub retention: Retention,
     /// How long invite tokens minted for a new session are valid.
     pub invite_ttl: Duration,
     pub limits: Limits,
@@ -170,6 +202,7 @@ impl Default for Config {
             workers: std::thread::available_parallelism().map_or(1, usize::from),
             snapshot_every: 1_000,
             history: 1_024,
+            retention: Retention::default(),
             invite_ttl: Duration::from_secs(7 * 24 * 3600),
             limits: Limits::default(),
         }
@@ -216,6 +249,21 @@ impl Config {
         }
         if let Some(n) = file.history {
             config.history = n.max(1);
+        }
+        if let Some(ops) = args.retention_ops.or(file.retention_ops) {
+            config.retention.ops = ops;
+        }
+        if let Some(age) = args.retention_age {
+            config.retention.age = age;
+        } else if let Some(text) = file.retention_age {
+            config.retention.age = parse_duration(&text).map_err(anyhow::Error::msg).context("retention_age")?;
+        }
+        if config.retention.ops < config.history as u64 {
+            bail!(
+                "retention_ops ({}) must be at least history ({}): the store keeps at least what memory does",
+                config.retention.ops,
+                config.history
+            );
         }
         if let Some(text) = file.invite_ttl {
             config.invite_ttl = parse_duration(&text).map_err(anyhow::Error::msg).context("invite_ttl")?;
@@ -288,8 +336,14 @@ mod tests {
         assert_eq!(config.limits.max_sessions, 3);
         assert_eq!(config.workers, 3);
         assert!(!config.open_session_creation());
+        assert_eq!(config.retention, Retention::default());
         let flag = ServeArgs { config: Some(path.clone()), workers: Some(1), ..Default::default() };
         assert_eq!(Config::load(&flag).expect("valid").workers, 1, "the flag wins over the file");
+        std::fs::write(&path, "history = 64\nretention_ops = 100\nretention_age = \"2h\"\n").expect("write");
+        let config = Config::load(&args).expect("valid");
+        assert_eq!(config.retention, Retention { ops: 100, age: Duration::from_secs(7200) });
+        std::fs::write(&path, "history = 64\nretention_ops = 10\n").expect("write");
+        assert!(Config::load(&args).is_err(), "the store keeps at least the history");
         std::fs::write(&path, "no_such_key = 1\n").expect("write");
         assert!(Config::load(&args).is_err());
         std::fs::remove_dir_all(dir).ok();

@@ -6,6 +6,15 @@
 //! only then acknowledges and broadcasts them. Nothing is acknowledged or shown to anyone before it is durable.
 //! Subscriptions and cursors in the batch are handled after the commit, so a new subscriber's replay and the
 //! broadcast never overlap or leave a gap.
+//!
+//! A commit that fails (disk full, database read-only, I/O error) is rolled back in memory
+//! ([`Document::rollback`]): nothing of the batch was acknowledged or shown to anyone, its authors are told
+//! (`storage_failure`) and send again, and everything else in the batch (subscriptions, cursors) is served as
+//! usual. The next batch tries the store again, so service resumes by itself once the store recovers.
+//!
+//! A resuming client is replayed what it missed from the history in memory, or, when its revision has left
+//! memory, from the operations the store keeps for the retention window; only beyond that does it get a snapshot
+//! (and merges three ways).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -20,16 +29,20 @@ use codecollab_protocol::{
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Bytes;
 
+use crate::config::Retention;
 use crate::metrics::Metrics;
 use crate::outbox::{encode, Outbox};
 use crate::pace::{self, Pace};
 use crate::store::writer::StoreHandle;
-use crate::store::{LoadedDocument, StoreError, StoredOp, Write};
+use crate::store::{LoadedDocument, StoreError, StoredOp, Write, Written};
 
 /// Commands taken per batch at most, bounding the work between two commits.
 const MAX_BATCH: usize = 1_024;
-/// Messages per frame when replaying history to a resuming client.
-const REPLAY_FRAME: usize = 512;
+/// Messages per frame when replaying history to a resuming client or broadcasting a batch, at most.
+const FRAME_MESSAGES: usize = 512;
+/// Bytes of messages per frame, at most (one message may be larger), so a replay of large operations, or a batch
+/// of them, never makes a frame near a client's frame limit.
+const FRAME_BYTES: usize = 1 << 20;
 /// Most selections kept per peer (multi-cursor), bounding presence memory.
 const MAX_SELECTIONS: usize = 64;
 
@@ -83,6 +96,7 @@ impl DocHandle {
 pub struct DocSettings {
     pub limits: DocumentLimits,
     pub snapshot_every: u64,
+    pub retention: Retention,
 }
 
 struct Subscriber {
@@ -118,6 +132,8 @@ struct DocumentTask {
 struct Pending {
     author_peer: PeerId,
     stored: StoredOp,
+    /// Where the author is told if the commit fails.
+    outbox: Outbox,
 }
 
 /// Loads a document from the store and starts its task.
@@ -151,10 +167,6 @@ pub async fn spawn(
     Ok(DocHandle { doc: id, commands })
 }
 
-async fn load(id: DocId, store: &StoreHandle, settings: DocSettings) -> Result<Document, StoreError> {
-    restore(id, store.load_document(id).await?, settings)
-}
-
 fn restore(id: DocId, loaded: LoadedDocument, settings: DocSettings) -> Result<Document, StoreError> {
     let history = loaded.ops.into_iter().map(|s| HistoryEntry { author: s.author, seq: s.seq, op: s.op });
     Document::restore(&loaded.snapshot_text, loaded.snapshot_revision, history, settings.limits)
@@ -165,7 +177,6 @@ fn refusal(error: &ReceiveError) -> ErrorCode {
     match error {
         ReceiveError::FutureRevision { .. } => ErrorCode::FutureRevision,
         ReceiveError::BaseLengthMismatch { .. } | ReceiveError::Op(_) => ErrorCode::BaseLengthMismatch,
-        ReceiveError::StaleSequence { .. } => ErrorCode::ProtocolViolation,
         ReceiveError::TooLarge { .. } => ErrorCode::DocumentTooLarge,
     }
 }
@@ -236,21 +247,25 @@ impl DocumentTask {
         // Acknowledgements of duplicates wait for the commit too: the original may be in this very batch.
         let mut duplicate_acks: Vec<(Outbox, ClientSeq, Revision)> = Vec::new();
         let mut later = Vec::new();
+        self.document.begin();
         for command in batch.drain(..) {
             match command {
                 DocCommand::Op { peer, client, seq, base_revision, op, outbox } => {
                     match self.document.receive(client, seq, base_revision, &op) {
                         Ok(Received::Applied { revision, op }) => {
-                            pending.push(Pending {
-                                author_peer: peer,
-                                stored: StoredOp { revision, author: client, seq, op },
-                            });
+                            let stored = StoredOp { revision, author: client, seq, op };
+                            pending.push(Pending { author_peer: peer, stored, outbox });
                         }
                         Ok(Received::Duplicate { revision }) => duplicate_acks.push((outbox, seq, revision)),
                         Ok(Received::ResyncNeeded { oldest_base }) => {
                             self.refuse(&outbox, ErrorCode::ResyncNeeded, format!(
-                                "base revision {base_revision} is older than the history kept (oldest {oldest_base}); subscribe again"
+                                "base revision {base_revision} is older than the history kept (oldest {oldest_base}); send it again on your current revision"
                             ));
+                        }
+                        Ok(Received::Stale { last }) => {
+                            // An old frame of a dropped connection: dealt with already (see `Document`).
+                            self.metrics.stale_ops.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(doc = self.id, client, seq, last, "stale operation dropped");
                         }
                         Err(error) => {
                             tracing::info!(doc = self.id, client, seq, %error, "operation refused");
@@ -261,14 +276,23 @@ impl DocumentTask {
                 other => later.push(other),
             }
         }
-        if !pending.is_empty() && !self.commit(&pending).await {
-            return;
+        if pending.is_empty() {
+            self.document.settle();
+        } else {
+            self.commit(&pending).await;
         }
-        for (outbox, seq, revision) in duplicate_acks {
-            outbox.send(&ServerMsg::Ack { doc: self.id, seq, revision });
+        // After a failed commit the document is back before the batch: a duplicate of one of its operations was
+        // not committed either.
+        let revision = self.document.revision();
+        for (outbox, seq, committed) in duplicate_acks {
+            if committed <= revision {
+                outbox.send(&ServerMsg::Ack { doc: self.id, seq, revision: committed });
+            } else {
+                self.refuse(&outbox, ErrorCode::StorageFailure, "the change could not be stored; send it again".into());
+            }
         }
         for command in later {
-            self.handle_other(command);
+            self.handle_other(command).await;
         }
         self.broadcast_presence();
     }
@@ -278,12 +302,12 @@ impl DocumentTask {
         outbox.send(&ServerMsg::Error { code, message, doc: Some(self.id) });
     }
 
-    /// Persists the batch; on success acknowledges and broadcasts it. On failure the in-memory document is
-    /// reloaded from the store (dropping the uncommitted operations) and the authors are told to resend.
-    async fn commit(&mut self, pending: &[Pending]) -> bool {
+    /// Persists the batch; on success acknowledges and broadcasts it. On failure the batch is rolled back in memory
+    /// and its authors are told to send again.
+    async fn commit(&mut self, pending: &[Pending]) {
         let revision = self.document.revision();
-        let mut writes =
-            vec![Write::AppendOps { doc: self.id, ops: pending.iter().map(|p| p.stored.clone()).collect() }];
+        let ops = pending.iter().map(|p| p.stored.clone()).collect();
+        let mut writes = vec![Write::AppendOps { doc: self.id, ops, committed: crate::auth::unix_now() }];
         let since_snapshot = revision - self.last_snapshot;
         // Snapshot every N ops, but never more often than the copy costs back: a snapshot copies the whole text,
         // so a large document waits for proportionally more ops (the cost per op stays flat as documents grow).
@@ -291,38 +315,43 @@ impl DocumentTask {
             && since_snapshot.saturating_mul(64) >= self.document.len_chars() as u64;
         if snapshot {
             writes.push(Write::Snapshot { doc: self.id, revision, text: String::from(self.document.text()) });
-            // Operations behind both the snapshot and the history window are no longer needed by anyone.
-            writes.push(Write::Compact { doc: self.id, through: revision.min(self.document.oldest_base()) });
+            // The operations outside the retention window are no longer needed by anyone (see `Retention`).
+            let retention = self.settings.retention;
+            writes.push(Write::Compact {
+                doc: self.id,
+                beyond_count: revision.saturating_sub(retention.ops),
+                older_than: crate::auth::unix_now().saturating_sub(retention.age.as_secs()),
+            });
         }
-        let outcome = self.store.commit(writes).await;
-        let failure = match outcome {
-            Ok(outcomes) => outcomes.into_iter().next().and_then(Result::err),
-            Err(error) => Some(error),
+        let outcomes = self.store.commit(writes).await;
+        let failure = match &outcomes {
+            Ok(outcomes) => outcomes.first().and_then(|o| o.as_ref().err()).cloned(),
+            Err(error) => Some(error.clone()),
         };
         if let Some(error) = failure {
-            tracing::error!(doc = self.id, %error, "commit failed; reloading the document");
-            match load(self.id, &self.store, self.settings).await {
-                Ok(document) => self.document = document,
-                Err(error) => tracing::error!(doc = self.id, %error, "reload failed; keeping the in-memory document"),
-            }
+            tracing::error!(doc = self.id, %error, ops = pending.len(), "commit failed; the batch is rolled back");
+            self.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
+            self.document.rollback();
             for p in pending {
-                if let Some(subscriber) = self.subscribers.values().find(|s| s.client == p.stored.author) {
-                    self.refuse(
-                        &subscriber.outbox,
-                        ErrorCode::StorageFailure,
-                        "the change could not be stored; resend it".into(),
-                    );
-                }
+                self.refuse(
+                    &p.outbox,
+                    ErrorCode::StorageFailure,
+                    "the change could not be stored; send it again".into(),
+                );
             }
-            return false;
+            return;
         }
+        self.document.settle();
         if snapshot {
-            self.last_snapshot = revision;
+            match outcomes.as_ref().ok().and_then(|o| o.get(1)) {
+                Some(Ok(Written::Done)) => self.last_snapshot = revision,
+                other => tracing::warn!(doc = self.id, ?other, "the snapshot was not stored; trying again later"),
+            }
         }
         self.metrics.ops_committed.fetch_add(pending.len() as u64, Ordering::Relaxed);
         self.metrics.document_commits.fetch_add(1, Ordering::Relaxed);
-        // One frame per subscriber for the whole batch: each op as `Op`, or as `Ack` to its author's client.
-        // Subscribers that authored nothing in the batch share one encoding.
+        // One frame per subscriber for the whole batch (more if it is large): each op as `Op`, or as `Ack` to its
+        // author's client. Subscribers that authored nothing in the batch share one encoding.
         let encode_body = |msg: &ServerMsg| msg.encode_body().expect("server messages always encode");
         let ops: Vec<Vec<u8>> = pending
             .iter()
@@ -335,10 +364,10 @@ impl DocumentTask {
             .iter()
             .map(|p| encode_body(&ServerMsg::Ack { doc: self.id, seq: p.stored.seq, revision: p.stored.revision }))
             .collect();
-        let mut shared_frame: Option<Bytes> = None;
+        let mut shared_frames: Option<Vec<Bytes>> = None;
         for subscriber in self.subscribers.values() {
             let authored = pending.iter().any(|p| p.stored.author == subscriber.client);
-            let frame = if authored {
+            let frames = if authored {
                 let bodies = pending.iter().zip(ops.iter().zip(&acks)).map(|(p, (op, ack))| {
                     if p.stored.author == subscriber.client {
                         ack.as_slice()
@@ -346,11 +375,13 @@ impl DocumentTask {
                         op.as_slice()
                     }
                 });
-                Bytes::from(frame_of_bodies(bodies))
+                frames(bodies)
             } else {
-                shared_frame.get_or_insert_with(|| Bytes::from(frame_of_bodies(ops.iter().map(Vec::as_slice)))).clone()
+                shared_frames.get_or_insert_with(|| frames(ops.iter().map(Vec::as_slice))).clone()
             };
-            subscriber.outbox.send_frame(frame);
+            for frame in frames {
+                subscriber.outbox.send_frame(frame);
+            }
         }
         let now = Instant::now();
         for p in pending {
@@ -363,12 +394,11 @@ impl DocumentTask {
                 }
             }
         }
-        true
     }
 
-    fn handle_other(&mut self, command: DocCommand) {
+    async fn handle_other(&mut self, command: DocCommand) {
         match command {
-            DocCommand::Subscribe { peer, client, since, outbox } => self.subscribe(peer, client, since, outbox),
+            DocCommand::Subscribe { peer, client, since, outbox } => self.subscribe(peer, client, since, outbox).await,
             DocCommand::Unsubscribe { peer } => {
                 if let Some(subscriber) = self.subscribers.remove(&peer) {
                     self.pace.forget(subscriber.client);
@@ -409,13 +439,42 @@ impl DocumentTask {
         }
     }
 
-    fn subscribe(&mut self, peer: PeerId, client: ClientId, since: Option<Revision>, outbox: Outbox) {
+    /// What `client` missed after `since`, oldest first: from memory, or, for what has left memory, from the
+    /// store (the caller's wait for it is the replay's only cost to the others: a resume from far back is rare).
+    /// `None` if the store no longer has it all either.
+    async fn missed(&self, since: Revision) -> Option<Vec<HistoryEntry>> {
+        if since > self.document.revision() {
+            return None;
+        }
+        if let Some(history) = self.document.history_since(since) {
+            self.metrics.replays_from_memory.fetch_add(1, Ordering::Relaxed);
+            return Some(history.cloned().collect());
+        }
+        let oldest_in_memory = self.document.oldest_base();
+        let older = match self.store.load_ops(self.id, since, oldest_in_memory).await {
+            Ok(Some(older)) => older,
+            Ok(None) => return None,
+            Err(error) => {
+                tracing::warn!(doc = self.id, %error, "reading past operations failed; sending a snapshot instead");
+                return None;
+            }
+        };
+        self.metrics.replays_from_store.fetch_add(1, Ordering::Relaxed);
+        let memory = self.document.history_since(oldest_in_memory).into_iter().flatten().cloned();
+        Some(older.into_iter().map(|s| HistoryEntry { author: s.author, seq: s.seq, op: s.op }).chain(memory).collect())
+    }
+
+    async fn subscribe(&mut self, peer: PeerId, client: ClientId, since: Option<Revision>, outbox: Outbox) {
         let revision = self.document.revision();
-        let replay = since.and_then(|since| self.document.history_since(since).map(|h| (since, h)));
-        match replay {
-            Some((since, history)) => {
-                // The replay, in frames of up to REPLAY_FRAME messages, ending with `Subscribed`.
-                let mut bodies: Vec<Vec<u8>> = history
+        let missed = match since {
+            Some(since) => self.missed(since).await.map(|missed| (since, missed)),
+            None => None,
+        };
+        match missed {
+            Some((since, missed)) => {
+                // The replay, ending with `Subscribed`.
+                let mut bodies: Vec<Vec<u8>> = missed
+                    .iter()
                     .zip(since + 1..)
                     .map(|(entry, revision)| {
                         let msg = if entry.author == client {
@@ -428,11 +487,15 @@ impl DocumentTask {
                     })
                     .collect();
                 bodies.push(ServerMsg::Subscribed { doc: self.id, revision }.encode_body().expect("encodes"));
-                for chunk in bodies.chunks(REPLAY_FRAME) {
-                    outbox.send_frame(Bytes::from(frame_of_bodies(chunk.iter().map(Vec::as_slice))));
+                for frame in frames(bodies.iter().map(Vec::as_slice)) {
+                    outbox.send_frame(frame);
                 }
             }
             None => {
+                if since.is_some() {
+                    self.metrics.snapshot_resyncs.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(doc = self.id, client, ?since, revision, "resume beyond retention: snapshot");
+                }
                 outbox.send(&ServerMsg::Snapshot {
                     doc: self.id,
                     path: self.path.clone(),
@@ -477,4 +540,24 @@ impl DocumentTask {
             }
         }
     }
+}
+
+/// Message bodies in frames of at most [`FRAME_MESSAGES`] messages and [`FRAME_BYTES`] bytes (one message may be
+/// larger), in order.
+fn frames<'a>(bodies: impl IntoIterator<Item = &'a [u8]>) -> Vec<Bytes> {
+    let mut frames = Vec::new();
+    let mut current: Vec<&[u8]> = Vec::new();
+    let mut bytes = 0;
+    for body in bodies {
+        if !current.is_empty() && (current.len() == FRAME_MESSAGES || bytes + body.len() > FRAME_BYTES) {
+            frames.push(Bytes::from(frame_of_bodies(current.drain(..))));
+            bytes = 0;
+        }
+        bytes += body.len();
+        current.push(body);
+    }
+    if !current.is_empty() {
+        frames.push(Bytes::from(frame_of_bodies(current.drain(..))));
+    }
+    frames
 }

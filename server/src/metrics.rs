@@ -73,6 +73,15 @@ pub struct Metrics {
     pub commit_waits_expired: AtomicU64,
     /// Commits run by the asking task on its own thread, the store being idle (`crate::store::writer`).
     pub commits_inline: AtomicU64,
+    /// Resuming clients replayed from memory, from the store (their revision had left memory), or sent a
+    /// snapshot (it had left the store's retention too: they merge three ways).
+    pub replays_from_memory: AtomicU64,
+    pub replays_from_store: AtomicU64,
+    pub snapshot_resyncs: AtomicU64,
+    /// Operations numbered below their client's last committed one: old frames of dropped connections, dropped.
+    pub stale_ops: AtomicU64,
+    /// Document batches whose commit failed (rolled back; their authors were told to send again).
+    pub commit_failures: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub commit_latency: Histogram,
@@ -118,6 +127,31 @@ impl Metrics {
                 "codecollab_commits_inline_total",
                 "Commits that found the store idle and ran on the asking task's thread instead of the store thread.",
                 &self.commits_inline,
+            ),
+            (
+                "codecollab_replays_from_memory_total",
+                "Resuming clients replayed what they missed from the history in memory.",
+                &self.replays_from_memory,
+            ),
+            (
+                "codecollab_replays_from_store_total",
+                "Resuming clients replayed what they missed from the operations kept in the store.",
+                &self.replays_from_store,
+            ),
+            (
+                "codecollab_snapshot_resyncs_total",
+                "Resuming clients sent a snapshot: what they missed had left the store's retention.",
+                &self.snapshot_resyncs,
+            ),
+            (
+                "codecollab_stale_ops_total",
+                "Old frames of dropped connections (an operation numbered below its client's last), dropped.",
+                &self.stale_ops,
+            ),
+            (
+                "codecollab_commit_failures_total",
+                "Document batches the store could not commit (rolled back, authors told to send again).",
+                &self.commit_failures,
             ),
             ("codecollab_bytes_in_total", "WebSocket payload bytes received.", &self.bytes_in),
             ("codecollab_bytes_out_total", "WebSocket payload bytes sent.", &self.bytes_out),

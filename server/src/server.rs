@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use codecollab_protocol::wire::{ErrorCode, Role, ServerMsg};
+use codecollab_protocol::wire::{ErrorCode, Limits, Role, ServerMsg};
 use codecollab_protocol::DocumentLimits;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -54,8 +54,14 @@ impl Shared {
                     max_chars: self.config.limits.max_document_chars,
                 },
                 snapshot_every: self.config.snapshot_every,
+                retention: self.config.retention,
             },
             max_documents: self.config.limits.max_documents_per_session,
+            limits: Limits {
+                max_frame_bytes: self.config.limits.max_frame_bytes as u64,
+                max_document_chars: self.config.limits.max_document_chars as u64,
+                heartbeat_ms: self.config.heartbeat.as_millis() as u64,
+            },
         }
     }
 

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use codecollab_protocol::wire::{DocId, DocInfo, ErrorCode, PeerId, PeerInfo, Role, ServerMsg};
+use codecollab_protocol::wire::{DocId, DocInfo, ErrorCode, Limits, PeerId, PeerInfo, Role, ServerMsg};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::document::{self, DocCommand, DocHandle, DocSettings};
@@ -114,6 +114,8 @@ pub struct SessionContext {
     pub metrics: Arc<Metrics>,
     pub doc_settings: DocSettings,
     pub max_documents: usize,
+    /// What `Welcome` tells clients of the server's limits.
+    pub limits: Limits,
 }
 
 struct PeerEntry {
@@ -258,6 +260,7 @@ impl SessionTask {
             token,
             peers: self.peers.values().map(|p| p.info.clone()).collect(),
             docs: self.docs.iter().map(|(&doc, entry)| DocInfo { doc, path: entry.path.clone() }).collect(),
+            limits: Some(self.context.limits),
         });
         Ok(Joined { peer })
     }

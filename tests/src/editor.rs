@@ -141,7 +141,7 @@ impl Editor {
         match msg {
             ServerMsg::Ack { doc, seq, revision } if doc == self.doc => {
                 let before = self.ot.revision();
-                if let Some(out) = self.ot.server_ack(seq, revision)? {
+                if let Some(out) = self.ot.server_ack(seq, revision)?.send {
                     self.send_op(out).await;
                 }
                 if self.ot.revision() > before {

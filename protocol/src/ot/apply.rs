@@ -1,4 +1,5 @@
-//! Applying an operation to text (`&str` or a `ropey::Rope`) and inverting it against the text it applied to.
+//! Applying an operation to text (`&str`, a `ropey::Rope` or a [`TextTree`]) and inverting it against the text it
+//! applied to.
 //!
 //! Law: `apply(apply(s, op), op.invert(s)) == s`.
 
@@ -12,6 +13,8 @@ use crate::tree::TextTree;
 /// Text an operation applies to in place, indexed by chars: [`TextOperation::apply_to`].
 pub trait EditText {
     fn len_chars(&self) -> usize;
+    /// The chars in `range`.
+    fn slice_string(&self, range: Range<usize>) -> String;
     /// Inserts `text` at char `at`.
     fn insert_text(&mut self, at: usize, text: &Text);
     fn remove_chars(&mut self, range: Range<usize>);
@@ -20,6 +23,10 @@ pub trait EditText {
 impl EditText for Rope {
     fn len_chars(&self) -> usize {
         Rope::len_chars(self)
+    }
+
+    fn slice_string(&self, range: Range<usize>) -> String {
+        self.slice(range).to_string()
     }
 
     fn insert_text(&mut self, at: usize, text: &Text) {
@@ -34,6 +41,10 @@ impl EditText for Rope {
 impl EditText for TextTree {
     fn len_chars(&self) -> usize {
         TextTree::len_chars(self)
+    }
+
+    fn slice_string(&self, range: Range<usize>) -> String {
+        self.slice(range)
     }
 
     fn insert_text(&mut self, at: usize, text: &Text) {
@@ -118,8 +129,8 @@ impl TextOperation {
         Ok(inverse)
     }
 
-    /// [`TextOperation::invert`] against a rope: O(log n) per component plus the deleted text.
-    pub fn invert_rope(&self, base: &Rope) -> Result<TextOperation, OpError> {
+    /// [`TextOperation::invert`] against a rope or a [`TextTree`]: O(log n) per component plus the deleted text.
+    pub fn invert_in(&self, base: &impl EditText) -> Result<TextOperation, OpError> {
         let actual = base.len_chars();
         if actual != self.base_len {
             return Err(OpError::BaseLengthMismatch { expected: self.base_len, actual });
@@ -136,8 +147,7 @@ impl TextOperation {
                     inverse.delete(s.char_len());
                 }
                 Component::Delete(n) => {
-                    let deleted: String = base.slice(position..position + n).chars().collect();
-                    inverse.insert_counted(&deleted, *n);
+                    inverse.insert_counted(&base.slice_string(position..position + n), *n);
                     position += n;
                 }
             }
@@ -188,7 +198,7 @@ mod tests {
         });
         let after = edit.apply(base).expect("lengths match");
         let inverse = edit.invert(base).expect("lengths match");
-        assert_eq!(inverse, edit.invert_rope(&Rope::from_str(base)).expect("lengths match"));
+        assert_eq!(inverse, edit.invert_in(&Rope::from_str(base)).expect("lengths match"));
         assert_eq!(inverse.apply(&after).expect("lengths match"), base);
     }
 }

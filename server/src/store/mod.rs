@@ -47,20 +47,26 @@ pub enum Write {
     DeleteDocument {
         doc: DocId,
     },
-    /// Appends consecutive operations; the first one's revision must be the next free one.
+    /// Appends consecutive operations, committed at `committed` (Unix seconds); the first one's revision must be
+    /// the next free one.
     AppendOps {
         doc: DocId,
         ops: Vec<StoredOp>,
+        committed: u64,
     },
     Snapshot {
         doc: DocId,
         revision: Revision,
         text: String,
     },
-    /// Drops operations up to `through` and snapshots older than the newest one at or before `through`.
+    /// Drops what is no longer needed: every snapshot older than the newest, and the operations outside the
+    /// retention window, those at or before `beyond_count` (too many newer ones) or committed before
+    /// `older_than` (Unix seconds), but never one the newest snapshot does not contain (a document is loaded as
+    /// its newest snapshot and the operations after it). Every client's last sequence number is kept.
     Compact {
         doc: DocId,
-        through: Revision,
+        beyond_count: Revision,
+        older_than: u64,
     },
 }
 
@@ -146,4 +152,8 @@ pub trait Store: Send {
     fn load_session(&mut self, session: &str) -> Result<Option<SessionRecord>, StoreError>;
     fn session_count(&mut self) -> Result<usize, StoreError>;
     fn load_document(&mut self, doc: DocId) -> Result<LoadedDocument, StoreError>;
+    /// The operations committed as revisions `after + 1 ..= through`, in order, or `None` if the store no longer
+    /// has them all (compacted: beyond retention).
+    fn load_ops(&mut self, doc: DocId, after: Revision, through: Revision)
+        -> Result<Option<Vec<StoredOp>>, StoreError>;
 }

@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS ops (
     author INTEGER NOT NULL,
     seq INTEGER NOT NULL,
     op BLOB NOT NULL,
+    committed INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (doc, revision)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -101,6 +102,22 @@ fn decode_op(bytes: &[u8]) -> Result<TextOperation, StoreError> {
     rmp_serde::from_slice(bytes).map_err(|e| StoreError::Backend(format!("a stored operation does not decode: {e}")))
 }
 
+/// Brings a database made by an older server up to the current schema.
+fn migrate(connection: &Connection) -> rusqlite::Result<()> {
+    let has_committed: bool =
+        connection.prepare("SELECT 1 FROM pragma_table_info('ops') WHERE name = 'committed'")?.exists([])?;
+    if !has_committed {
+        // Operations stored before commit times were kept: counted as committed now, so retention keeps them
+        // its full age from the upgrade on.
+        connection.execute_batch(&format!(
+            "ALTER TABLE ops ADD COLUMN committed INTEGER NOT NULL DEFAULT 0;
+             UPDATE ops SET committed = {};",
+            crate::auth::unix_now()
+        ))?;
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database in `data_dir`.
     pub fn open(data_dir: &Path, durability: Durability) -> anyhow::Result<SqliteStore> {
@@ -120,6 +137,7 @@ impl SqliteStore {
              PRAGMA wal_autocheckpoint = 0;"
         ))?;
         connection.execute_batch(SCHEMA)?;
+        migrate(&connection)?;
         Ok(SqliteStore { connection, durability, since_checkpoint: (0, 0) })
     }
 
@@ -197,12 +215,14 @@ impl SqliteStore {
                     tx.execute(&format!("DELETE FROM {table} WHERE doc = ?1"), params![id]).map_err(backend)?;
                 }
             }
-            Write::AppendOps { doc, ops } => {
+            Write::AppendOps { doc, ops, committed } => {
                 let id = to_sql(*doc);
                 // Each client's last sequence number is read from the ops themselves; `client_seqs` only keeps
                 // it for ops that compaction deletes (below). One row per op is the whole cost of a commit.
                 let mut insert = tx
-                    .prepare_cached("INSERT INTO ops (doc, revision, author, seq, op) VALUES (?1, ?2, ?3, ?4, ?5)")
+                    .prepare_cached(
+                        "INSERT INTO ops (doc, revision, author, seq, op, committed) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )
                     .map_err(backend)?;
                 for stored in ops {
                     let inserted = insert.execute(params![
@@ -210,7 +230,8 @@ impl SqliteStore {
                         to_sql(stored.revision),
                         to_sql(stored.author),
                         to_sql(stored.seq),
-                        encode_op(&stored.op)
+                        encode_op(&stored.op),
+                        to_sql(*committed)
                     ]);
                     match inserted {
                         Err(e) if is_constraint(&e) => {
@@ -227,37 +248,73 @@ impl SqliteStore {
                 )
                 .map_err(backend)?;
             }
-            Write::Compact { doc, through } => {
+            Write::Compact { doc, beyond_count, older_than } => {
                 let id = to_sql(*doc);
-                let through = to_sql(*through);
                 let newest: Option<i64> = tx
+                    .query_row("SELECT MAX(revision) FROM snapshots WHERE doc = ?1", params![id], |row| row.get(0))
+                    .map_err(backend)?;
+                let Some(newest) = newest else { return Ok(Written::Done) };
+                // Retention keeps an op while it is among the newest and young: it goes if either fails. Commit
+                // times grow with revisions, so the old ones are a prefix; its end is the newest old one.
+                let aged: Option<i64> = tx
                     .query_row(
-                        "SELECT MAX(revision) FROM snapshots WHERE doc = ?1 AND revision <= ?2",
-                        params![id, through],
+                        "SELECT MAX(revision) FROM ops WHERE doc = ?1 AND committed < ?2",
+                        params![id, to_sql(*older_than)],
                         |row| row.get(0),
                     )
                     .map_err(backend)?;
-                // Never drop an operation the newest usable snapshot does not already contain.
-                if let Some(newest) = newest {
-                    // Keep each client's last sequence number before its ops go (a client's sequence numbers
-                    // grow with the revisions, so both maxima come from its latest op).
-                    tx.execute(
-                        "INSERT INTO client_seqs (doc, client, seq, revision)
-                         SELECT doc, author, MAX(seq), MAX(revision) FROM ops WHERE doc = ?1 AND revision <= ?2
-                         GROUP BY author
-                         ON CONFLICT (doc, client) DO UPDATE SET seq = excluded.seq, revision = excluded.revision
-                         WHERE excluded.revision > client_seqs.revision",
-                        params![id, newest],
-                    )
+                // Never an op the newest snapshot does not already contain.
+                let through = to_sql(*beyond_count).max(aged.unwrap_or(0)).min(newest);
+                // Keep each client's last sequence number before its ops go (a client's sequence numbers grow
+                // with the revisions, so both maxima come from its latest op).
+                tx.execute(
+                    "INSERT INTO client_seqs (doc, client, seq, revision)
+                     SELECT doc, author, MAX(seq), MAX(revision) FROM ops WHERE doc = ?1 AND revision <= ?2
+                     GROUP BY author
+                     ON CONFLICT (doc, client) DO UPDATE SET seq = excluded.seq, revision = excluded.revision
+                     WHERE excluded.revision > client_seqs.revision",
+                    params![id, through],
+                )
+                .map_err(backend)?;
+                tx.execute("DELETE FROM ops WHERE doc = ?1 AND revision <= ?2", params![id, through])
                     .map_err(backend)?;
-                    tx.execute("DELETE FROM ops WHERE doc = ?1 AND revision <= ?2", params![id, newest])
-                        .map_err(backend)?;
-                    tx.execute("DELETE FROM snapshots WHERE doc = ?1 AND revision < ?2", params![id, newest])
-                        .map_err(backend)?;
-                }
+                tx.execute("DELETE FROM snapshots WHERE doc = ?1 AND revision < ?2", params![id, newest])
+                    .map_err(backend)?;
             }
         }
         Ok(Written::Done)
+    }
+}
+
+impl SqliteStore {
+    /// The consecutive operations after revision `after`, up to `through`, from the first one stored; an error if
+    /// one is missing in between.
+    fn ops(&mut self, doc: DocId, after: Revision, through: Revision) -> Result<Vec<StoredOp>, StoreError> {
+        let mut query = self
+            .connection
+            .prepare_cached(
+                "SELECT revision, author, seq, op FROM ops WHERE doc = ?1 AND revision > ?2 AND revision <= ?3
+                 ORDER BY revision",
+            )
+            .map_err(backend)?;
+        let rows = query
+            .query_map(params![to_sql(doc), to_sql(after), to_sql(through.min(i64::MAX as u64))], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?, row.get::<_, Vec<u8>>(3)?))
+            })
+            .map_err(backend)?;
+        let mut ops: Vec<StoredOp> = Vec::new();
+        for row in rows {
+            let (revision, author, seq, bytes) = row.map_err(backend)?;
+            let revision = from_sql(revision);
+            if let Some(previous) = ops.last().filter(|p| p.revision + 1 != revision) {
+                return Err(StoreError::Backend(format!(
+                    "document {doc} is missing revision {}",
+                    previous.revision + 1
+                )));
+            }
+            ops.push(StoredOp { revision, author: from_sql(author), seq: from_sql(seq), op: decode_op(&bytes)? });
+        }
+        Ok(ops)
     }
 }
 
@@ -332,26 +389,14 @@ impl Store for SqliteStore {
         let Some((snapshot_revision, snapshot_text)) = snapshot else {
             return Err(StoreError::UnknownDocument(doc));
         };
-        let mut ops_query = self
-            .connection
-            .prepare_cached(
-                "SELECT revision, author, seq, op FROM ops WHERE doc = ?1 AND revision > ?2 ORDER BY revision",
-            )
-            .map_err(backend)?;
-        let rows = ops_query
-            .query_map(params![id, snapshot_revision], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?, row.get::<_, Vec<u8>>(3)?))
-            })
-            .map_err(backend)?;
-        let mut ops = Vec::new();
-        let first: Revision = from_sql(snapshot_revision) + 1;
-        for (expected, row) in (first..).zip(rows) {
-            let (revision, author, seq, bytes) = row.map_err(backend)?;
-            let revision = from_sql(revision);
-            if revision != expected {
-                return Err(StoreError::Backend(format!("document {doc} is missing revision {expected}")));
-            }
-            ops.push(StoredOp { revision, author: from_sql(author), seq: from_sql(seq), op: decode_op(&bytes)? });
+        let snapshot_revision = from_sql(snapshot_revision);
+        let ops = self.ops(doc, snapshot_revision, Revision::MAX)?;
+        if let Some(first) = ops.first().filter(|op| op.revision != snapshot_revision + 1) {
+            return Err(StoreError::Backend(format!(
+                "document {doc} is missing revisions {} to {}",
+                snapshot_revision + 1,
+                first.revision - 1
+            )));
         }
         let mut seqs_query = self
             .connection
@@ -370,7 +415,18 @@ impl Store for SqliteStore {
             .map_err(backend)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(backend)?;
-        Ok(LoadedDocument { snapshot_revision: from_sql(snapshot_revision), snapshot_text, ops, client_seqs })
+        Ok(LoadedDocument { snapshot_revision, snapshot_text, ops, client_seqs })
+    }
+
+    fn load_ops(
+        &mut self,
+        doc: DocId,
+        after: Revision,
+        through: Revision,
+    ) -> Result<Option<Vec<StoredOp>>, StoreError> {
+        let ops = self.ops(doc, after, through)?;
+        let complete = through == after || ops.first().is_some_and(|op| op.revision == after + 1);
+        Ok(complete.then_some(ops))
     }
 }
 
@@ -404,9 +460,9 @@ mod tests {
         let op2 = StoredOp { revision: 2, author: 7, seq: 1, op: insert(3, 0, "¡") };
         let outcomes = store
             .commit(&[
-                Write::AppendOps { doc, ops: vec![op1.clone()] },
-                Write::AppendOps { doc, ops: vec![op1.clone()] },
-                Write::AppendOps { doc, ops: vec![op2.clone()] },
+                Write::AppendOps { doc, ops: vec![op1.clone()], committed: 10 },
+                Write::AppendOps { doc, ops: vec![op1.clone()], committed: 10 },
+                Write::AppendOps { doc, ops: vec![op2.clone()], committed: 10 },
             ])
             .expect("commits");
         assert_eq!(outcomes[1], Err(StoreError::RevisionTaken { doc, revision: 1 }));
@@ -417,7 +473,10 @@ mod tests {
         assert!(loaded.client_seqs.contains(&(u64::MAX, 1, 1)));
         // Snapshot at 1, compact through 1: the snapshot replaces the first op.
         store
-            .commit(&[Write::Snapshot { doc, revision: 1, text: "hi!".into() }, Write::Compact { doc, through: 1 }])
+            .commit(&[
+                Write::Snapshot { doc, revision: 1, text: "hi!".into() },
+                Write::Compact { doc, beyond_count: 1, older_than: 0 },
+            ])
             .expect("commits");
         let loaded = store.load_document(doc).expect("loads");
         assert_eq!((loaded.snapshot_revision, loaded.snapshot_text.as_str()), (1, "hi!"));
@@ -427,6 +486,67 @@ mod tests {
         assert!(loaded.client_seqs.contains(&(7, 1, 2)), "{:?}", loaded.client_seqs);
         let session = store.load_session("s").expect("reads").expect("exists");
         assert_eq!(session.documents, vec![DocumentRecord { doc, path: "a.txt".into() }]);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn compaction_keeps_the_retention_window_and_what_the_newest_snapshot_lacks() {
+        let (mut store, dir) = temp_store("retention");
+        let outcomes = store
+            .commit(&[
+                Write::CreateSession { session: "s".into(), host: "Ada".into(), created: 1 },
+                Write::CreateDocument { session: "s".into(), path: "a.txt".into(), text: String::new() },
+            ])
+            .expect("commits");
+        let Ok(Written::DocumentCreated(doc)) = outcomes[1] else { panic!("{outcomes:?}") };
+        // Revisions 1..=10 committed at times 100..=109, by two clients.
+        for revision in 1..=10_u64 {
+            let op =
+                StoredOp { revision, author: revision % 2, seq: revision, op: insert(revision as usize - 1, 0, "x") };
+            store.commit(&[Write::AppendOps { doc, ops: vec![op], committed: 99 + revision }]).expect("commits");
+        }
+        let ops_after =
+            |store: &mut SqliteStore, after| store.load_ops(doc, after, 10).expect("reads").map(|o| o.len());
+        assert_eq!(ops_after(&mut store, 0), Some(10));
+        assert_eq!(ops_after(&mut store, 7), Some(3));
+        assert_eq!(store.load_ops(doc, 10, 10).expect("reads").map(|o| o.len()), Some(0), "nothing missed");
+        // A snapshot at 8. Retention by count says keep after 3, by age keep what was committed from 105 (rev 6).
+        store.commit(&[Write::Snapshot { doc, revision: 8, text: "x".repeat(8) }]).expect("commits");
+        store.commit(&[Write::Compact { doc, beyond_count: 3, older_than: 105 }]).expect("commits");
+        assert_eq!(ops_after(&mut store, 5), Some(5), "revisions 6 to 10 are kept");
+        assert_eq!(ops_after(&mut store, 4), None, "revision 5 is gone: a resuming client gets a snapshot");
+        // Retention would let everything go, but the ops after the newest snapshot stay.
+        store.commit(&[Write::Compact { doc, beyond_count: 10, older_than: 1_000 }]).expect("commits");
+        assert_eq!(ops_after(&mut store, 8), Some(2));
+        assert_eq!(ops_after(&mut store, 7), None);
+        let loaded = store.load_document(doc).expect("loads");
+        assert_eq!((loaded.snapshot_revision, loaded.ops.len()), (8, 2));
+        assert!(
+            loaded.client_seqs.contains(&(0, 10, 10)) && loaded.client_seqs.contains(&(1, 9, 9)),
+            "{:?}",
+            loaded.client_seqs
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_database_of_an_older_server_gets_commit_times() {
+        let dir = std::env::temp_dir().join(format!("codecollab-store-migrate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("creates");
+        let old = Connection::open(dir.join(DATABASE_FILE)).expect("opens");
+        old.execute_batch(
+            "CREATE TABLE ops (doc INTEGER NOT NULL, revision INTEGER NOT NULL, author INTEGER NOT NULL,
+                 seq INTEGER NOT NULL, op BLOB NOT NULL, PRIMARY KEY (doc, revision)) WITHOUT ROWID;
+             INSERT INTO ops VALUES (1, 1, 7, 1, x'91a178');",
+        )
+        .expect("old schema");
+        drop(old);
+        let mut store = SqliteStore::open(&dir, Durability::Process).expect("migrates");
+        let committed: i64 =
+            store.connection.query_row("SELECT committed FROM ops", [], |row| row.get(0)).expect("reads");
+        assert!(committed as u64 + 60 >= crate::auth::unix_now(), "counted as committed now: {committed}");
+        assert_eq!(store.load_ops(1, 0, 1).expect("reads").map(|o| o.len()), Some(1));
         std::fs::remove_dir_all(dir).ok();
     }
 
@@ -451,13 +571,13 @@ mod tests {
         for revision in 1..CHECKPOINT_COMMITS as u64 {
             assert!(!store.maintenance_due(), "not due after {revision} commits");
             let op = StoredOp { revision, author: 1, seq: revision, op: insert(revision as usize - 1, 0, "x") };
-            store.commit(&[Write::AppendOps { doc, ops: vec![op] }]).expect("commits");
+            store.commit(&[Write::AppendOps { doc, ops: vec![op], committed: 1 }]).expect("commits");
         }
         assert!(store.maintenance_due());
         store.maintain().expect("checkpoints");
         assert!(!store.maintenance_due());
         let op = StoredOp { revision: 256, author: 1, seq: 256, op: insert(255, 0, "x") };
-        store.commit(&[Write::AppendOps { doc, ops: vec![op] }]).expect("commits");
+        store.commit(&[Write::AppendOps { doc, ops: vec![op], committed: 1 }]).expect("commits");
         assert!(log_pages(&store) < 10, "the log started over after the checkpoint");
         // A large snapshot makes it due at once.
         store.commit(&[Write::Snapshot { doc, revision: 255, text: "y".repeat(CHECKPOINT_BYTES) }]).expect("commits");

@@ -16,7 +16,9 @@ use std::time::Instant;
 use codecollab_protocol::wire::DocId;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{LoadedDocument, SessionRecord, Store, StoreError, Write, Written};
+use codecollab_protocol::Revision;
+
+use super::{LoadedDocument, SessionRecord, Store, StoreError, StoredOp, Write, Written};
 use crate::metrics::Metrics;
 
 /// Requests waiting beyond this many are left for the next round, bounding one transaction's size.
@@ -41,7 +43,10 @@ enum Read {
     LoadSession { session: String, reply: oneshot::Sender<Result<Option<SessionRecord>, StoreError>> },
     SessionCount { reply: oneshot::Sender<Result<usize, StoreError>> },
     LoadDocument { doc: DocId, reply: oneshot::Sender<Result<LoadedDocument, StoreError>> },
+    LoadOps { doc: DocId, after: Revision, through: Revision, reply: oneshot::Sender<OpsRead> },
 }
+
+type OpsRead = Result<Option<Vec<StoredOp>>, StoreError>;
 
 /// A cheap, cloneable handle to the store. The store thread stops once every handle is dropped, after finishing
 /// what was queued.
@@ -132,6 +137,11 @@ impl StoreHandle {
     pub async fn load_document(&self, doc: DocId) -> Result<LoadedDocument, StoreError> {
         self.read(|reply| Read::LoadDocument { doc, reply }).await
     }
+
+    /// The operations committed as revisions `after + 1 ..= through`, or `None` if the store no longer has them.
+    pub async fn load_ops(&self, doc: DocId, after: Revision, through: Revision) -> OpsRead {
+        self.read(|reply| Read::LoadOps { doc, after, through, reply }).await
+    }
 }
 
 /// Commits `writes` in one transaction, timing it.
@@ -203,6 +213,9 @@ fn run(shared: &Mutex<Box<dyn Store>>, mut receiver: mpsc::Receiver<Request>, me
                 Read::LoadDocument { doc, reply } => {
                     let _ = reply.send(store.load_document(doc));
                 }
+                Read::LoadOps { doc, after, through, reply } => {
+                    let _ = reply.send(store.load_ops(doc, after, through));
+                }
             }
         }
         if store.maintenance_due() {
@@ -272,11 +285,14 @@ mod tests {
             let _ = self.gate.recv();
             Err(StoreError::UnknownDocument(doc))
         }
+        fn load_ops(&mut self, doc: DocId, _: Revision, _: Revision) -> OpsRead {
+            Err(StoreError::UnknownDocument(doc))
+        }
     }
 
     fn append(text: &str) -> Vec<Write> {
         let op = codecollab_protocol::TextOperation::replace(0, 0, 0, text).expect("valid");
-        vec![Write::AppendOps { doc: 1, ops: vec![StoredOp { revision: 1, author: 1, seq: 1, op }] }]
+        vec![Write::AppendOps { doc: 1, ops: vec![StoredOp { revision: 1, author: 1, seq: 1, op }], committed: 1 }]
     }
 
     /// The store, the calls it recorded, the go-ahead for a waiting read, and the metrics.

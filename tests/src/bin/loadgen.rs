@@ -173,7 +173,7 @@ async fn edit(
                     report.ack_latencies.push(arrived - sent);
                     report.sent.push((doc_index, revision, sent));
                 }
-                if let Some(out) = ot.server_ack(seq, revision)? {
+                if let Some(out) = ot.server_ack(seq, revision)?.send {
                     in_flight.insert(out.seq, Instant::now());
                     ws.send(&ClientMsg::Op { doc, seq: out.seq, base_revision: out.base_revision, op: out.op }).await?;
                 }
