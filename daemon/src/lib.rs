@@ -31,6 +31,7 @@ where
     let (events, receiver) = mpsc::unbounded_channel();
     let (out, out_receiver) = mpsc::unbounded_channel();
     let main_loop = main_loop::MainLoop::new(events.clone(), out);
+    let shutdown = events.clone();
     let main_task = tokio::spawn(main_loop.run(receiver));
     let (service, socket) = LspService::build(|client| {
         tokio::spawn(lsp_server::forward_output(client, out_receiver));
@@ -46,5 +47,10 @@ where
     .custom_method("collab/close", lsp_server::Backend::close)
     .finish();
     transport::serve(input, output, service, socket).await;
-    main_task.abort();
+    // The editor is gone: the main loop writes the files no editor has open (the last remote edits among them)
+    // before the process ends. It holds a sender to its own channel, so it is told rather than left to notice.
+    let _ = shutdown.send(main_loop::Event::Shutdown);
+    if tokio::time::timeout(std::time::Duration::from_secs(10), main_task).await.is_err() {
+        tracing::warn!("the main loop did not stop in time; some files may not be written");
+    }
 }

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use codecollab_protocol::wire::{ClientMsg, DocId, DocInfo, ErrorCode, PeerId, PeerInfo, Role, ServerMsg};
-use codecollab_protocol::{Bias, Client, ClientId, Outgoing, Revision, Selection, TextOperation};
+use codecollab_protocol::wire::{ClientMsg, DocId, DocInfo, ErrorCode, Limits, PeerId, PeerInfo, Role, ServerMsg};
+use codecollab_protocol::{Bias, Client, ClientId, Outgoing, Revision, Selection, TextOperation, MAX_OP_BYTES};
 use ropey::Rope;
 use tokio::sync::{mpsc, oneshot};
 use tower_lsp_server::jsonrpc;
@@ -52,6 +52,12 @@ pub enum Event {
     },
     /// Write changed files that no editor has open.
     FlushDisk,
+    /// Send again what the server could not store (if `epoch` is still the current connection).
+    Retry {
+        epoch: u64,
+    },
+    /// The editor is gone (`exit`, or its end of stdio closed): write what no editor has open, then stop.
+    Shutdown,
 }
 
 /// What the daemon sends its editor; the LSP side turns these into notifications.
@@ -82,7 +88,14 @@ enum Pending {
 struct Doc {
     path: String,
     text: Rope,
+    /// The server's text at `ot.revision()`: the base of a three-way merge if the server can only send a snapshot,
+    /// and what an operation the server refuses for good is undone against. Shares its nodes with `text` (a rope
+    /// clone is O(1)) whenever nothing is pending.
+    server_text: Rope,
     ot: Client,
+    /// The server could not store (or would not yet take) our outstanding operation: it goes again on the next
+    /// [`Event::Retry`].
+    retry: bool,
     editor: Option<EditorBuffer>,
     /// Changed since last written to disk (for documents no editor has open).
     dirty: bool,
@@ -110,7 +123,23 @@ struct Session {
     /// Paths the session holds whose snapshot we asked for and have not received yet: an editor opening one waits
     /// for it instead of creating the file again.
     fetching: HashMap<String, DocId>,
+    /// The server's limits, from `welcome`.
+    limits: Limits,
+    /// Paths we created with only the start of their text (the whole would not fit in a frame): the rest follows
+    /// as edits once the server has the document.
+    created_partly: std::collections::HashSet<String>,
+    /// Refusals in a row that asked us to send again later (the server could not store, or rate limited us):
+    /// the delay before the next [`Event::Retry`] doubles with each.
+    retries: u32,
+    /// An [`Event::Retry`] is on its way.
+    retry_scheduled: bool,
 }
+
+/// The limits a server that does not say assumes (its defaults).
+const DEFAULT_LIMITS: Limits = Limits { max_frame_bytes: 16 << 20, max_document_chars: 16 << 20, heartbeat_ms: 15_000 };
+
+/// How long a resync's diff may take before it settles for a coarser one.
+const MERGE_DEADLINE: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Connection {
@@ -199,6 +228,9 @@ impl MainLoop {
             }
         });
         while let Some(event) = receiver.recv().await {
+            if matches!(event, Event::Shutdown) {
+                break;
+            }
             self.handle(event);
         }
         flusher.abort();
@@ -277,6 +309,15 @@ impl MainLoop {
                 }
             }
             Event::FlushDisk => self.flush_disk(),
+            Event::Retry { epoch } => {
+                if epoch == self.epoch && self.relay.is_some() {
+                    self.retry();
+                } else if let Some(session) = self.session.as_mut() {
+                    // A reconnect resends everything anyway.
+                    session.retry_scheduled = false;
+                }
+            }
+            Event::Shutdown => self.flush_disk(),
         }
     }
 
@@ -375,17 +416,22 @@ impl MainLoop {
                     self.server_message(message);
                 }
             }
-            RelayEvent::Closed { epoch, reason } if epoch == self.epoch => {
+            RelayEvent::Closed { epoch, reason, refused } if epoch == self.epoch => {
                 self.relay = None;
-                tracing::info!(%reason, "connection to the server lost");
+                tracing::info!(%reason, refused, "connection to the server lost");
                 if self.pending.is_some() && self.session.is_none() {
                     self.fail_pending(&reason);
                     self.set_connection(Connection::Idle, Some(reason));
                     return;
                 }
+                if refused {
+                    return self.end_session(&format!("the server no longer accepts this session ({reason})"));
+                }
                 let Some(session) = self.session.as_mut() else { return };
+                session.retries = 0;
                 for doc in session.docs.values_mut() {
                     doc.ot.disconnected();
+                    doc.retry = false;
                 }
                 // Exponential backoff with jitter, capped at a few seconds, for as long as the editor runs.
                 self.failures += 1;
@@ -417,11 +463,15 @@ impl MainLoop {
                 };
                 self.send(ClientMsg::Join { client_id: self.client_id, name: Some(name) });
             }
-            ServerMsg::Welcome { session, peer, name: _, role, host: _, token, peers, docs } => {
-                self.welcome(session, peer, role, token, peers, docs)
+            ServerMsg::Welcome { session, peer, name: _, role, host: _, token, peers, docs, limits } => {
+                self.welcome(session, peer, role, token, peers, docs);
+                if let Some(session) = self.session.as_mut() {
+                    session.limits = limits.unwrap_or(DEFAULT_LIMITS);
+                }
             }
-            // `last_seq` is not needed: a resync diffs the snapshot against our text, whatever it already holds.
-            ServerMsg::Snapshot { doc, path, revision, text, last_seq: _ } => self.snapshot(doc, path, revision, text),
+            ServerMsg::Snapshot { doc, path, revision, text, last_seq } => {
+                self.snapshot(doc, path, revision, text, last_seq)
+            }
             ServerMsg::Subscribed { doc, revision: _ } => {
                 let resend = self.session.as_mut().and_then(|s| s.docs.get_mut(&doc)).and_then(|d| d.ot.resumed());
                 if let Some(out) = resend {
@@ -430,11 +480,24 @@ impl MainLoop {
                 self.flush_cursor(doc);
             }
             ServerMsg::Ack { doc, seq, revision } => {
-                let Some(d) = self.session.as_mut().and_then(|s| s.docs.get_mut(&doc)) else { return };
-                match d.ot.server_ack(seq, revision) {
-                    Ok(Some(out)) => self.send_op(doc, out),
-                    Ok(None) => {}
+                let Some(session) = self.session.as_mut() else { return };
+                let Some(d) = session.docs.get_mut(&doc) else { return };
+                let acked = match d.ot.server_ack(seq, revision) {
+                    Ok(acked) => acked,
                     Err(error) => return self.resync(doc, &error.to_string()),
+                };
+                if let Some(committed) = acked.committed {
+                    session.retries = 0;
+                    if committed.apply_to(&mut d.server_text).is_err() {
+                        return self.resync(doc, "an acknowledged operation did not fit the server's text");
+                    }
+                    if d.ot.is_synchronized() {
+                        // Equal again: share the nodes instead of keeping two copies.
+                        d.server_text = d.text.clone();
+                    }
+                }
+                if let Some(out) = acked.send {
+                    self.send_op(doc, out);
                 }
                 self.flush_cursor(doc);
             }
@@ -529,18 +592,121 @@ impl MainLoop {
             return;
         }
         match (code, doc) {
-            (ErrorCode::ResyncNeeded, Some(doc)) => self.send(ClientMsg::Subscribe { doc, since: None }),
-            (ErrorCode::StorageFailure, _) => {
-                // Nothing was applied: reconnecting resumes and resends.
-                self.epoch += 1;
-                self.relay_event(RelayEvent::Closed { epoch: self.epoch, reason: message });
+            // The outstanding operation's base left the server's history before it arrived: nothing was applied,
+            // and it is already transformed up to our revision. Send it again on that.
+            (ErrorCode::ResyncNeeded, Some(doc)) => {
+                let resend = self.session.as_mut().and_then(|s| s.docs.get_mut(&doc)).and_then(|d| d.ot.resend());
+                if let Some(out) = resend {
+                    self.send_op(doc, out);
+                }
             }
-            (ErrorCode::Unauthorized, _) => {
-                self.out(Output::Message(MessageType::ERROR, format!("CodeCollab: {message}")));
-                self.leave();
+            // Nothing was applied, and it may work later: keep it and send it again after a while (the connection
+            // stays; a document with nothing outstanding has nothing to send again).
+            (ErrorCode::StorageFailure | ErrorCode::RateLimited, doc) => {
+                if let (Some(doc), Some(session)) = (doc, self.session.as_mut()) {
+                    if let Some(d) = session.docs.get_mut(&doc) {
+                        d.retry = !d.ot.is_synchronized();
+                    }
+                }
+                if code == ErrorCode::StorageFailure && self.session.as_ref().is_some_and(|s| s.retries == 0) {
+                    let text =
+                        "CodeCollab: the server cannot store changes right now; yours are kept and will be sent again";
+                    self.out(Output::Message(MessageType::WARNING, text.into()));
+                }
+                self.schedule_retry();
             }
+            (ErrorCode::Unauthorized, _) => self.end_session(&message),
+            // Refused for good: undo the operation, here and in the editor, and say so.
+            (
+                ErrorCode::DocumentTooLarge
+                | ErrorCode::BaseLengthMismatch
+                | ErrorCode::FutureRevision
+                | ErrorCode::Forbidden,
+                Some(doc),
+            ) => self.reject_outstanding(doc, &message),
             _ => self.out(Output::Message(MessageType::WARNING, format!("CodeCollab: {message}"))),
         }
+    }
+
+    /// Schedules an [`Event::Retry`] on this connection, after a delay that doubles with each refusal in a row
+    /// (0.25 s to 8 s), unless one is scheduled already.
+    fn schedule_retry(&mut self) {
+        let Some(session) = self.session.as_mut() else { return };
+        session.retries += 1;
+        if std::mem::replace(&mut session.retry_scheduled, true) {
+            return;
+        }
+        let delay = Duration::from_millis(125u64.saturating_mul(1 << session.retries.min(6)).min(8_000));
+        let (epoch, events) = (self.epoch, self.events.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = events.send(Event::Retry { epoch });
+        });
+    }
+
+    /// Sends again what the server could not store: the outstanding operations marked for it, and the files our
+    /// editor opened that the session does not hold yet.
+    fn retry(&mut self) {
+        let Some(session) = self.session.as_mut() else { return };
+        session.retry_scheduled = false;
+        let mut resend = Vec::new();
+        for (&doc, d) in session.docs.iter_mut() {
+            if std::mem::take(&mut d.retry) {
+                resend.extend(d.ot.resend().map(|out| (doc, out)));
+            }
+        }
+        let creates: Vec<String> = session.pending_opens.keys().cloned().collect();
+        for (doc, out) in resend {
+            self.send_op(doc, out);
+        }
+        for path in creates {
+            self.create(&path);
+        }
+    }
+
+    /// The server refused our outstanding operation in `doc` for good: undo it in our text and the editor's
+    /// (what we typed after it stays) and tell the user.
+    fn reject_outstanding(&mut self, doc: DocId, reason: &str) {
+        let Some(session) = self.session.as_mut() else { return };
+        let Some(d) = session.docs.get_mut(&doc) else { return };
+        let base = d.server_text.to_string();
+        let rebased = match d.ot.reject(&base) {
+            Ok(rebased) => rebased,
+            Err(error) => return self.resync(doc, &error.to_string()),
+        };
+        let path = d.path.clone();
+        let edit = d.editor.as_mut().map(|e| (e.uri.clone(), e.daemon_edit(rebased.apply.clone(), &d.text)));
+        if rebased.apply.apply_to(&mut d.text).is_err() {
+            return self.resync(doc, "undoing a refused operation did not fit");
+        }
+        d.dirty |= d.editor.is_none();
+        transform_selections(d, &rebased.apply);
+        if let Some((uri, DaemonEdit { revision, changes })) = edit {
+            self.out(Output::Edit(EditParams { uri, revision, changes }));
+        }
+        if let Some(out) = rebased.send {
+            self.send_op(doc, out);
+        }
+        let text = format!("CodeCollab: the server refused an edit of {path} ({reason}); it was undone");
+        self.out(Output::Message(MessageType::ERROR, text));
+    }
+
+    /// Ends the session for good (the server refused it, or lost what we had): writes every file no editor has
+    /// open, stops reconnecting, and tells the user what happened and what is kept.
+    fn end_session(&mut self, reason: &str) {
+        let root = self.session.as_ref().map(|s| s.root.display().to_string()).unwrap_or_default();
+        self.flush_disk();
+        let text = format!(
+            "CodeCollab: the session ended: {reason}. Your files and the edits not yet sent are kept in {root} \
+             (open files in your editor). The host can share the folder again and send a new invite."
+        );
+        tracing::warn!(%reason, "session ended");
+        self.out(Output::Message(MessageType::ERROR, text.clone()));
+        self.epoch += 1;
+        self.relay = None;
+        self.session = None;
+        self.fail_pending(reason);
+        self.set_connection(Connection::Idle, Some(text));
     }
 
     fn welcome(
@@ -608,19 +774,15 @@ impl MainLoop {
                 session.peers = peers.into_iter().map(|p| (p.peer, p)).collect();
                 let known: Vec<(DocId, Revision)> = session.docs.iter().map(|(id, d)| (*id, d.ot.revision())).collect();
                 let unknown: Vec<DocInfo> = docs.into_iter().filter(|d| !session.docs.contains_key(&d.doc)).collect();
-                let creates: Vec<(String, String)> =
-                    session.pending_opens.values().map(|o| (o.uri.clone(), o.text.clone())).collect();
-                let root = session.root.clone();
+                let creates: Vec<String> = session.pending_opens.keys().cloned().collect();
                 for (doc, since) in known {
                     self.send(ClientMsg::Subscribe { doc, since: Some(since) });
                 }
                 for doc in unknown {
                     self.fetch(doc);
                 }
-                for (uri, text) in creates {
-                    if let Some(path) = workspace::uri_to_path(&uri).and_then(|p| workspace::relative(&root, &p)) {
-                        self.send(ClientMsg::Create { path, text });
-                    }
+                for path in creates {
+                    self.create(&path);
                 }
                 self.set_connection(Connection::Connected, None);
                 self.send_peers();
@@ -652,6 +814,10 @@ impl MainLoop {
             uris: HashMap::new(),
             last_doc: HashMap::new(),
             fetching: HashMap::new(),
+            limits: DEFAULT_LIMITS,
+            created_partly: std::collections::HashSet::new(),
+            retries: 0,
+            retry_scheduled: false,
         }
     }
 
@@ -686,31 +852,23 @@ impl MainLoop {
 
     // ---- documents ----
 
-    fn snapshot(&mut self, doc: DocId, path: String, revision: Revision, text: String) {
+    fn snapshot(&mut self, doc: DocId, path: String, revision: Revision, text: String, last_seq: Option<u64>) {
         let encoding = self.encoding;
         let Some(session) = self.session.as_mut() else { return };
         let joining = matches!(self.pending, Some(Pending::Join { .. }));
         let sharing = matches!(self.pending, Some(Pending::Share { .. }));
         session.fetching.remove(&path);
-        if let Some(existing) = session.docs.get_mut(&doc) {
-            // A resync: the history no longer reached back. Keep our text and send the difference as one edit.
-            tracing::info!(doc, path = %existing.path, revision, "resync from a snapshot");
-            let ours = existing.text.to_string();
-            existing.ot = Client::new(revision, existing.ot.next_seq());
-            existing.text = Rope::from_str(&text);
-            let diff = position::diff(&text, &ours);
-            if !diff.is_noop() {
-                diff.apply_to(&mut existing.text).expect("diff applies to the snapshot");
-                if let Ok(Some(out)) = existing.ot.apply_local(diff) {
-                    self.send_op(doc, out);
-                }
-            }
-            return;
+        if session.docs.contains_key(&doc) {
+            return self.resync_from_snapshot(doc, revision, &text, last_seq);
         }
+        let max_op_bytes = op_bytes(&session.limits);
+        let rope = Rope::from_str(&text);
         let mut entry = Doc {
             path: path.clone(),
-            text: Rope::from_str(&text),
-            ot: Client::new(revision, 1),
+            server_text: rope.clone(),
+            text: rope,
+            ot: Client::new(revision, 1).with_max_op_bytes(max_op_bytes),
+            retry: false,
             editor: None,
             dirty: !sharing,
             my_selections: None,
@@ -718,7 +876,20 @@ impl MainLoop {
         };
         // An editor that opened this path before the session had it is tracked now.
         let mut first_edit = None;
+        let mut rest = None;
         if let Some(open) = session.pending_opens.remove(&path) {
+            // We created it with only the start of its text: the rest goes as edits, split to fit frames.
+            if session.created_partly.remove(&path) && revision == 0 && open.text.starts_with(&text) {
+                let op = TextOperation::replace(
+                    entry.text.len_chars(),
+                    entry.text.len_chars(),
+                    entry.text.len_chars(),
+                    &open.text[text.len()..],
+                )
+                .expect("an insertion at the end is in bounds");
+                op.apply_to(&mut entry.text).expect("fits");
+                rest = entry.ot.apply_local(op).ok().flatten();
+            }
             let (buffer, edit) = EditorBuffer::open(open.uri.clone(), encoding, &open.text, &entry.text);
             session.uris.insert(open.uri.clone(), doc);
             first_edit = edit.map(|e| (open.uri, e));
@@ -726,6 +897,9 @@ impl MainLoop {
             entry.dirty = false;
         }
         session.docs.insert(doc, entry);
+        if let Some(out) = rest {
+            self.send_op(doc, out);
+        }
         if let Some((uri, edit)) = first_edit {
             self.out(Output::Edit(EditParams { uri, revision: edit.revision, changes: edit.changes }));
         }
@@ -741,6 +915,50 @@ impl MainLoop {
             self.flush_disk();
             self.check_join_done(Some(()));
         }
+    }
+
+    /// A snapshot of a document we hold: the server's history (in memory and in its store) no longer reaches back
+    /// to our revision. Rebuilds on it with a three-way merge (our base, the snapshot, our pending edits), which
+    /// keeps every insertion on both sides; the editor follows through the usual revision pair.
+    fn resync_from_snapshot(&mut self, doc: DocId, revision: Revision, text: &str, last_seq: Option<u64>) {
+        let Some(d) = self.session.as_mut().and_then(|s| s.docs.get_mut(&doc)) else { return };
+        if revision < d.ot.revision() {
+            // The server went back in time (restored from an old backup): what it lost, we have. Merging with its
+            // older text would delete that; keep ours and stop instead.
+            let reason = format!(
+                "the server's copy of {} is older than ours (revision {revision}, ours {}): it lost recent changes",
+                d.path,
+                d.ot.revision()
+            );
+            return self.end_session(&reason);
+        }
+        tracing::info!(doc, path = %d.path, from = d.ot.revision(), to = revision, "resync from a snapshot (three-way merge)");
+        let base = d.server_text.to_string();
+        let deadline = std::time::Instant::now() + MERGE_DEADLINE;
+        let rebased = match d.ot.resync(&base, revision, text, last_seq, Some(deadline)) {
+            Ok(rebased) => rebased,
+            Err(error) => {
+                let reason = format!("{} could not be merged with the server's copy ({error})", d.path);
+                return self.end_session(&reason);
+            }
+        };
+        let edit = d.editor.as_mut().map(|e| (e.uri.clone(), e.daemon_edit(rebased.apply.clone(), &d.text)));
+        if rebased.apply.apply_to(&mut d.text).is_err() {
+            let reason = format!("{} could not be merged with the server's copy", d.path);
+            return self.end_session(&reason);
+        }
+        d.server_text =
+            if rebased.send.is_none() && d.ot.is_synchronized() { d.text.clone() } else { Rope::from_str(text) };
+        d.dirty |= d.editor.is_none();
+        d.retry = false;
+        transform_selections(d, &rebased.apply);
+        if let Some((uri, DaemonEdit { revision, changes })) = edit {
+            self.out(Output::Edit(EditParams { uri, revision, changes }));
+        }
+        if let Some(out) = rebased.send {
+            self.send_op(doc, out);
+        }
+        self.send_cursors(doc);
     }
 
     /// Asks for the whole of a document we do not hold yet; until its snapshot arrives, an editor opening its path
@@ -764,25 +982,23 @@ impl MainLoop {
     fn remote_op(&mut self, doc: DocId, revision: Revision, op: TextOperation) {
         let Some(session) = self.session.as_mut() else { return };
         let Some(d) = session.docs.get_mut(&doc) else { return };
-        let op = match d.ot.apply_server(revision, op) {
+        let transformed = match d.ot.apply_server(revision, op.clone()) {
             Ok(op) => op,
             Err(error) => return self.resync(doc, &error.to_string()),
         };
-        let edit = d.editor.as_mut().map(|editor| (editor.uri.clone(), editor.daemon_edit(op.clone(), &d.text)));
-        if op.apply_to(&mut d.text).is_err() {
+        let edit =
+            d.editor.as_mut().map(|editor| (editor.uri.clone(), editor.daemon_edit(transformed.clone(), &d.text)));
+        if transformed.apply_to(&mut d.text).is_err() {
             return self.resync(doc, "a transformed operation did not fit");
         }
+        if d.ot.is_synchronized() {
+            // Nothing pending: the two texts are the same, one rope shared.
+            d.server_text = d.text.clone();
+        } else if op.apply_to(&mut d.server_text).is_err() {
+            return self.resync(doc, "an operation did not fit the server's text");
+        }
         d.dirty |= d.editor.is_none();
-        if let Some(mine) = d.my_selections.as_mut() {
-            for s in mine.iter_mut() {
-                *s = s.transform(&op, Bias::Before);
-            }
-        }
-        for selections in d.presence.values_mut() {
-            for s in selections.iter_mut() {
-                *s = s.transform(&op, Bias::Before);
-            }
-        }
+        transform_selections(d, &transformed);
         if let Some((uri, DaemonEdit { revision, changes })) = edit {
             self.out(Output::Edit(EditParams { uri, revision, changes }));
         }
@@ -826,11 +1042,35 @@ impl MainLoop {
                 session.pending_opens.insert(path, params);
             }
             None if session.role == Role::Edit => {
-                session.pending_opens.insert(path.clone(), params.clone());
-                self.send(ClientMsg::Create { path, text: params.text });
+                session.pending_opens.insert(path.clone(), params);
+                self.create(&path);
             }
             None => tracing::info!(%path, "open ignored: view-only sessions cannot add files"),
         }
+    }
+
+    /// Asks the server to create `path` with the text our editor opened it with: whole if it fits in a frame, else
+    /// its start, the rest following as edits once the document exists. A file larger than a document may be is
+    /// refused here, with a message.
+    fn create(&mut self, path: &str) {
+        let Some(session) = self.session.as_mut() else { return };
+        let Some(open) = session.pending_opens.get(path) else { return };
+        let chars = open.text.chars().count() as u64;
+        if chars > session.limits.max_document_chars {
+            session.pending_opens.remove(path);
+            let limit = session.limits.max_document_chars;
+            let text = format!("CodeCollab: {path} is not shared: {chars} chars is over the server's limit of {limit}");
+            return self.out(Output::Message(MessageType::ERROR, text));
+        }
+        let mut cut = open.text.len().min(op_bytes(&session.limits));
+        while !open.text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let text = open.text[..cut].to_owned();
+        if cut < open.text.len() {
+            session.created_partly.insert(path.to_owned());
+        }
+        self.send(ClientMsg::Create { path: path.to_owned(), text });
     }
 
     fn editor_edit(&mut self, params: EditParams) {
@@ -858,7 +1098,28 @@ impl MainLoop {
                 .send(Output::Message(MessageType::WARNING, "CodeCollab: this session is view-only for you".into()));
         }
         let mut send = None;
+        let limit = session.limits.max_document_chars;
         if let Some(op) = outcome.apply {
+            if op.target_len() as u64 > limit && op.target_len() > op.base_len() {
+                // Over the server's limit, which would refuse it: undo it in the editor now, and say so.
+                let Ok(undo) = op.invert_in(&d.text) else { return };
+                let _ = op.apply_to(&mut d.text);
+                let undo_edit = editor.daemon_edit(undo.clone(), &d.text);
+                let _ = undo.apply_to(&mut d.text);
+                if let Some(edit) = outcome.resend {
+                    self.out(Output::Edit(EditParams {
+                        uri: uri.clone(),
+                        revision: edit.revision,
+                        changes: edit.changes,
+                    }));
+                }
+                self.out(Output::Edit(EditParams { uri, revision: undo_edit.revision, changes: undo_edit.changes }));
+                let text = format!(
+                    "CodeCollab: that edit was undone: it would make the file {} chars long, over the server's limit of {limit}",
+                    op.target_len()
+                );
+                return self.out(Output::Message(MessageType::ERROR, text));
+            }
             if op.apply_to(&mut d.text).is_err() {
                 tracing::error!("an editor edit did not fit the daemon's text");
                 return;
@@ -994,6 +1255,26 @@ impl MainLoop {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The most text one operation (or a created file's first frame) carries toward this server: a quarter of its frame
+/// limit, at most [`MAX_OP_BYTES`], so a frame always has room for its envelope.
+fn op_bytes(limits: &Limits) -> usize {
+    (limits.max_frame_bytes / 4).clamp(1, MAX_OP_BYTES as u64) as usize
+}
+
+/// Moves our unsent selections and everyone's presence in `doc` through `op`, applied to its text.
+fn transform_selections(doc: &mut Doc, op: &TextOperation) {
+    if let Some(mine) = doc.my_selections.as_mut() {
+        for s in mine.iter_mut() {
+            *s = s.transform(op, Bias::Before);
+        }
+    }
+    for selections in doc.presence.values_mut() {
+        for s in selections.iter_mut() {
+            *s = s.transform(op, Bias::Before);
         }
     }
 }

@@ -1,6 +1,11 @@
 //! The connection to the server: one task per connection attempt that connects (ws:// or wss:// with rustls:
 //! the system's roots plus an optional CA file), then forwards frames both ways. Everything it learns goes to the
 //! main loop as events tagged with the attempt's epoch, so events of an old connection are recognized and ignored.
+//!
+//! A connection on which nothing arrives for two of the server's heartbeat intervals (it pings every interval) is
+//! taken for dead and closed, so a stalled network (no bytes, no reset) is noticed as a dropped one would be. A
+//! refusal that will not change (HTTP 401 or 403 at the upgrade: a bad, expired or revoked token, a session the
+//! server does not know) is reported as such, so the main loop stops retrying.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,6 +26,10 @@ use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 
 /// Largest frame accepted from the server (a snapshot of a large document).
 const MAX_FRAME: usize = 512 << 20;
+/// The server's heartbeat interval until its `welcome` says otherwise (the server's own default).
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
+/// Slack on top of two heartbeat intervals before a silent connection is taken for dead.
+const HEARTBEAT_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub enum RelayEvent {
@@ -33,12 +42,19 @@ pub enum RelayEvent {
         epoch: u64,
         messages: Vec<ServerMsg>,
     },
-    /// The connection failed or ended.
+    /// The connection failed or ended. With `refused`, the server refused this session for good: retrying with
+    /// the same token will not help.
     Closed {
         epoch: u64,
         reason: String,
+        refused: bool,
     },
 }
+
+/// The server refused the upgrade for good (HTTP 401 or 403).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -77,11 +93,11 @@ pub fn spawn<E: Send + 'static>(
     wrap: fn(RelayEvent) -> E,
 ) {
     tokio::spawn(async move {
-        let reason = match run(&url, token.as_deref(), epoch, tls, &events, wrap).await {
-            Ok(reason) => reason,
-            Err(error) => format!("{error:#}"),
+        let (reason, refused) = match run(&url, token.as_deref(), epoch, tls, &events, wrap).await {
+            Ok(reason) => (reason, false),
+            Err(error) => (format!("{error:#}"), error.downcast_ref::<Refused>().is_some()),
         };
-        let _ = events.send(wrap(RelayEvent::Closed { epoch, reason }));
+        let _ = events.send(wrap(RelayEvent::Closed { epoch, reason, refused }));
     });
 }
 
@@ -122,7 +138,11 @@ async fn connect(
             tokio_tungstenite::tungstenite::Error::Http(response) => {
                 let body =
                     response.body().as_ref().map(|b| String::from_utf8_lossy(b).trim().to_owned()).unwrap_or_default();
-                anyhow::anyhow!("the server refused the connection ({}): {body}", response.status())
+                let message = format!("the server refused the connection ({}): {body}", response.status());
+                match response.status().as_u16() {
+                    401 | 403 => anyhow::Error::new(Refused(body)),
+                    _ => anyhow::anyhow!(message),
+                }
             }
             other => other.into(),
         })?;
@@ -163,8 +183,14 @@ async fn run<E>(
     if events.send(wrap(RelayEvent::Connected { epoch, sender })).is_err() {
         return Ok("daemon stopping".into());
     }
+    let mut heartbeat = DEFAULT_HEARTBEAT;
+    let mut last_heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
+            _ = tokio::time::sleep_until(last_heard + heartbeat * 2 + HEARTBEAT_GRACE) => {
+                let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                return Ok(format!("no heartbeat from the server for {}s", (heartbeat * 2).as_secs()));
+            }
             msg = outgoing.recv() => {
                 let Some(msg) = msg else {
                     let _ = ws.close(None).await;
@@ -179,7 +205,13 @@ async fn run<E>(
             }
             incoming = ws.next() => match incoming {
                 Some(Ok(Message::Binary(frame))) => {
+                    last_heard = tokio::time::Instant::now();
                     let messages = ServerMsg::decode_all(&frame, MAX_FRAME).context("decoding a server frame")?;
+                    for message in &messages {
+                        if let ServerMsg::Welcome { limits: Some(limits), .. } = message {
+                            heartbeat = Duration::from_millis(limits.heartbeat_ms.max(10));
+                        }
+                    }
                     if events.send(wrap(RelayEvent::Messages { epoch, messages })).is_err() {
                         return Ok("daemon stopping".into());
                     }
@@ -190,7 +222,7 @@ async fn run<E>(
                         None => "the server closed the connection".into(),
                     });
                 }
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => last_heard = tokio::time::Instant::now(), // ping, pong
                 Some(Err(error)) => return Err(error.into()),
                 None => return Ok("the connection ended".into()),
             }
