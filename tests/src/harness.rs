@@ -56,6 +56,8 @@ impl TestServer {
         config.listen = "127.0.0.1:0".parse().expect("address");
         configure(&mut config);
         let tls = config.tls.is_some();
+        // A test may choose its own data directory (to restart a server on it).
+        let dir = config.data_dir.clone();
         let listener = tokio::net::TcpListener::bind(config.listen).await.expect("binding a test port");
         let addr = listener.local_addr().expect("local address");
         let (shutdown, stopped) = oneshot::channel::<()>();
@@ -66,7 +68,6 @@ impl TestServer {
         // Ready once its secret and database exist (it creates them before it accepts connections), and, for a
         // plain server, once it answers /healthz.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let dir = server.data_dir.path().to_owned();
         while !(dir.join("secret").exists() && dir.join("codecollab.sqlite3").exists())
             || (!tls && !http_get(server.addr, "/healthz").await.is_ok_and(|(status, _)| status == 200))
         {

@@ -8,14 +8,19 @@
 //! - [`nvim`]: [`nvim::Nvim`], a real headless Neovim with the plugin, driven over msgpack-RPC.
 //! - [`vscode`]: [`vscode::VsCode`], a real VS Code workbench (code-server) with the extension, driven by Playwright.
 //! - [`lsp`]: [`lsp::ScriptedEditor`], the real daemon binary driven over stdio as an editor plugin would.
-//! - [`random`]: the seeded generator shared with the protocol crate's tests.
+//! - [`proxy`]: [`proxy::FaultProxy`], a TCP proxy that delays, stalls, resets, refuses and cuts on command.
+//! - [`random`], [`tokens`]: the seeded generator and the unique-token texts shared with the protocol crate's
+//!   tests.
 
 pub mod client;
 pub mod editor;
 pub mod harness;
 pub mod lsp;
 pub mod nvim;
+pub mod proxy;
 pub mod vscode;
 
 #[path = "../../protocol/tests/support/random.rs"]
 pub mod random;
+#[path = "../../protocol/tests/support/tokens.rs"]
+pub mod tokens;

@@ -5,6 +5,7 @@ mod bad_input;
 mod convergence;
 mod durability;
 mod operations;
+mod resume;
 mod tls;
 
 use codecollab_protocol::wire::{ErrorCode, ServerMsg};
