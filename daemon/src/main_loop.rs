@@ -218,8 +218,11 @@ impl MainLoop {
 
     pub async fn run(mut self, mut receiver: mpsc::UnboundedReceiver<Event>) {
         let flush_events = self.events.clone();
+        // How often changed files no editor has open are written: every 200 ms, or what `CODECOLLAB_DISK_FLUSH_MS`
+        // says (tests set it long, to see that quitting writes them too).
+        let every = std::env::var("CODECOLLAB_DISK_FLUSH_MS").ok().and_then(|ms| ms.parse().ok()).unwrap_or(200);
         let flusher = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            let mut tick = tokio::time::interval(Duration::from_millis(every.max(1)));
             loop {
                 tick.tick().await;
                 if flush_events.send(Event::FlushDisk).is_err() {

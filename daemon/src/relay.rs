@@ -140,6 +140,7 @@ async fn connect(
                     response.body().as_ref().map(|b| String::from_utf8_lossy(b).trim().to_owned()).unwrap_or_default();
                 let message = format!("the server refused the connection ({}): {body}", response.status());
                 match response.status().as_u16() {
+                    401 | 403 if body.is_empty() => anyhow::Error::new(Refused(format!("HTTP {}", response.status()))),
                     401 | 403 => anyhow::Error::new(Refused(body)),
                     _ => anyhow::anyhow!(message),
                 }

@@ -418,6 +418,30 @@ impl ScriptedEditor {
         self.type_at(uri, start, end, &typed).await
     }
 
+    /// Types a new token of `author` (see [`crate::tokens`]) between two tokens of `uri`; returns its name.
+    pub async fn type_token(&mut self, uri: &str, author: char, counter: &mut u64) -> anyhow::Result<String> {
+        let text = self.text(uri);
+        let at = *self.rng.pick(&crate::tokens::boundaries(&text));
+        let token = crate::tokens::token(author, counter, &mut self.rng);
+        let name = token.trim_end().to_owned();
+        self.type_at(uri, at, at, &token).await?;
+        Ok(name)
+    }
+
+    /// Deletes one whole token of `uri`, chosen at random; returns its name, or `None` if there is none.
+    pub async fn delete_token(&mut self, uri: &str) -> anyhow::Result<Option<String>> {
+        let text = self.text(uri);
+        let cuts = crate::tokens::boundaries(&text);
+        if cuts.len() < 2 {
+            return Ok(None);
+        }
+        let i = self.rng.below(cuts.len() - 1);
+        let deleted: String = text.chars().skip(cuts[i]).take(cuts[i + 1] - cuts[i]).collect();
+        let name = crate::tokens::parse(&deleted).and_then(|t| t.into_iter().next());
+        self.type_at(uri, cuts[i], cuts[i + 1], "").await?;
+        Ok(name)
+    }
+
     pub fn text(&self, uri: &str) -> String {
         self.buffers.get(uri).map(Buffer::string).unwrap_or_default()
     }

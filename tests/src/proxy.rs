@@ -77,7 +77,7 @@ impl FaultProxy {
                     n += 1;
                     if *mode.borrow() == Mode::Refuse {
                         counters.refused.fetch_add(1, Ordering::Relaxed);
-                        let _ = client.set_linger(Some(Duration::ZERO));
+                        reset_on_close(&client);
                         drop(client);
                         continue;
                     }
@@ -127,7 +127,7 @@ async fn relay(
 ) {
     let generation = *kills.borrow_and_update();
     let Ok(server) = TcpStream::connect(upstream).await else {
-        let _ = client.set_linger(Some(Duration::ZERO));
+        reset_on_close(&client);
         return;
     };
     let _ = client.set_nodelay(true);
@@ -142,10 +142,17 @@ async fn relay(
         _ = async { tokio::join!(up, down) } => {}
         _ = kills.wait_for(|n| *n != generation) => {
             counters.resets.fetch_add(1, Ordering::Relaxed);
-            let _ = client_handle.set_linger(Some(Duration::ZERO));
-            let _ = server_handle.set_linger(Some(Duration::ZERO));
+            reset_on_close(&client_handle);
+            reset_on_close(&server_handle);
         }
     }
+}
+
+/// Makes the last close of `stream`'s socket send RST instead of FIN.
+// Deprecated because a positive linger blocks the closing thread; a zero linger never does (it resets at once).
+#[allow(deprecated)]
+fn reset_on_close(stream: &TcpStream) {
+    let _ = stream.set_linger(Some(Duration::ZERO));
 }
 
 /// A second handle on the socket of `stream`.

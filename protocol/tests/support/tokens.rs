@@ -36,7 +36,7 @@ pub fn parse(text: &str) -> Option<Vec<String>> {
 }
 
 /// Char offsets of the boundaries between the tokens of `text` (its start and end included).
-fn boundaries(text: &str) -> Vec<usize> {
+pub fn boundaries(text: &str) -> Vec<usize> {
     let mut offsets = vec![0];
     let mut at = 0;
     let mut chars = text.chars().peekable();

@@ -1,8 +1,11 @@
 //! The daemon through its real binary over stdio, driven by scripted editors that follow the editor protocol,
 //! against a real server.
 
+mod chaos;
 mod editing;
+mod faults;
 mod lifecycle;
+mod resync;
 
 use std::path::Path;
 use std::time::Duration;
