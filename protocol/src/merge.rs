@@ -170,14 +170,15 @@ fn words(text: &str) -> Vec<&str> {
 
 /// Appends to `op` the character diff of two words: their common beginning and end are kept and the middle
 /// replaced, which is how a person edits inside a word (`foo` -> `fooBar`, `b1` -> `b2`), as long as what is
-/// kept is at least two chars and half the longer word; otherwise the word was replaced (`b1` -> `t1` keeps no
-/// `1`). A smallest character diff would match scattered letters that no one typed around.
+/// kept is at least three chars and half the longer word; otherwise the word was replaced (`b1` -> `b15` or
+/// `c4` -> `c24` is a new word, not a digit typed into the old one). A smallest character diff would match
+/// scattered letters that no one typed around.
 fn diff_chars(op: &mut TextOperation, old: &str, new: &str) {
     let old: Vec<char> = old.chars().collect();
     let new: Vec<char> = new.chars().collect();
     let prefix = old.iter().zip(&new).take_while(|(a, b)| a == b).count();
     let suffix = old[prefix..].iter().rev().zip(new[prefix..].iter().rev()).take_while(|(a, b)| a == b).count();
-    if prefix + suffix < 2 || 2 * (prefix + suffix) < old.len().max(new.len()) {
+    if prefix + suffix < 3 || 2 * (prefix + suffix) < old.len().max(new.len()) {
         op.insert(&new.iter().collect::<String>());
         op.delete(old.len());
         return;
@@ -282,8 +283,8 @@ impl Cuts {
             let range = self.deleted.partition_point(|&(_, end)| end <= point);
             self.deleted.get(range).is_some_and(|&(start, _)| start < point)
         };
-        let first_after = self.points.partition_point(|&p| p <= hunk.at);
-        let within = self.points[first_after..].iter().take_while(|&&p| p < hunk.end()).count();
+        let ends = self.deleted.iter().flat_map(|&(start, end)| [start, end]);
+        let within = ends.filter(|&p| hunk.at < p && p < hunk.end()).count();
         within + usize::from(inside(hunk.at)) + usize::from(inside(hunk.end()))
     }
 }
@@ -609,8 +610,8 @@ mod tests {
 
     #[test]
     fn diffs_refine_changed_lines_to_characters() {
-        let op = diff("a\nbcd\nc\n", "a\nbXd\nc\nd\n", None);
-        assert_eq!(op.apply("a\nbcd\nc\n").expect("fits"), "a\nbXd\nc\nd\n");
+        let op = diff("a\nabcdef\nc\n", "a\nabcXef\nc\nd\n", None);
+        assert_eq!(op.apply("a\nabcdef\nc\n").expect("fits"), "a\nabcXef\nc\nd\n");
         assert_eq!(op.deleted_chars(), 1, "only the changed char is replaced: {op:?}");
         assert_eq!(op.inserted_chars(), 3);
     }
@@ -643,9 +644,12 @@ mod tests {
 
     #[test]
     fn both_sides_typing_at_one_place_keep_both_with_ours_first() {
+        let merged = merge("abcd", &insert_at(4, 2, "X"), "abYcd", None).expect("merges");
+        assert_eq!(merged.theirs.apply("abXcd").expect("fits"), "abXYcd");
+        assert_eq!(merged.ours.apply("abYcd").expect("fits"), "abXYcd");
+        // In a word too short to tell an edit inside it from a new word, theirs is a new word: ours goes before.
         let merged = merge("ab", &insert_at(2, 1, "X"), "aYb", None).expect("merges");
-        assert_eq!(merged.theirs.apply("aXb").expect("fits"), "aXYb");
-        assert_eq!(merged.ours.apply("aYb").expect("fits"), "aXYb");
+        assert_eq!(merged.theirs.apply("aXb").expect("fits"), "XaYb");
     }
 
     #[test]
