@@ -276,3 +276,38 @@ async fn a_paste_larger_than_a_frame_travels_and_one_over_the_document_limit_is_
     b.drain(Duration::from_millis(300)).await.expect("b");
     assert_eq!(b.text(&ub), before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_the_server_refuses_for_good_is_undone_in_the_editor_and_later_typing_stays() {
+    // Documents up to a million chars. b pastes 600,000 while it cannot hear that a has just pasted as much: its
+    // own check passes, the server's (which has a's paste) does not.
+    let server = TestServer::start(|c| c.limits.max_document_chars = 1_000_000).await;
+    let (host, guest) = (TempDir::new("a"), TempDir::new("b"));
+    std::fs::write(host.path().join("notes.txt"), "<s1>").expect("writes");
+    let mut a = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("a");
+    let mut b = ScriptedEditor::start(Encoding::Utf8, &[]).await.expect("b");
+    let (invite, _) = share(&mut a, host.path(), &server.url(), "ada").await;
+    let proxy = FaultProxy::start(server.addr, 5).await.expect("proxy");
+    join(&mut b, &through(&invite, &proxy), guest.path(), "bob").await;
+    let (ua, ub) = (uri(&host.path().join("notes.txt")), uri(&guest.path().join("notes.txt")));
+    a.open(&ua, "<s1>").await.expect("opens");
+    b.open(&ub, "<s1>").await.expect("opens");
+    proxy.set(Mode::Stall);
+    let ours = format!("<a-paste>{}", "a".repeat(600_000));
+    a.type_at(&ua, 4, 4, &ours).await.expect("pastes");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !server_text(&invite, "notes.txt").await.contains("<a-paste>") {
+        assert!(tokio::time::Instant::now() < deadline, "a's paste is committed");
+        a.drain(Duration::from_millis(20)).await.expect("a");
+    }
+    b.type_at(&ub, 0, 0, &format!("<b-paste>{}", "b".repeat(600_000))).await.expect("pastes");
+    b.type_at(&ub, 0, 0, "<b-after>").await.expect("types after the paste");
+    proxy.set(Mode::Pass);
+    let texts = until(&mut [&mut a, &mut b], &[&ua, &ub], Duration::from_secs(60), "the refusal and the rest", |t| {
+        t[0] == t[1] && t[0].contains("<b-after>")
+    })
+    .await;
+    assert_eq!(texts[0], format!("<b-after><s1>{ours}"), "b's paste is undone everywhere, its later typing stays");
+    assert!(b.messages.iter().any(|m| m.contains("refused an edit") && m.contains("undone")), "{:?}", b.messages);
+    assert_eq!(server_text(&invite, "notes.txt").await, texts[0]);
+}
