@@ -133,6 +133,42 @@ struct Session {
     retries: u32,
     /// An [`Event::Retry`] is on its way.
     retry_scheduled: bool,
+    /// Paths the user was told are not written (each is told once).
+    warned: std::collections::HashSet<String>,
+    /// The documents held or being fetched, by case-folded path ([`codecollab_protocol::path::case_key`]): a second
+    /// path that differs only in letter case is refused.
+    case_keys: HashMap<String, (DocId, String)>,
+}
+
+impl Session {
+    /// Records that `doc` is at `path` (for the letter-case check).
+    fn claim(&mut self, doc: DocId, path: &str) {
+        self.case_keys.insert(codecollab_protocol::path::case_key(path), (doc, path.to_owned()));
+    }
+
+    /// Forgets `path` (its document was deleted, moved or refused).
+    fn release(&mut self, path: &str) {
+        self.case_keys.remove(&codecollab_protocol::path::case_key(path));
+    }
+}
+
+/// The most documents a daemon holds: a session listing more (a hostile or broken server) gets the rest refused.
+const MAX_DOCUMENTS: usize = 10_000;
+/// The largest document a daemon holds, in chars, whatever the server says its limit is.
+const MAX_DOCUMENT_CHARS: usize = 64 << 20;
+
+/// Why session path `path` (of document `doc`, if known) is not taken to disk here: the session rules, or a letter
+/// case clash with another document (one file on a case-insensitive file system). `None` if it is fine.
+fn refusal_of(session: &Session, path: &str, doc: Option<DocId>) -> Option<String> {
+    if let Err(why) = codecollab_protocol::path::check(path) {
+        return Some(why.to_string());
+    }
+    match session.case_keys.get(&codecollab_protocol::path::case_key(path)) {
+        Some((other, other_path)) if Some(*other) != doc && other_path != path => {
+            Some(format!("it differs from {other_path} only in letter case (one file on some file systems)"))
+        }
+        _ => None,
+    }
 }
 
 /// The limits a server that does not say assumes (its defaults).
@@ -414,6 +450,9 @@ impl MainLoop {
                     (None, None) => self.relay = None,
                 }
             }
+            RelayEvent::BadFrame { epoch, reason } if epoch == self.epoch => {
+                self.out(Output::Message(MessageType::WARNING, format!("CodeCollab: {reason}")));
+            }
             RelayEvent::Messages { epoch, messages } if epoch == self.epoch => {
                 for message in messages {
                     self.server_message(message);
@@ -532,31 +571,39 @@ impl MainLoop {
                 }
             }
             ServerMsg::Deleted { doc } => {
-                if let Some(session) = self.session.as_mut() {
-                    session.fetching.retain(|_, fetched| *fetched != doc);
-                    if let Some(d) = session.docs.remove(&doc) {
-                        if let Some(editor) = &d.editor {
-                            session.uris.remove(&editor.uri);
-                        } else if let Ok(path) = workspace::resolve(&session.root, &d.path) {
-                            let _ = std::fs::remove_file(path);
-                        }
-                    }
+                let Some(session) = self.session.as_mut() else { return };
+                session.fetching.retain(|_, fetched| *fetched != doc);
+                let Some(d) = session.docs.remove(&doc) else { return };
+                session.release(&d.path);
+                if let Some(editor) = &d.editor {
+                    session.uris.remove(&editor.uri);
+                } else if let Err(error) = workspace::remove(&session.root, &d.path) {
+                    self.refused_on_disk(&d.path, &format!("{error:#}"));
                 }
             }
             ServerMsg::Renamed { doc, path } => {
-                if let Some(session) = self.session.as_mut() {
-                    let root = session.root.clone();
-                    if let Some(d) = session.docs.get_mut(&doc) {
-                        if let (Ok(from), Ok(to)) =
-                            (workspace::resolve(&root, &d.path), workspace::resolve(&root, &path))
-                        {
-                            if let Some(parent) = to.parent() {
-                                let _ = std::fs::create_dir_all(parent);
-                            }
-                            let _ = std::fs::rename(from, to);
+                let Some(session) = self.session.as_mut() else { return };
+                let Some(d) = session.docs.get(&doc) else { return };
+                let from = d.path.clone();
+                if let Some(why) = refusal_of(session, &path, Some(doc)) {
+                    // Moved where we do not follow: it leaves our session, and its file stays where it was.
+                    if let Some(d) = session.docs.remove(&doc) {
+                        session.release(&d.path);
+                        if let Some(editor) = d.editor {
+                            session.uris.remove(&editor.uri);
                         }
-                        d.path = path;
                     }
+                    self.send(ClientMsg::Unsubscribe { doc });
+                    return self.refused_on_disk(&path, &why);
+                }
+                let result = workspace::rename(&session.root, &from, &path);
+                session.release(&from);
+                session.claim(doc, &path);
+                if let Some(d) = session.docs.get_mut(&doc) {
+                    d.path = path.clone();
+                }
+                if let Err(error) = result {
+                    self.refused_on_disk(&path, &format!("{error:#}"));
                 }
             }
             ServerMsg::PeerJoined { peer } => {
@@ -758,14 +805,20 @@ impl MainLoop {
                     return;
                 }
                 self.session = Some(self.new_session(session_id, server, token, root.clone(), peer, role, peers));
-                for doc in &docs {
-                    self.fetch(doc.clone());
+                for doc in docs {
+                    self.fetch(doc);
                 }
-                if !docs.is_empty() {
-                    let (title, total) = (format!("CodeCollab: receiving {} files", docs.len()), docs.len());
-                    self.out(Output::Progress(Progress::Begin { token: "codecollab/join".into(), title, total }));
+                // What was asked for (files the daemon refuses are not).
+                let waiting = self.session.as_ref().map_or(0, |s| s.fetching.len());
+                if waiting > 0 {
+                    let title = format!("CodeCollab: receiving {waiting} files");
+                    self.out(Output::Progress(Progress::Begin {
+                        token: "codecollab/join".into(),
+                        title,
+                        total: waiting,
+                    }));
                 }
-                self.pending = Some(Pending::Join { reply, root, name, waiting: docs.len() });
+                self.pending = Some(Pending::Join { reply, root, name, waiting });
                 self.set_connection(Connection::Connected, None);
                 self.send_peers();
                 self.check_join_done(None);
@@ -821,6 +874,8 @@ impl MainLoop {
             created_partly: std::collections::HashSet::new(),
             retries: 0,
             retry_scheduled: false,
+            warned: std::collections::HashSet::new(),
+            case_keys: HashMap::new(),
         }
     }
 
@@ -864,6 +919,23 @@ impl MainLoop {
         if session.docs.contains_key(&doc) {
             return self.resync_from_snapshot(doc, revision, &text, last_seq);
         }
+        let refusal = refusal_of(session, &path, Some(doc)).or_else(|| {
+            let chars = text.chars().count();
+            (chars > MAX_DOCUMENT_CHARS)
+                .then(|| format!("{chars} chars is more than a daemon holds ({MAX_DOCUMENT_CHARS})"))
+        });
+        if let Some(why) = refusal {
+            session.pending_opens.remove(&path);
+            if session.case_keys.get(&codecollab_protocol::path::case_key(&path)).is_some_and(|(id, _)| *id == doc) {
+                session.release(&path);
+            }
+            self.send(ClientMsg::Unsubscribe { doc });
+            self.refused_on_disk(&path, &why);
+            if joining {
+                self.check_join_done(Some(()));
+            }
+            return;
+        }
         let max_op_bytes = op_bytes(&session.limits);
         let rope = Rope::from_str(&text);
         let mut entry = Doc {
@@ -899,6 +971,7 @@ impl MainLoop {
             entry.editor = Some(buffer);
             entry.dirty = false;
         }
+        session.claim(doc, &path);
         session.docs.insert(doc, entry);
         if let Some(out) = rest {
             self.send_op(doc, out);
@@ -967,10 +1040,26 @@ impl MainLoop {
     /// Asks for the whole of a document we do not hold yet; until its snapshot arrives, an editor opening its path
     /// waits for it instead of creating the file again.
     fn fetch(&mut self, doc: DocInfo) {
-        if let Some(session) = self.session.as_mut() {
-            session.fetching.insert(doc.path, doc.doc);
+        let Some(session) = self.session.as_mut() else { return };
+        if session.docs.len() + session.fetching.len() >= MAX_DOCUMENTS {
+            let why = format!("this session lists more than {MAX_DOCUMENTS} files, the most a daemon takes");
+            return self.refused_on_disk("the rest of the files", &why);
         }
+        if let Some(why) = refusal_of(session, &doc.path, Some(doc.doc)) {
+            return self.refused_on_disk(&doc.path, &why);
+        }
+        session.claim(doc.doc, &doc.path);
+        session.fetching.insert(doc.path, doc.doc);
         self.send(ClientMsg::Subscribe { doc: doc.doc, since: None });
+    }
+
+    /// Tells the user, once per path, that a file of the session is not taken to disk, and why.
+    fn refused_on_disk(&mut self, path: &str, why: &str) {
+        let Some(session) = self.session.as_mut() else { return };
+        if session.warned.insert(path.to_owned()) {
+            tracing::warn!(%path, %why, "not written");
+            self.out(Output::Message(MessageType::WARNING, format!("CodeCollab: not writing {path}: {why}")));
+        }
     }
 
     fn send_op(&self, doc: DocId, out: Outgoing) {
@@ -985,6 +1074,15 @@ impl MainLoop {
     fn remote_op(&mut self, doc: DocId, revision: Revision, op: TextOperation) {
         let Some(session) = self.session.as_mut() else { return };
         let Some(d) = session.docs.get_mut(&doc) else { return };
+        if op.target_len() > MAX_DOCUMENT_CHARS {
+            let path = d.path.clone();
+            session.docs.remove(&doc);
+            session.release(&path);
+            self.send(ClientMsg::Unsubscribe { doc });
+            let why =
+                format!("it grew past {MAX_DOCUMENT_CHARS} chars, more than a daemon holds; it left this session");
+            return self.refused_on_disk(&path, &why);
+        }
         let transformed = match d.ot.apply_server(revision, op.clone()) {
             Ok(op) => op,
             Err(error) => return self.resync(doc, &error.to_string()),
@@ -1024,6 +1122,10 @@ impl MainLoop {
             tracing::info!(uri = %params.uri, "open ignored: outside the shared folder");
             return;
         };
+        if let Err(why) = codecollab_protocol::path::check(&path) {
+            tracing::info!(%path, %why, "open ignored: not a session path");
+            return;
+        }
         let existing = session.docs.iter().find(|(_, d)| d.path == path).map(|(id, _)| *id);
         match existing {
             Some(doc) => {
@@ -1248,16 +1350,18 @@ impl MainLoop {
 
     fn flush_disk(&mut self) {
         let Some(session) = self.session.as_mut() else { return };
+        let mut refused = Vec::new();
         for d in session.docs.values_mut() {
             if d.dirty && d.editor.is_none() {
-                match workspace::write(&session.root, &d.path, &d.text.to_string()) {
-                    Ok(()) => d.dirty = false,
-                    Err(error) => {
-                        tracing::warn!(path = %d.path, %error, "could not write the file");
-                        d.dirty = false;
-                    }
+                // A failure is told once and not retried on every tick; the next change tries again.
+                d.dirty = false;
+                if let Err(error) = workspace::write(&session.root, &d.path, &d.text.to_string()) {
+                    refused.push((d.path.clone(), format!("{error:#}")));
                 }
             }
+        }
+        for (path, why) in refused {
+            self.refused_on_disk(&path, &why);
         }
     }
 }

@@ -24,8 +24,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 
-/// Largest frame accepted from the server (a snapshot of a large document).
-const MAX_FRAME: usize = 512 << 20;
+/// Largest frame accepted from the server (a snapshot of the largest document a daemon holds, in 4-byte chars).
+/// A larger one ends the connection before it is read into memory: tungstenite refuses it from its header.
+pub const MAX_FRAME: usize = 256 << 20;
 /// The server's heartbeat interval until its `welcome` says otherwise (the server's own default).
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
 /// Slack on top of two heartbeat intervals before a silent connection is taken for dead.
@@ -41,6 +42,12 @@ pub enum RelayEvent {
     Messages {
         epoch: u64,
         messages: Vec<ServerMsg>,
+    },
+    /// The server sent a frame that does not decode (a broken or hostile server): it was dropped, the connection
+    /// goes on.
+    BadFrame {
+        epoch: u64,
+        reason: String,
     },
     /// The connection failed or ended. With `refused`, the server refused this session for good: retrying with
     /// the same token will not help.
@@ -207,7 +214,17 @@ async fn run<E>(
             incoming = ws.next() => match incoming {
                 Some(Ok(Message::Binary(frame))) => {
                     last_heard = tokio::time::Instant::now();
-                    let messages = ServerMsg::decode_all(&frame, MAX_FRAME).context("decoding a server frame")?;
+                    let messages = match ServerMsg::decode_all(&frame, MAX_FRAME) {
+                        Ok(messages) => messages,
+                        Err(error) => {
+                            tracing::warn!(%error, bytes = frame.len(), "a frame from the server does not decode; dropped");
+                            let reason = format!("a message from the server did not decode ({error}) and was dropped");
+                            if events.send(wrap(RelayEvent::BadFrame { epoch, reason })).is_err() {
+                                return Ok("daemon stopping".into());
+                            }
+                            continue;
+                        }
+                    };
                     for message in &messages {
                         if let ServerMsg::Welcome { limits: Some(limits), .. } = message {
                             heartbeat = Duration::from_millis(limits.heartbeat_ms.max(10));
@@ -224,6 +241,9 @@ async fn run<E>(
                     });
                 }
                 Some(Ok(_)) => last_heard = tokio::time::Instant::now(), // ping, pong
+                Some(Err(WsError::Capacity(error))) => {
+                    return Ok(format!("the server sent a message over {} MiB ({error}); refused", MAX_FRAME >> 20));
+                }
                 Some(Err(error)) => return Err(error.into()),
                 None => return Ok("the connection ended".into()),
             }

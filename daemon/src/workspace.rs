@@ -1,10 +1,17 @@
-//! The shared folder on disk: which files a share uploads (honouring `.gitignore`, skipping binaries and large
-//! files), mapping between editor URIs, absolute paths and session paths, and writing files safely (never
-//! outside the root, whatever path the server sends; atomically, so a reader never sees half a file).
+//! The shared folder on disk: which files a share uploads (honouring `.gitignore`, skipping binaries, large files,
+//! symbolic links and version-control internals), mapping between editor URIs, absolute paths and session paths,
+//! and changing files safely, whatever path the server sends: only paths that follow the session rules
+//! ([`codecollab_protocol::path`]), never through a symbolic link or below a folder that is one (every component
+//! under the root is checked, and new files are created without following links), and atomically, so a reader
+//! never sees half a file.
+//!
+//! What a check cannot prevent: a local process that swaps a folder for a link between the check and the write.
+//! The threat here is a remote peer or server, which cannot do that (docs/security.md).
 
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context};
+use codecollab_protocol::path as session_path;
 
 /// Files larger than this are not shared.
 pub const MAX_FILE_BYTES: u64 = 4 << 20;
@@ -59,23 +66,60 @@ pub fn relative(root: &Path, path: &Path) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("/"))
 }
 
-/// Where session path `path` lives under `root`, refusing anything that could escape it.
+/// Where session path `path` lives under `root`, refusing any path the session rules refuse.
 pub fn resolve(root: &Path, path: &str) -> anyhow::Result<PathBuf> {
-    if path.is_empty() || path.starts_with('/') || path.contains('\\') || path.contains('\0') {
-        bail!("refusing unsafe path {path:?}");
+    if let Err(why) = session_path::check(path) {
+        bail!("refusing the path {path:?}: {why}");
     }
     let mut full = root.to_path_buf();
     for part in path.split('/') {
-        if part.is_empty() || part == "." || part == ".." || part.contains(':') {
-            bail!("refusing unsafe path {path:?}");
-        }
         full.push(part);
     }
     Ok(full)
 }
 
-/// The text files to share under `root`: `.gitignore` (and `.ignore`) honoured, `.git` skipped, binaries (a NUL
-/// byte, or not UTF-8) and files over [`MAX_FILE_BYTES`] left out. Sorted by path.
+/// [`resolve`], and a refusal if any component of the path under `root` that exists is a symbolic link (the file
+/// itself included): nothing is written, renamed or deleted through one.
+pub fn resolve_without_links(root: &Path, path: &str) -> anyhow::Result<PathBuf> {
+    let full = resolve(root, path)?;
+    let mut prefix = root.to_path_buf();
+    for part in path.split('/') {
+        prefix.push(part);
+        match std::fs::symlink_metadata(&prefix) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let shown = prefix.strip_prefix(root).unwrap_or(&prefix).display().to_string();
+                bail!("{shown} is a symbolic link, and files are never written through one")
+            }
+            Ok(_) => {}
+            // Nothing further down exists yet, so nothing further down is a link.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => break,
+            Err(error) => return Err(error).with_context(|| format!("checking {}", prefix.display())),
+        }
+    }
+    Ok(full)
+}
+
+/// Creates the folders of `path` under `root` one at a time, each checked not to be a link first.
+fn create_parents(root: &Path, path: &str) -> anyhow::Result<()> {
+    let mut prefix = root.to_path_buf();
+    let parts: Vec<&str> = path.split('/').collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        prefix.push(part);
+        match std::fs::symlink_metadata(&prefix) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => bail!("{} is not a folder", prefix.display()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir(&prefix).with_context(|| format!("creating {}", prefix.display()))?
+            }
+            Err(error) => return Err(error).with_context(|| format!("checking {}", prefix.display())),
+        }
+    }
+    Ok(())
+}
+
+/// The text files to share under `root`: `.gitignore` (and `.ignore`) honoured, version-control internals and
+/// symbolic links skipped, paths the session rules refuse, binaries (a NUL byte, or not UTF-8) and files over
+/// [`MAX_FILE_BYTES`] left out. Sorted by path.
 pub fn scan(root: &Path) -> anyhow::Result<Vec<(String, String)>> {
     let mut files = Vec::new();
     let walker = ignore::WalkBuilder::new(root)
@@ -84,7 +128,11 @@ pub fn scan(root: &Path) -> anyhow::Result<Vec<(String, String)>> {
         .git_global(false)
         .git_exclude(true)
         .require_git(false)
-        .filter_entry(|entry| entry.file_name() != ".git")
+        .follow_links(false)
+        .filter_entry(|entry| {
+            let name = entry.file_name().to_string_lossy();
+            !session_path::VCS_DIRS.iter().any(|vcs| name.eq_ignore_ascii_case(vcs))
+        })
         .build();
     for entry in walker {
         let entry = entry.context("walking the shared folder")?;
@@ -97,6 +145,10 @@ pub fn scan(root: &Path) -> anyhow::Result<Vec<(String, String)>> {
             continue;
         }
         let Some(path) = relative(root, entry.path()) else { continue };
+        if let Err(why) = session_path::check(&path) {
+            tracing::info!(%path, %why, "not shared");
+            continue;
+        }
         let bytes = std::fs::read(entry.path()).with_context(|| format!("reading {}", entry.path().display()))?;
         if bytes.contains(&0) {
             continue;
@@ -110,25 +162,86 @@ pub fn scan(root: &Path) -> anyhow::Result<Vec<(String, String)>> {
     Ok(files)
 }
 
-/// Writes `text` to session path `path` under `root`, atomically (a temporary file renamed into place).
+/// Writes `text` to session path `path` under `root`, atomically (a new temporary file, created without following
+/// links, renamed into place), never through a symbolic link.
 pub fn write(root: &Path, path: &str, text: &str) -> anyhow::Result<()> {
-    let full = resolve(root, path)?;
-    if let Some(parent) = full.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    }
+    let full = resolve_without_links(root, path)?;
     if std::fs::read(&full).is_ok_and(|existing| existing == text.as_bytes()) {
         return Ok(());
     }
+    create_parents(root, path)?;
     let name = full.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let temporary = full.with_file_name(format!(".{name}.codecollab-tmp"));
-    std::fs::write(&temporary, text).with_context(|| format!("writing {}", temporary.display()))?;
+    let _ = std::fs::remove_file(&temporary);
+    let mut file = new_file(&temporary).with_context(|| format!("creating {}", temporary.display()))?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    drop(file);
     std::fs::rename(&temporary, &full).with_context(|| format!("replacing {}", full.display()))?;
     Ok(())
+}
+
+/// A new file at `path`, refusing to follow a link there or to reuse an existing file.
+fn new_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW).mode(0o644);
+    }
+    options.open(path)
+}
+
+/// Deletes the file at session path `path` under `root` (not through a link, nor a link itself).
+pub fn remove(root: &Path, path: &str) -> anyhow::Result<()> {
+    let full = resolve_without_links(root, path)?;
+    match std::fs::remove_file(&full) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(error).with_context(|| format!("deleting {}", full.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Moves the file at session path `from` to `to` under `root` (neither through a link).
+pub fn rename(root: &Path, from: &str, to: &str) -> anyhow::Result<()> {
+    let source = resolve_without_links(root, from)?;
+    let target = resolve_without_links(root, to)?;
+    create_parents(root, to)?;
+    std::fs::rename(&source, &target).with_context(|| format!("moving {} to {}", source.display(), target.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn nothing_is_written_renamed_or_deleted_through_a_link() {
+        let base = std::env::temp_dir().join(format!("codecollab-links-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let (root, outside) = (base.join("root"), base.join("outside"));
+        std::fs::create_dir_all(&root).expect("creates");
+        std::fs::create_dir_all(&outside).expect("creates");
+        std::fs::write(outside.join("secret.txt"), "mine").expect("writes");
+        std::os::unix::fs::symlink(&outside, root.join("linked")).expect("links a folder");
+        std::os::unix::fs::symlink(outside.join("secret.txt"), root.join("file-link.txt")).expect("links a file");
+        for path in ["linked/secret.txt", "linked/new.txt", "linked/deeper/new.txt", "file-link.txt"] {
+            let error = write(&root, path, "planted").expect_err(path);
+            assert!(error.to_string().contains("symbolic link"), "{path}: {error}");
+        }
+        assert!(remove(&root, "linked/secret.txt").is_err());
+        assert!(rename(&root, "file-link.txt", "moved.txt").is_err());
+        std::fs::write(root.join("plain.txt"), "x").expect("writes");
+        assert!(rename(&root, "plain.txt", "linked/plain.txt").is_err());
+        assert_eq!(std::fs::read_to_string(outside.join("secret.txt")).expect("reads"), "mine");
+        assert_eq!(std::fs::read_dir(&outside).expect("lists").count(), 1, "nothing new outside the root");
+        write(&root, "sub/dir/ok.txt", "fine").expect("a plain path is written");
+        assert_eq!(std::fs::read_to_string(root.join("sub/dir/ok.txt")).expect("reads"), "fine");
+        assert!(write(&root, ".git/hooks/post-checkout", "#!/bin/sh").is_err());
+        std::fs::remove_dir_all(base).ok();
+    }
 
     #[test]
     fn paths_never_escape_the_root() {

@@ -8,6 +8,7 @@
 //! - [`document`]: the server-side document: text, revision, bounded history, exactly-once `receive`;
 //!   [`tree`]: its text, a B+ tree of chunks indexed by chars.
 //! - [`merge`]: the three-way merge a client falls back on when only a snapshot can resynchronize it.
+//! - [`path`]: the rules every session path follows, checked by the server and again by the daemon.
 //! - [`wire`]: the versioned messages between daemon and server; [`codec`]: their bounded binary encoding.
 
 pub mod client;
@@ -15,6 +16,7 @@ pub mod codec;
 pub mod document;
 pub mod merge;
 pub mod ot;
+pub mod path;
 pub mod tree;
 pub mod wire;
 

@@ -8,6 +8,7 @@
 //! - [`nvim`]: [`nvim::Nvim`], a real headless Neovim with the plugin, driven over msgpack-RPC.
 //! - [`vscode`]: [`vscode::VsCode`], a real VS Code workbench (code-server) with the extension, driven by Playwright.
 //! - [`lsp`]: [`lsp::ScriptedEditor`], the real daemon binary driven over stdio as an editor plugin would.
+//! - [`hostile`]: [`hostile::HostileServer`], a server that sends whatever a test scripts, lies included.
 //! - [`proxy`]: [`proxy::FaultProxy`], a TCP proxy that delays, stalls, resets, refuses and cuts on command.
 //! - [`random`], [`tokens`]: the seeded generator and the unique-token texts shared with the protocol crate's
 //!   tests.
@@ -15,6 +16,7 @@
 pub mod client;
 pub mod editor;
 pub mod harness;
+pub mod hostile;
 pub mod lsp;
 pub mod nvim;
 pub mod proxy;

@@ -4,6 +4,7 @@
 mod chaos;
 mod editing;
 mod faults;
+mod hostile;
 mod lifecycle;
 mod resync;
 
