@@ -189,3 +189,29 @@ async fn a_joiner_folder_with_links_gets_a_message_for_them_and_the_rest_works()
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_never_uploads_version_control_internals_or_links() {
+    let server = TestServer::start(|_| {}).await;
+    let (host, guest, outside) = (TempDir::new("a"), TempDir::new("b"), TempDir::new("outside"));
+    for (path, text) in [
+        ("src/main.rs", "fn main() {}\n"),
+        (".git/config", "[core]\n"),
+        (".git/hooks/post-checkout", "#!/bin/sh\n"),
+        ("vendor/.Hg/hgrc", "[ui]\n"),
+        ("sub/.svn/entries", "x\n"),
+        (".jj/repo", "x\n"),
+    ] {
+        let full = host.path().join(path);
+        std::fs::create_dir_all(full.parent().expect("parent")).expect("creates");
+        std::fs::write(full, text).expect("writes");
+    }
+    std::fs::write(outside.path().join("elsewhere.txt"), "outside the folder\n").expect("writes");
+    std::os::unix::fs::symlink(outside.path().join("elsewhere.txt"), host.path().join("link.txt")).expect("links");
+    let mut a = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("a");
+    let mut b = ScriptedEditor::start(Encoding::Utf8, &[]).await.expect("b");
+    let (invite, _) = share(&mut a, host.path(), &server.url(), "ada").await;
+    let joined = join(&mut b, &invite, guest.path(), "bob").await;
+    assert_eq!(joined["files"], json!(["src/main.rs"]), "only the source file travels");
+    assert_eq!(files_under(guest.path()), ["src/main.rs"]);
+}

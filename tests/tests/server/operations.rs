@@ -258,3 +258,46 @@ async fn a_host_token_is_needed_off_loopback_and_the_token_command_makes_one() {
         assert!(!log.contains(secret.as_str()), "a token was logged");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_into_version_control_or_clashing_in_letter_case_are_refused() {
+    let (server, tokens) = server_and_session().await;
+    let url = server.url();
+    let mut editor = Editor::open(&url, &tokens.edit_token, "e", "README.md", "x").await.expect("editor");
+    let ws = editor.ws.as_mut().expect("online");
+    let deep = vec!["d"; 65].join("/");
+    for path in [
+        ".git/hooks/post-checkout",
+        "sub/.Git/config",
+        ".hg/hgrc",
+        "a/.svn/entries",
+        ".jj/repo",
+        ".bzr/x",
+        ".pijul/x",
+        "readme.md",
+        "bell\u{7}",
+        &deep,
+    ] {
+        ws.send(&ClientMsg::Create { path: path.into(), text: "#!/bin/sh\n".into() }).await.expect("send");
+        let message = expect_error(ws, ErrorCode::InvalidPath).await;
+        assert!(message.contains("invalid path") || message.contains("README.md"), "{path:?}: {message}");
+    }
+    // A rename can no more move a document there.
+    ws.send(&ClientMsg::Create { path: "tool.sh".into(), text: "echo\n".into() }).await.expect("send");
+    let doc = ws
+        .recv_until(|m| match m {
+            ServerMsg::Snapshot { doc, path, .. } if path == "tool.sh" => Some(*doc),
+            _ => None,
+        })
+        .await
+        .expect("created");
+    for path in [".git/hooks/pre-commit", "Readme.MD"] {
+        ws.send(&ClientMsg::Rename { doc, path: path.into() }).await.expect("send");
+        expect_error(ws, ErrorCode::InvalidPath).await;
+    }
+    // A rename that only changes the letter case of the same document is fine.
+    ws.send(&ClientMsg::Rename { doc, path: "Tool.sh".into() }).await.expect("send");
+    ws.recv_until(|m| matches!(m, ServerMsg::Renamed { path, .. } if path == "Tool.sh").then_some(()))
+        .await
+        .expect("renamed");
+}
