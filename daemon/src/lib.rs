@@ -41,6 +41,8 @@ where
     .custom_method("collab/join", lsp_server::Backend::join)
     .custom_method("collab/leave", lsp_server::Backend::leave)
     .custom_method("collab/status", lsp_server::Backend::status)
+    .custom_method("collab/allow", lsp_server::Backend::allow)
+    .custom_method("collab/removePeer", lsp_server::Backend::remove_peer)
     .custom_method("collab/open", lsp_server::Backend::open)
     .custom_method("collab/edit", lsp_server::Backend::edit)
     .custom_method("collab/cursor", lsp_server::Backend::cursor)

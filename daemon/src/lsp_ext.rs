@@ -129,7 +129,48 @@ pub struct StateParams {
     pub message: Option<String>,
 }
 
+/// `collab/approval`, daemon → editor (an addition): a file that editors or shells run by themselves when a folder
+/// opens (`.vscode/tasks.json`, `.nvim.lua`, `.envrc`, ...) was created or changed by others, and is not written to
+/// disk until the user allows it with `collab/allow`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalParams {
+    pub uri: String,
+    /// The session path, for showing.
+    pub path: String,
+    /// Who changed it since it was last written (names; "the session" for what arrived with a join).
+    pub by: Vec<String>,
+    /// True if the file does not exist on disk yet.
+    pub created: bool,
+}
+
+/// `collab/allow` params (an addition): write this file now, as the session has it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AllowParams {
+    pub uri: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AllowResult {
+    /// False if there was nothing waiting for this file.
+    pub written: bool,
+}
+
+/// `collab/removePeer` params (an addition, host only): remove the peer named `name` from the session; the
+/// answer comes once the server has removed them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RemovePeerParams {
+    pub name: String,
+}
+
 /// Daemon → editor notifications.
+#[derive(Debug)]
+pub enum ApprovalNotification {}
+impl Notification for ApprovalNotification {
+    type Params = ApprovalParams;
+    const METHOD: &'static str = "collab/approval";
+}
+
 #[derive(Debug)]
 pub enum EditNotification {}
 impl Notification for EditNotification {

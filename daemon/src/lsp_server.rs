@@ -67,6 +67,20 @@ impl Backend {
         self.ask(|reply| Event::Status { reply })
     }
 
+    pub fn allow(
+        &self,
+        params: AllowParams,
+    ) -> impl std::future::Future<Output = Result<AllowResult>> + Send + 'static {
+        self.ask(|reply| Event::Allow { params, reply })
+    }
+
+    pub fn remove_peer(
+        &self,
+        params: RemovePeerParams,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        self.ask(|reply| Event::RemovePeer { params, reply })
+    }
+
     pub fn open(&self, params: OpenParams) -> Ready<()> {
         self.forward(Event::Open(params))
     }
@@ -98,13 +112,11 @@ fn negotiate(params: &InitializeParams) -> Encoding {
 impl LanguageServer for Backend {
     async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
         let encoding = negotiate(&params);
-        let ca_file = params
-            .initialization_options
-            .as_ref()
-            .and_then(|o| o.get("caFile"))
-            .and_then(|v| v.as_str())
-            .map(PathBuf::from);
-        let _ = self.events.send(Event::Initialized { encoding, ca_file });
+        let options = params.initialization_options.as_ref();
+        let ca_file = options.and_then(|o| o.get("caFile")).and_then(|v| v.as_str()).map(PathBuf::from);
+        let allow_runnable_files =
+            options.and_then(|o| o.get("allowRunnableFiles")).and_then(|v| v.as_bool()).unwrap_or(false);
+        let _ = self.events.send(Event::Initialized { encoding, ca_file, allow_runnable_files });
         Ok(InitializeResult {
             capabilities: ServerCapabilities {
                 position_encoding: Some(PositionEncodingKind::new(encoding.name())),
@@ -133,6 +145,7 @@ pub async fn forward_output(client: Client, mut output: mpsc::UnboundedReceiver<
             Output::Cursors(params) => client.send_notification::<CursorsNotification>(params).await,
             Output::Peers(params) => client.send_notification::<PeersNotification>(params).await,
             Output::State(params) => client.send_notification::<StateNotification>(params).await,
+            Output::Approval(params) => client.send_notification::<ApprovalNotification>(params).await,
             Output::Message(kind, message) => client.show_message(kind, message).await,
             Output::Progress(update) => {
                 let _ = progress.send(update);

@@ -26,6 +26,8 @@ pub enum Event {
     Initialized {
         encoding: Encoding,
         ca_file: Option<PathBuf>,
+        /// Write others' changes to files that run by themselves without asking (`initializationOptions`).
+        allow_runnable_files: bool,
     },
     Share {
         params: ShareParams,
@@ -40,6 +42,14 @@ pub enum Event {
     },
     Status {
         reply: Reply<StatusResult>,
+    },
+    Allow {
+        params: AllowParams,
+        reply: Reply<AllowResult>,
+    },
+    RemovePeer {
+        params: RemovePeerParams,
+        reply: Reply<()>,
     },
     Open(OpenParams),
     Edit(EditParams),
@@ -67,6 +77,7 @@ pub enum Output {
     Cursors(CursorsParams),
     Peers(PeersParams),
     State(StateParams),
+    Approval(ApprovalParams),
     Message(MessageType, String),
     /// Work-done progress (`window/workDoneProgress/create`, then `$/progress`) for long work.
     Progress(Progress),
@@ -96,6 +107,10 @@ struct Doc {
     /// The server could not store (or would not yet take) our outstanding operation: it goes again on the next
     /// [`Event::Retry`].
     retry: bool,
+    /// Who changed this file since it was last written, if it is one that runs by itself
+    /// ([`codecollab_protocol::path::runs_by_itself`]) and others changed it: it is not written until the user
+    /// allows it.
+    unapproved: Option<Unapproved>,
     editor: Option<EditorBuffer>,
     /// Changed since last written to disk (for documents no editor has open).
     dirty: bool,
@@ -103,6 +118,14 @@ struct Doc {
     my_selections: Option<Vec<Selection>>,
     /// Other peers' selections, in `text` coordinates.
     presence: HashMap<PeerId, Vec<Selection>>,
+}
+
+/// Others' changes to a file that runs by itself, waiting for the user's yes.
+#[derive(Debug, Default)]
+struct Unapproved {
+    by: std::collections::BTreeSet<String>,
+    /// The editor was told (once per waiting period).
+    told: bool,
 }
 
 struct Session {
@@ -113,6 +136,8 @@ struct Session {
     root: PathBuf,
     peer: PeerId,
     role: Role,
+    /// May remove others (the server says so in `welcome`).
+    host: bool,
     peers: HashMap<PeerId, PeerInfo>,
     docs: HashMap<DocId, Doc>,
     /// Editor opens of files the session does not hold yet, by path: created on the server, then tracked.
@@ -135,6 +160,10 @@ struct Session {
     retry_scheduled: bool,
     /// Paths the user was told are not written (each is told once).
     warned: std::collections::HashSet<String>,
+    /// Who created the documents announced as created while we fetch them (for telling who changed what).
+    created_by: HashMap<DocId, String>,
+    /// A `collab/removePeer` waiting for the server: the name, and the answer to give.
+    removing: Option<(String, Reply<()>)>,
     /// The documents held or being fetched, by case-folded path ([`codecollab_protocol::path::case_key`]): a second
     /// path that differs only in letter case is refused.
     case_keys: HashMap<String, (DocId, String)>,
@@ -202,6 +231,8 @@ pub struct MainLoop {
     invites: Option<(String, String)>,
     /// This daemon's id toward the server, the same across reconnects.
     client_id: ClientId,
+    /// Write others' changes to files that run by themselves without asking.
+    allow_runnable_files: bool,
     session: Option<Session>,
 }
 
@@ -248,6 +279,7 @@ impl MainLoop {
             pending_server: None,
             invites: None,
             client_id: random_client_id(),
+            allow_runnable_files: false,
             session: None,
         }
     }
@@ -317,8 +349,9 @@ impl MainLoop {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Initialized { encoding, ca_file } => {
+            Event::Initialized { encoding, ca_file, allow_runnable_files } => {
                 self.encoding = encoding;
+                self.allow_runnable_files = allow_runnable_files;
                 self.ca_file = ca_file.or_else(|| std::env::var_os("CODECOLLAB_CA_FILE").map(PathBuf::from));
             }
             Event::Share { params, reply } => self.share(params, reply),
@@ -327,6 +360,10 @@ impl MainLoop {
                 self.leave();
                 let _ = reply.send(Ok(()));
             }
+            Event::Allow { params, reply } => {
+                let _ = reply.send(Ok(AllowResult { written: self.allow(&params.uri) }));
+            }
+            Event::RemovePeer { params, reply } => self.remove_peer(params.name, reply),
             Event::Status { reply } => {
                 let _ = reply.send(Ok(StatusResult {
                     state: self.state_name().into(),
@@ -471,6 +508,9 @@ impl MainLoop {
                 }
                 let Some(session) = self.session.as_mut() else { return };
                 session.retries = 0;
+                if let Some((_, reply)) = session.removing.take() {
+                    let _ = reply.send(Err(rpc_error("the connection to the server dropped; try again")));
+                }
                 for doc in session.docs.values_mut() {
                     doc.ot.disconnected();
                     doc.retry = false;
@@ -505,10 +545,20 @@ impl MainLoop {
                 };
                 self.send(ClientMsg::Join { client_id: self.client_id, name: Some(name) });
             }
-            ServerMsg::Welcome { session, peer, name: _, role, host: _, token, peers, docs, limits } => {
+            ServerMsg::Welcome { session, peer, name: _, role, host, token, peers, docs, limits } => {
                 self.welcome(session, peer, role, token, peers, docs);
                 if let Some(session) = self.session.as_mut() {
                     session.limits = limits.unwrap_or(DEFAULT_LIMITS);
+                    session.host = host;
+                }
+            }
+            ServerMsg::PeerRemoved { name } => {
+                if let Some((waiting, reply)) = self.session.as_mut().and_then(|s| s.removing.take()) {
+                    if waiting == name {
+                        let _ = reply.send(Ok(()));
+                    } else if let Some(session) = self.session.as_mut() {
+                        session.removing = Some((waiting, reply));
+                    }
                 }
             }
             ServerMsg::Snapshot { doc, path, revision, text, last_seq } => {
@@ -543,7 +593,7 @@ impl MainLoop {
                 }
                 self.flush_cursor(doc);
             }
-            ServerMsg::Op { doc, revision, peer: _, op } => self.remote_op(doc, revision, op),
+            ServerMsg::Op { doc, revision, peer, op } => self.remote_op(doc, revision, op, peer),
             ServerMsg::Presence { doc, peer, revision: _, selections } => {
                 let Some(session) = self.session.as_mut() else { return };
                 let Some(d) = session.docs.get_mut(&doc) else { return };
@@ -563,12 +613,17 @@ impl MainLoop {
                 self.send_cursors(doc);
                 self.send_peers();
             }
-            ServerMsg::Created { doc } => {
+            ServerMsg::Created { doc, peer } => {
+                let Some(session) = self.session.as_mut() else { return };
                 // If our editor opened the same new path, our own Create (which the server answers for an existing
                 // path by subscribing us) brings the snapshot: subscribing again would fetch the text twice.
-                if self.session.as_ref().is_some_and(|s| !s.pending_opens.contains_key(&doc.path)) {
-                    self.fetch(doc);
+                if session.pending_opens.contains_key(&doc.path) {
+                    return;
                 }
+                if let Some(name) = peer.and_then(|p| session.peers.get(&p)).map(|p| p.name.clone()) {
+                    session.created_by.insert(doc.doc, name);
+                }
+                self.fetch(doc);
             }
             ServerMsg::Deleted { doc } => {
                 let Some(session) = self.session.as_mut() else { return };
@@ -648,6 +703,13 @@ impl MainLoop {
                 let resend = self.session.as_mut().and_then(|s| s.docs.get_mut(&doc)).and_then(|d| d.ot.resend());
                 if let Some(out) = resend {
                     self.send_op(doc, out);
+                }
+            }
+            (ErrorCode::Forbidden | ErrorCode::StorageFailure, None)
+                if self.session.as_ref().is_some_and(|s| s.removing.is_some()) =>
+            {
+                if let Some((_, reply)) = self.session.as_mut().and_then(|s| s.removing.take()) {
+                    let _ = reply.send(Err(rpc_error(message)));
                 }
             }
             // Nothing was applied, and it may work later: keep it and send it again after a while (the connection
@@ -864,6 +926,7 @@ impl MainLoop {
             root,
             peer,
             role,
+            host: false,
             peers: peers.into_iter().map(|p| (p.peer, p)).collect(),
             docs: HashMap::new(),
             pending_opens: HashMap::new(),
@@ -875,6 +938,8 @@ impl MainLoop {
             retries: 0,
             retry_scheduled: false,
             warned: std::collections::HashSet::new(),
+            removing: None,
+            created_by: HashMap::new(),
             case_keys: HashMap::new(),
         }
     }
@@ -944,6 +1009,11 @@ impl MainLoop {
             text: rope,
             ot: Client::new(revision, 1).with_max_op_bytes(max_op_bytes),
             retry: false,
+            // Ours when we shared it; otherwise it came from the session, and one that runs by itself waits.
+            unapproved: (!sharing && codecollab_protocol::path::runs_by_itself(&path)).then(|| {
+                let by = session.created_by.remove(&doc).unwrap_or_else(|| "the session".to_owned());
+                Unapproved { by: [by].into(), told: false }
+            }),
             editor: None,
             dirty: !sharing,
             my_selections: None,
@@ -970,6 +1040,8 @@ impl MainLoop {
             first_edit = edit.map(|e| (open.uri, e));
             entry.editor = Some(buffer);
             entry.dirty = false;
+            // The editor shows it, and writes it when its user saves.
+            entry.unapproved = None;
         }
         session.claim(doc, &path);
         session.docs.insert(doc, entry);
@@ -1027,6 +1099,9 @@ impl MainLoop {
             if rebased.send.is_none() && d.ot.is_synchronized() { d.text.clone() } else { Rope::from_str(text) };
         d.dirty |= d.editor.is_none();
         d.retry = false;
+        if d.editor.is_none() && !rebased.apply.is_noop() && codecollab_protocol::path::runs_by_itself(&d.path) {
+            d.unapproved.get_or_insert_with(Unapproved::default).by.insert("someone".into());
+        }
         transform_selections(d, &rebased.apply);
         if let Some((uri, DaemonEdit { revision, changes })) = edit {
             self.out(Output::Edit(EditParams { uri, revision, changes }));
@@ -1071,9 +1146,13 @@ impl MainLoop {
         self.send(ClientMsg::Subscribe { doc, since: None });
     }
 
-    fn remote_op(&mut self, doc: DocId, revision: Revision, op: TextOperation) {
+    fn remote_op(&mut self, doc: DocId, revision: Revision, op: TextOperation, peer: PeerId) {
         let Some(session) = self.session.as_mut() else { return };
+        let author = session.peers.get(&peer).map_or_else(|| "someone".to_owned(), |p| p.name.clone());
         let Some(d) = session.docs.get_mut(&doc) else { return };
+        if d.editor.is_none() && codecollab_protocol::path::runs_by_itself(&d.path) {
+            d.unapproved.get_or_insert_with(Unapproved::default).by.insert(author);
+        }
         if op.target_len() > MAX_DOCUMENT_CHARS {
             let path = d.path.clone();
             session.docs.remove(&doc);
@@ -1132,6 +1211,8 @@ impl MainLoop {
                 let d = session.docs.get_mut(&doc).expect("found above");
                 let (buffer, edit) = EditorBuffer::open(params.uri.clone(), encoding, &params.text, &d.text);
                 d.editor = Some(buffer);
+                // The editor shows it now, and writes it when its user saves.
+                d.unapproved = None;
                 session.uris.insert(params.uri.clone(), doc);
                 if let Some(edit) = edit {
                     self.out(Output::Edit(EditParams {
@@ -1349,20 +1430,82 @@ impl MainLoop {
     }
 
     fn flush_disk(&mut self) {
+        let allow_runnable = self.allow_runnable_files;
         let Some(session) = self.session.as_mut() else { return };
         let mut refused = Vec::new();
+        let mut approvals = Vec::new();
         for d in session.docs.values_mut() {
-            if d.dirty && d.editor.is_none() {
-                // A failure is told once and not retried on every tick; the next change tries again.
-                d.dirty = false;
-                if let Err(error) = workspace::write(&session.root, &d.path, &d.text.to_string()) {
-                    refused.push((d.path.clone(), format!("{error:#}")));
-                }
+            if !d.dirty || d.editor.is_some() {
+                continue;
             }
+            if let Some(unapproved) = d.unapproved.as_mut().filter(|_| !allow_runnable) {
+                // Others changed a file that runs by itself: it waits for the user's yes (`collab/allow`).
+                if !std::mem::replace(&mut unapproved.told, true) {
+                    let path = workspace::resolve(&session.root, &d.path).ok();
+                    let created = path.as_ref().is_none_or(|p| !p.exists());
+                    let uri = path.map(|p| workspace::path_to_uri(&p)).unwrap_or_default();
+                    let by = unapproved.by.iter().cloned().collect();
+                    approvals.push(ApprovalParams { uri, path: d.path.clone(), by, created });
+                }
+                continue;
+            }
+            // A failure is told once and not retried on every tick; the next change tries again.
+            d.dirty = false;
+            d.unapproved = None;
+            if let Err(error) = workspace::write(&session.root, &d.path, &d.text.to_string()) {
+                refused.push((d.path.clone(), format!("{error:#}")));
+            }
+        }
+        for approval in approvals {
+            tracing::info!(path = %approval.path, by = ?approval.by, "waiting for the user's yes to write");
+            self.out(Output::Approval(approval));
         }
         for (path, why) in refused {
             self.refused_on_disk(&path, &why);
         }
+    }
+
+    /// The user allowed writing the file at `uri` (`collab/allow`): writes it now, as the session has it, if it was
+    /// waiting. Later changes by others wait again.
+    fn allow(&mut self, uri: &str) -> bool {
+        let Some(session) = self.session.as_mut() else { return false };
+        let Some(path) = workspace::uri_to_path(uri).and_then(|p| workspace::relative(&session.root, &p)) else {
+            return false;
+        };
+        let Some(d) = session.docs.values_mut().find(|d| d.path == path && d.unapproved.is_some()) else {
+            return false;
+        };
+        d.unapproved = None;
+        d.dirty = false;
+        if d.editor.is_some() {
+            return true;
+        }
+        match workspace::write(&session.root, &d.path, &d.text.to_string()) {
+            Ok(()) => true,
+            Err(error) => {
+                let why = format!("{error:#}");
+                self.refused_on_disk(&path, &why);
+                false
+            }
+        }
+    }
+
+    /// `collab/removePeer`: asks the server to remove the peer named `name`; answers once it has.
+    fn remove_peer(&mut self, name: String, reply: Reply<()>) {
+        let Some(session) = self.session.as_mut() else {
+            let _ = reply.send(Err(rpc_error("not in a session")));
+            return;
+        };
+        if !session.host {
+            let _ = reply.send(Err(rpc_error("only the host of the session can remove people")));
+            return;
+        }
+        if session.removing.is_some() {
+            let _ = reply.send(Err(rpc_error("a removal is already in progress")));
+            return;
+        }
+        session.removing = Some((name.clone(), reply));
+        self.send(ClientMsg::RemovePeer { name });
     }
 }
 

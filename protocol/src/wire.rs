@@ -158,9 +158,11 @@ pub enum ServerMsg {
         revision: Revision,
         selections: Vec<Selection>,
     },
-    /// A document appeared in the session (created by someone).
+    /// A document appeared in the session, created by `peer` (absent from older servers).
     Created {
         doc: DocInfo,
+        #[serde(default)]
+        peer: Option<PeerId>,
     },
     Deleted {
         doc: DocId,
@@ -174,6 +176,11 @@ pub enum ServerMsg {
     },
     PeerLeft {
         peer: PeerId,
+    },
+    /// The answer to [`ClientMsg::RemovePeer`], to the host who asked: `name` is removed (its connections closed,
+    /// its tokens refused from now on).
+    PeerRemoved {
+        name: String,
     },
     /// A refusal. The connection stays open unless a close frame follows.
     Error {

@@ -62,11 +62,12 @@ fn server_messages() -> Vec<ServerMsg> {
         ServerMsg::Ack { doc: 1, seq: 3, revision: 13 },
         ServerMsg::Op { doc: 1, revision: 14, peer: 4, op: sample_op() },
         ServerMsg::Presence { doc: 1, peer: 4, revision: 14, selections: vec![Selection::caret(0)] },
-        ServerMsg::Created { doc },
+        ServerMsg::Created { doc, peer: Some(3) },
         ServerMsg::Deleted { doc: 1 },
         ServerMsg::Renamed { doc: 1, path: "docs/README.md".into() },
         ServerMsg::PeerJoined { peer },
         ServerMsg::PeerLeft { peer: 4 },
+        ServerMsg::PeerRemoved { name: "Bo".into() },
         ServerMsg::Error { code: ErrorCode::ResyncNeeded, message: "reload".into(), doc: Some(1) },
     ]
 }

@@ -294,7 +294,7 @@ impl SessionTask {
         self.paths.insert(path::case_key(&path), doc);
         self.docs.insert(doc, DocEntry { path, handle: None });
         let handle = self.open(doc).await?;
-        self.broadcast(&ServerMsg::Created { doc: self.doc_info(doc) }, Some(peer));
+        self.broadcast(&ServerMsg::Created { doc: self.doc_info(doc), peer: Some(peer) }, Some(peer));
         Ok(handle)
     }
 
@@ -400,6 +400,9 @@ impl SessionTask {
             self.broadcast(&ServerMsg::PeerLeft { peer: id }, None);
         }
         tracing::info!(session = %self.id, %name, "peer removed");
+        if let Some(host) = self.peers.get(&peer) {
+            host.outbox.send(&ServerMsg::PeerRemoved { name });
+        }
         Ok(())
     }
 }

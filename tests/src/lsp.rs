@@ -151,6 +151,8 @@ pub struct ScriptedEditor {
     pub cursors: HashMap<String, Value>,
     pub peers: Value,
     pub messages: Vec<String>,
+    /// `collab/approval` notifications received (files that run by themselves, waiting for a yes).
+    pub approvals: Vec<Value>,
     /// `$/progress` values received (begin, report, end), in order.
     pub progress: Vec<Value>,
     /// Notifications that arrived while waiting for a response.
@@ -170,6 +172,15 @@ impl std::fmt::Debug for ScriptedEditor {
 impl ScriptedEditor {
     /// Starts the daemon and initializes it, offering only `encoding`.
     pub async fn start(encoding: Encoding, env: &[(&str, &str)]) -> anyhow::Result<ScriptedEditor> {
+        Self::start_with(encoding, env, json!({})).await
+    }
+
+    /// [`ScriptedEditor::start`] with `initializationOptions`.
+    pub async fn start_with(
+        encoding: Encoding,
+        env: &[(&str, &str)],
+        initialization_options: Value,
+    ) -> anyhow::Result<ScriptedEditor> {
         let mut command = Command::new(binary("codecollab-daemon", "codecollab-daemon"));
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
         command.env("CODECOLLAB_LOG", "warn");
@@ -223,6 +234,7 @@ impl ScriptedEditor {
             cursors: HashMap::new(),
             peers: Value::Null,
             messages: Vec::new(),
+            approvals: Vec::new(),
             progress: Vec::new(),
             backlog: VecDeque::new(),
             refuse_rate: 0.0,
@@ -230,7 +242,7 @@ impl ScriptedEditor {
             stats: Stats::default(),
         };
         let result = editor
-            .request("initialize", json!({"processId": null, "rootUri": null, "capabilities": {"general": {"positionEncodings": [encoding.name()]}}}))
+            .request("initialize", json!({"processId": null, "rootUri": null, "initializationOptions": initialization_options, "capabilities": {"general": {"positionEncodings": [encoding.name()]}}}))
             .await?;
         let negotiated = result["capabilities"]["positionEncoding"].as_str().unwrap_or("utf-16");
         anyhow::ensure!(negotiated == encoding.name(), "the daemon chose {negotiated}, not {}", encoding.name());
@@ -356,6 +368,7 @@ impl ScriptedEditor {
                 self.cursors.insert(params["uri"].as_str().unwrap_or_default().to_owned(), params["cursors"].clone());
             }
             "collab/peers" => self.peers = params["peers"].clone(),
+            "collab/approval" => self.approvals.push(params.clone()),
             "$/progress" => self.progress.push(params["value"].clone()),
             "window/showMessage" | "window/logMessage" => {
                 self.messages.push(params["message"].as_str().unwrap_or_default().to_owned())

@@ -77,7 +77,7 @@ async fn a_hostile_server_plants_nothing_and_the_session_goes_on() {
             Reply::Msg(ServerMsg::Renamed { doc: 1, path: ".git/hooks/pre-commit".into() }),
             // A frame whose path is not UTF-8: dropped, the connection goes on.
             Reply::Raw(b"\x92\x01\x82\xa4type\xa7created\xa3doc\x82\xa3doc\x19\xa4path\xa3\xff\xfe\xfd".to_vec()),
-            Reply::Msg(ServerMsg::Created { doc: DocInfo { doc: 20, path: "later.txt".into() } }),
+            Reply::Msg(ServerMsg::Created { doc: DocInfo { doc: 20, path: "later.txt".into() }, peer: None }),
         ],
         ClientMsg::Unsubscribe { doc: 20 } => Vec::new(),
         _ => Vec::new(),
@@ -85,7 +85,7 @@ async fn a_hostile_server_plants_nothing_and_the_session_goes_on() {
     // `later.txt`'s snapshot, then a frame too large to read.
     let mut later_sent = false;
     let script: codecollab_tests::hostile::Script = Box::new({
-        let mut script = script;
+        let script = script;
         move |msg: &ClientMsg| match msg {
             ClientMsg::Subscribe { doc: 20, .. } if !later_sent => {
                 later_sent = true;

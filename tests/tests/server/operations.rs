@@ -173,7 +173,7 @@ async fn documents_are_created_renamed_and_deleted_for_everyone() {
     let (mut other, _) = editor::join(&url, &connect_with(&tokens.edit_token), 8, "other").await.expect("other");
     let editor = Editor::open(&url, &tokens.edit_token, "e", "a/b.txt", "x").await.expect("editor");
     let doc = other
-        .recv_until(|m| if let ServerMsg::Created { doc } = m { Some(doc.clone()) } else { None })
+        .recv_until(|m| if let ServerMsg::Created { doc, .. } = m { Some(doc.clone()) } else { None })
         .await
         .expect("created");
     assert_eq!(doc.path, "a/b.txt");
