@@ -62,11 +62,23 @@ impl EditorBuffer {
         editor_text: &str,
         daemon: &Rope,
     ) -> (EditorBuffer, Option<DaemonEdit>) {
+        Self::open_after(uri, encoding, editor_text, daemon, 0)
+    }
+
+    /// [`EditorBuffer::open`] for a buffer whose editor has already sent `edits` edits since opening it (they were
+    /// kept while the session did not hold the file yet; `editor_text` has them).
+    pub fn open_after(
+        uri: String,
+        encoding: Encoding,
+        editor_text: &str,
+        daemon: &Rope,
+        edits: u64,
+    ) -> (EditorBuffer, Option<DaemonEdit>) {
         // When the texts agree, the view shares the daemon rope's nodes (a clone is O(1)) instead of holding a
         // second copy of the file.
         let same = *daemon == editor_text;
         let view = if same { daemon.clone() } else { Rope::from_str(editor_text) };
-        let mut buffer = EditorBuffer { uri, encoding, view, processed: 0, sent: 0, unconfirmed: VecDeque::new() };
+        let mut buffer = EditorBuffer { uri, encoding, view, processed: edits, sent: 0, unconfirmed: VecDeque::new() };
         let edit = if same {
             None
         } else {

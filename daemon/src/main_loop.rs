@@ -120,6 +120,20 @@ struct Doc {
     presence: HashMap<PeerId, Vec<Selection>>,
 }
 
+/// A buffer an editor opened before the session held its file (we asked the server to create it, or its snapshot is
+/// on its way). What the user types meanwhile is kept here, and merged with the session's text when it arrives.
+struct PendingOpen {
+    uri: String,
+    /// The text the editor opened it with.
+    opened: String,
+    /// The editor's text now: `opened` with the edits it sent since.
+    text: String,
+    /// Edits the editor sent since it opened the buffer (its revision pair counts them).
+    edits: u64,
+    /// What we sent the server to create it with, if we asked it to.
+    sent: Option<String>,
+}
+
 /// Others' changes to a file that runs by itself, waiting for the user's yes.
 #[derive(Debug, Default)]
 struct Unapproved {
@@ -141,7 +155,7 @@ struct Session {
     peers: HashMap<PeerId, PeerInfo>,
     docs: HashMap<DocId, Doc>,
     /// Editor opens of files the session does not hold yet, by path: created on the server, then tracked.
-    pending_opens: HashMap<String, OpenParams>,
+    pending_opens: HashMap<String, PendingOpen>,
     uris: HashMap<String, DocId>,
     /// The document each peer last moved its cursor in: where "follow" goes.
     last_doc: HashMap<PeerId, DocId>,
@@ -167,6 +181,12 @@ struct Session {
     /// The documents held or being fetched, by case-folded path ([`codecollab_protocol::path::case_key`]): a second
     /// path that differs only in letter case is refused.
     case_keys: HashMap<String, (DocId, String)>,
+}
+
+impl PendingOpen {
+    fn new(params: OpenParams) -> PendingOpen {
+        PendingOpen { uri: params.uri, opened: params.text.clone(), text: params.text, edits: 0, sent: None }
+    }
 }
 
 impl Session {
@@ -1019,23 +1039,35 @@ impl MainLoop {
             my_selections: None,
             presence: HashMap::new(),
         };
-        // An editor that opened this path before the session had it is tracked now.
+        // An editor that opened this path before the session had it is tracked now. What it has that the
+        // session does not (the rest of a file we created in part, what the user typed while the server
+        // answered) is merged three ways with the session's text, as a resync is: nothing typed is lost, and
+        // the editor is brought in line with the rest.
         let mut first_edit = None;
         let mut rest = None;
         if let Some(open) = session.pending_opens.remove(&path) {
-            // We created it with only the start of its text: the rest goes as edits, split to fit frames.
-            if session.created_partly.remove(&path) && revision == 0 && open.text.starts_with(&text) {
-                let op = TextOperation::replace(
-                    entry.text.len_chars(),
-                    entry.text.len_chars(),
-                    entry.text.len_chars(),
-                    &open.text[text.len()..],
-                )
-                .expect("an insertion at the end is in bounds");
-                op.apply_to(&mut entry.text).expect("fits");
-                rest = entry.ot.apply_local(op).ok().flatten();
+            session.created_partly.remove(&path);
+            let base = open.sent.as_deref().unwrap_or(&open.opened);
+            let ours =
+                codecollab_protocol::merge::diff(base, &open.text, Some(std::time::Instant::now() + MERGE_DEADLINE));
+            match codecollab_protocol::merge::merge(
+                base,
+                &ours,
+                &text,
+                Some(std::time::Instant::now() + MERGE_DEADLINE),
+            ) {
+                Ok(merged) if !merged.ours.is_noop() => {
+                    if merged.ours.apply_to(&mut entry.text).is_ok() {
+                        rest = entry.ot.apply_local(merged.ours).ok().flatten();
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%path, %error, "the editor's text could not be merged; the session's wins")
+                }
             }
-            let (buffer, edit) = EditorBuffer::open(open.uri.clone(), encoding, &open.text, &entry.text);
+            let (buffer, edit) =
+                EditorBuffer::open_after(open.uri.clone(), encoding, &open.text, &entry.text, open.edits);
             session.uris.insert(open.uri.clone(), doc);
             first_edit = edit.map(|e| (open.uri, e));
             entry.editor = Some(buffer);
@@ -1225,14 +1257,32 @@ impl MainLoop {
             }
             // Another peer's file on its way to us: its snapshot takes this open up.
             None if session.fetching.contains_key(&path) => {
-                session.pending_opens.insert(path, params);
+                session.pending_opens.insert(path, PendingOpen::new(params));
             }
             None if session.role == Role::Edit => {
-                session.pending_opens.insert(path.clone(), params);
+                session.pending_opens.insert(path.clone(), PendingOpen::new(params));
                 self.create(&path);
             }
             None => tracing::info!(%path, "open ignored: view-only sessions cannot add files"),
         }
+    }
+
+    /// An edit of a buffer whose file the session does not hold yet: kept with the buffer until it does. False if
+    /// no such buffer is waiting.
+    fn pending_edit(&mut self, params: &EditParams) -> bool {
+        let encoding = self.encoding;
+        let Some(session) = self.session.as_mut() else { return false };
+        let Some(open) = session.pending_opens.values_mut().find(|o| o.uri == params.uri) else { return false };
+        // No daemon edit was sent to this buffer yet, so every edit is made on the editor's own text.
+        let rope = Rope::from_str(&open.text);
+        match position::changes_to_operation(&rope, &params.changes, encoding) {
+            Ok((_, after)) => {
+                open.text = after.to_string();
+                open.edits += 1;
+            }
+            Err(error) => tracing::warn!(uri = %params.uri, %error, "an edit of a waiting buffer was refused"),
+        }
+        true
     }
 
     /// Asks the server to create `path` with the text our editor opened it with: whole if it fits in a frame, else
@@ -1240,7 +1290,7 @@ impl MainLoop {
     /// refused here, with a message.
     fn create(&mut self, path: &str) {
         let Some(session) = self.session.as_mut() else { return };
-        let Some(open) = session.pending_opens.get(path) else { return };
+        let Some(open) = session.pending_opens.get_mut(path) else { return };
         let chars = open.text.chars().count() as u64;
         if chars > session.limits.max_document_chars {
             session.pending_opens.remove(path);
@@ -1253,6 +1303,7 @@ impl MainLoop {
             cut -= 1;
         }
         let text = open.text[..cut].to_owned();
+        open.sent = Some(text.clone());
         if cut < open.text.len() {
             session.created_partly.insert(path.to_owned());
         }
@@ -1261,7 +1312,9 @@ impl MainLoop {
 
     fn editor_edit(&mut self, params: EditParams) {
         let Some(doc) = self.doc_for_uri(&params.uri) else {
-            tracing::warn!(uri = %params.uri, "edit refused: unknown document (send collab/open first)");
+            if !self.pending_edit(&params) {
+                tracing::warn!(uri = %params.uri, "edit refused: unknown document (send collab/open first)");
+            }
             return;
         };
         let readonly = self.session.as_ref().is_some_and(|s| s.role == Role::View);
@@ -1363,6 +1416,8 @@ impl MainLoop {
 
     fn close(&mut self, params: CloseParams) {
         let Some(session) = self.session.as_mut() else { return };
+        // Closed before the session held it: nothing to track any more (a Create already sent still creates it).
+        session.pending_opens.retain(|_, open| open.uri != params.uri);
         if let Some(doc) = session.uris.remove(&params.uri) {
             if let Some(d) = session.docs.get_mut(&doc) {
                 d.editor = None;

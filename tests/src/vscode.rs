@@ -151,6 +151,17 @@ impl VsCode {
         Ok(reply["text"].as_str().unwrap_or_default().to_owned())
     }
 
+    /// Clicks the button `action` on the notification matching `pattern`; returns the notification's text.
+    pub fn notification_action(&mut self, pattern: &str, action: &str) -> anyhow::Result<String> {
+        let reply = self.call("notificationAction", json!({ "pattern": pattern, "action": action }))?;
+        Ok(reply["text"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Picks the row labelled `label` in the quick pick titled (in part) `title`.
+    pub fn pick(&mut self, title: &str, label: &str) -> anyhow::Result<()> {
+        self.call("pick", json!({ "title": title, "label": label })).map(drop)
+    }
+
     /// Opens `name` (a file at the top of the folder) from the Explorer.
     pub fn open(&mut self, name: &str) -> anyhow::Result<()> {
         self.call("open", json!({ "name": name })).map(drop)

@@ -11,5 +11,5 @@ end, {
   complete = function(arg_lead, cmdline)
     return require('codecollab').complete(arg_lead, cmdline)
   end,
-  desc = 'CodeCollab: share, join, leave, peers, follow, invite',
+  desc = 'CodeCollab: share, join, leave, peers, follow, invite, allow, remove',
 })

@@ -15,6 +15,8 @@ import { DocumentBridge } from './bridge';
 import { RemoteCursors } from './cursors';
 import { DaemonNotFound, locate } from './daemon';
 import {
+  AllowResult,
+  ApprovalParams,
   Change,
   ConnectionState,
   CursorsParams,
@@ -38,6 +40,7 @@ export function activate(context: vscode.ExtensionContext): void {
     ['codecollab.copyInvite', () => controller!.copyInvite()],
     ['codecollab.followPeer', () => controller!.followPeer()],
     ['codecollab.showPeers', () => controller!.showPeers()],
+    ['codecollab.removePeer', () => controller!.removePeer()],
   ];
   for (const [id, run] of commands) {
     context.subscriptions.push(vscode.commands.registerCommand(id, () => run().catch((e) => controller!.fail(e))));
@@ -210,7 +213,7 @@ class Controller implements vscode.Disposable {
   }
 
   async followPeer(): Promise<void> {
-    const peer = await this.pickPeer('CodeCollab: Follow Peer');
+    const peer = (await this.pickPeer('CodeCollab: Follow Peer'))?.peer;
     if (peer) {
       this.following = peer.id;
       this.output.appendLine(`following ${peer.name} (${peer.id})`);
@@ -220,10 +223,28 @@ class Controller implements vscode.Disposable {
   }
 
   async showPeers(): Promise<void> {
-    const peer = await this.pickPeer('CodeCollab: Peers (pick one to jump to their cursor)');
-    if (peer) {
-      await this.reveal(peer.id);
+    const picked = await this.pickPeer('CodeCollab: Peers (pick one to jump to their cursor)', true);
+    if (picked?.remove) {
+      await this.remove(picked.peer);
+    } else if (picked) {
+      await this.reveal(picked.peer.id);
     }
+  }
+
+  async removePeer(): Promise<void> {
+    if (this.session && !this.invites) {
+      void vscode.window.showWarningMessage('CodeCollab: only the host of the session can remove people.');
+      return;
+    }
+    const picked = await this.pickPeer('CodeCollab: Remove Peer (they lose access to this session)', false);
+    if (picked) {
+      await this.remove(picked.peer);
+    }
+  }
+
+  private async remove(peer: Peer): Promise<void> {
+    await this.client?.sendRequest(Methods.removePeer, { name: peer.name });
+    void vscode.window.showInformationMessage(`CodeCollab: ${peer.name} was removed from the session.`);
   }
 
   // ---- the daemon ----
@@ -262,7 +283,10 @@ class Controller implements vscode.Disposable {
     const clientOptions: LanguageClientOptions = {
       documentSelector: [],
       outputChannel: this.output,
-      initializationOptions: {},
+      // Application scope: a workspace's own settings cannot turn it on.
+      initializationOptions: {
+        allowRunnableFiles: vscode.workspace.getConfiguration('codecollab').get<boolean>('allowRunnableFiles') === true,
+      },
       // A restarted daemon would know nothing of the session: never restart silently; end the session visibly.
       errorHandler: {
         error: () => ({ action: ErrorAction.Continue }),
@@ -285,6 +309,7 @@ class Controller implements vscode.Disposable {
       }
     });
     client.onNotification(Methods.state, (params: StateParams) => this.onState(params));
+    client.onNotification(Methods.approval, (params: ApprovalParams) => void this.onApproval(params));
     await client.start();
     return client;
   }
@@ -409,6 +434,28 @@ class Controller implements vscode.Disposable {
     }
   }
 
+  /**
+   * Someone else created or changed a file that editors or shells run by themselves (a task, a setting, an
+   * `.envrc`): it is not written until the user allows it. An existing one can be opened first to read it (its
+   * buffer shows the session's text; saving it is a yes too).
+   */
+  private async onApproval(params: ApprovalParams): Promise<void> {
+    const verb = params.created ? 'created' : 'changed';
+    const text =
+      `CodeCollab: ${params.by.join(', ')} ${verb} ${params.path}, which VS Code or a shell may run by itself when ` +
+      'the folder opens. It is not written to disk until you allow it.';
+    const actions = params.created ? ['Allow'] : ['Allow', 'Open'];
+    const choice = await vscode.window.showWarningMessage(text, ...actions);
+    if (choice === 'Allow') {
+      const result = await this.client?.sendRequest<AllowResult>(Methods.allow, { uri: params.uri });
+      void vscode.window.showInformationMessage(
+        result?.written ? `CodeCollab: ${params.path} written.` : `CodeCollab: ${params.path} had nothing to write.`,
+      );
+    } else if (choice === 'Open') {
+      await vscode.window.showTextDocument(vscode.Uri.parse(params.uri));
+    }
+  }
+
   private onState(params: StateParams): void {
     const wasReadonly = this.state === 'readonly';
     this.state = params.state;
@@ -472,7 +519,11 @@ class Controller implements vscode.Disposable {
 
   // ---- peers ----
 
-  private async pickPeer(title: string): Promise<Peer | undefined> {
+  /**
+   * A peer picked from a list. With `removable` and this editor the host's, each row has a button that removes the
+   * peer instead (`remove` in the answer).
+   */
+  private async pickPeer(title: string, removable = false): Promise<{ peer: Peer; remove: boolean } | undefined> {
     if (!this.session) {
       void vscode.window.showInformationMessage('CodeCollab: not in a session.');
       return undefined;
@@ -482,13 +533,34 @@ class Controller implements vscode.Disposable {
       void vscode.window.showInformationMessage('CodeCollab: nobody else is here yet.');
       return undefined;
     }
+    const removeButton = { iconPath: new vscode.ThemeIcon('trash'), tooltip: 'Remove from the session' };
     const items = others.map((peer) => ({
       label: peer.name,
       description: peer.role,
       detail: peer.uri ? vscode.workspace.asRelativePath(vscode.Uri.parse(peer.uri)) : 'no file open',
+      buttons: removable && this.invites ? [removeButton] : [],
       peer,
     }));
-    return (await vscode.window.showQuickPick(items, { title }))?.peer;
+    const pick = vscode.window.createQuickPick<(typeof items)[number]>();
+    pick.title = title;
+    pick.items = items;
+    return new Promise((resolve) => {
+      let answer: { peer: Peer; remove: boolean } | undefined;
+      pick.onDidAccept(() => {
+        const chosen = pick.selectedItems[0];
+        answer = chosen && { peer: chosen.peer, remove: false };
+        pick.hide();
+      });
+      pick.onDidTriggerItemButton((event) => {
+        answer = { peer: event.item.peer, remove: true };
+        pick.hide();
+      });
+      pick.onDidHide(() => {
+        pick.dispose();
+        resolve(answer);
+      });
+      pick.show();
+    });
   }
 
   private async followStep(): Promise<void> {

@@ -102,6 +102,30 @@ export interface StatusResult {
   peers: Peer[];
 }
 
+/**
+ * `collab/approval` (an addition): a file that editors or shells run by themselves was created or changed by others
+ * and is not written to disk until the user allows it with `collab/allow`.
+ */
+export interface ApprovalParams {
+  uri: string;
+  path: string;
+  by: string[];
+  created: boolean;
+}
+
+export interface AllowParams {
+  uri: string;
+}
+
+export interface AllowResult {
+  written: boolean;
+}
+
+/** `collab/removePeer` (an addition, host only). */
+export interface RemovePeerParams {
+  name: string;
+}
+
 export const Methods = {
   share: 'collab/share',
   join: 'collab/join',
@@ -114,4 +138,7 @@ export const Methods = {
   cursors: 'collab/cursors',
   peers: 'collab/peers',
   state: 'collab/state',
+  approval: 'collab/approval',
+  allow: 'collab/allow',
+  removePeer: 'collab/removePeer',
 } as const;

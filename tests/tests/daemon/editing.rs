@@ -323,6 +323,31 @@ async fn a_new_file_opened_in_two_editors_at_once_is_fetched_once_by_each() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_into_a_new_file_before_the_server_has_it_is_kept_and_merged() {
+    let server = TestServer::start(|_| {}).await;
+    let (host_dir, guest_dir) = (TempDir::new("host"), TempDir::new("guest"));
+    let (mut a, mut b, invite, _) =
+        pair(&server.url(), host_dir.path(), guest_dir.path(), (Encoding::Utf16, Encoding::Utf8)).await;
+    // Both open the same new path at once and type at once, before either daemon has the server's answer.
+    let (ua, ub) = (uri(&host_dir.path().join("new.txt")), uri(&guest_dir.path().join("new.txt")));
+    a.open(&ua, "").await.expect("open");
+    b.open(&ub, "").await.expect("open");
+    for i in 0..20 {
+        let at = a.text(&ua).chars().count();
+        a.type_at(&ua, at, at, &format!("<a{i}>")).await.expect("types");
+        let at = b.text(&ub).chars().count();
+        b.type_at(&ub, at, at, &format!("<b{i}>")).await.expect("types");
+    }
+    let texts = settle(&mut [&mut a, &mut b], &[&ua, &ub]).await;
+    for i in 0..20 {
+        for token in [format!("<a{i}>"), format!("<b{i}>")] {
+            assert_eq!(texts[0].matches(&token).count(), 1, "{token} in {}", texts[0]);
+        }
+    }
+    assert_eq!(server_text(&invite, "new.txt").await, texts[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_of_megabytes_travels_whole_and_stays_editable() {
     let server = TestServer::start(|_| {}).await;
     let (host_dir, guest_dir) = (TempDir::new("host"), TempDir::new("guest"));

@@ -239,3 +239,73 @@ fn a_view_only_session_makes_shared_buffers_nomodifiable() {
         .wait_for("the host's edit", Duration::from_secs(10), |n| Ok(n.text()?.starts_with("from ana: alpha")))
         .expect("received");
 }
+
+/// Neovim's `:messages`.
+fn messages(nvim: &mut Nvim) -> String {
+    let output = nvim.call("nvim_exec2", json!(["messages", {"output": true}])).expect("messages");
+    output["output"].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn a_file_that_runs_by_itself_created_by_a_guest_waits_for_the_hosts_allow() {
+    let Pair { server: _server, data: _data, _dirs: (host_dir, _guest), a: mut ana, b: mut ben, invite, .. } = pair();
+    // Ben creates .nvim.lua, which Neovim's 'exrc' would run when Ana next opens the folder.
+    ben.command("edit .nvim.lua").expect("edit");
+    ben.input("ivim.cmd('!touch pwned')<Esc>").expect("types");
+    ben.settle_input().expect("settled");
+    codecollab_tests::harness::poll_until(
+        "Ben's text on the server",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || Ok(server_text(&invite, ".nvim.lua").contains("pwned")),
+    )
+    .expect("committed");
+    ana.wait_for("Ana to be told", Duration::from_secs(20), |n| {
+        Ok(n.lua("return require('codecollab').state.approvals['.nvim.lua'] ~= nil", json!([]))? == json!(true))
+    })
+    .expect("told");
+    let told = messages(&mut ana);
+    assert!(told.contains("ben created .nvim.lua") && told.contains(":CodeCollab allow .nvim.lua"), "{told}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!host_dir.path().join(".nvim.lua").exists(), "not written before Ana allows it");
+    ana.command("CodeCollab allow .nvim.lua").expect("allow");
+    let written = host_dir.path().join(".nvim.lua");
+    ana.wait_for("the file to be written", Duration::from_secs(20), |_| Ok(written.exists())).expect("written");
+    assert_eq!(std::fs::read_to_string(&written).expect("reads"), "vim.cmd('!touch pwned')\n");
+}
+
+#[test]
+fn the_host_removes_a_guest_whose_edits_and_copy_stop_and_whose_invite_no_longer_works() {
+    let Pair { server: _server, data: _data, _dirs, a: mut ana, b: mut ben, invite, guest_dir } = pair();
+    ana.command("CodeCollab remove ben").expect("remove");
+    ben.wait_for("Ben's session to end", Duration::from_secs(20), |n| {
+        Ok(n.lua("return require('codecollab').state.connection", json!([]))? == json!("idle"))
+    })
+    .expect("ended");
+    assert!(messages(&mut ben).contains("removed"), "Ben is told");
+    assert!(messages(&mut ana).contains("ben was removed"), "Ana is told");
+    // Ben's edits stop at once; his copy stops receiving.
+    ben.input("ggIfrom ben after removal <Esc>").expect("types");
+    ana.input("GAfrom ana after removal<Esc>").expect("types");
+    ben.settle_input().expect("settled");
+    ana.settle_input().expect("settled");
+    poll_until_server_has(&invite, "from ana after removal");
+    std::thread::sleep(Duration::from_secs(1)); // ample for an edit to travel to a connected peer
+    assert!(!ana.text().expect("text").contains("from ben"), "Ben's edit did not reach Ana");
+    assert!(!server_text(&invite, "doc.txt").contains("from ben"), "nor the server");
+    assert!(!ben.text().expect("text").contains("from ana"), "Ana's edit did not reach Ben");
+    // His invite no longer works.
+    ben.lua("require('codecollab').join(...)", json!([invite, guest_dir])).expect("tries to join again");
+    ben.wait_for("the refusal", Duration::from_secs(20), |n| Ok(messages(n).contains("join failed"))).expect("refused");
+    assert!(messages(&mut ben).contains("removed"), "{}", messages(&mut ben));
+}
+
+fn poll_until_server_has(invite: &str, text: &str) {
+    codecollab_tests::harness::poll_until(
+        "the server to have it",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || Ok(server_text(invite, "doc.txt").contains(text)),
+    )
+    .expect("committed");
+}

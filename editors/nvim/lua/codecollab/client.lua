@@ -62,6 +62,7 @@ function M.ensure(handlers)
     cmd = { daemon },
     root_dir = vim.fn.getcwd(),
     capabilities = capabilities,
+    init_options = { allowRunnableFiles = config.values.allow_runnable_files == true },
     offset_encoding = 'utf-8',
     handlers = handlers,
     on_init = function()

@@ -10,6 +10,9 @@ M.defaults = {
   name = nil,
   -- A host token, needed to share on a server that does not listen on loopback.
   token = nil,
+  -- Write other people's changes to files that editors or shells run by themselves (.vscode/*, .nvim.lua,
+  -- .exrc, .envrc, ...) without asking. Off: each change waits for :CodeCollab allow.
+  allow_runnable_files = false,
 }
 
 M.values = vim.deepcopy(M.defaults)
@@ -24,7 +27,13 @@ end
 function M.setup(opts)
   opts = opts or {}
   vim.validate('opts', opts, 'table')
-  local schema = { daemon = optional('string'), server = optional('string'), name = optional('string'), token = optional('string') }
+  local schema = {
+    daemon = optional('string'),
+    server = optional('string'),
+    name = optional('string'),
+    token = optional('string'),
+    allow_runnable_files = optional('boolean'),
+  }
   for key, value in pairs(opts) do
     local check = schema[key]
     if not check then

@@ -15,6 +15,7 @@ local state = {
   view_invite = nil,
   peers = {},
   following = nil, -- name of the peer being followed
+  approvals = {}, -- session path -> uri: files that run by themselves, changed by others, waiting for a yes
 }
 
 M.state = state
@@ -88,6 +89,19 @@ local handlers = {
   end,
   ['collab/peers'] = function(_, params)
     state.peers = params.peers
+  end,
+  ['collab/approval'] = function(_, params)
+    state.approvals[params.path] = params.uri
+    local verb = params.created and 'created' or 'changed'
+    notify(
+      ('%s %s %s, which editors or shells run by themselves when the folder opens. It is not written to disk until you allow it: :CodeCollab allow %s'):format(
+        table.concat(params.by, ', '),
+        verb,
+        params.path,
+        params.path
+      ),
+      vim.log.levels.WARN
+    )
   end,
   ['collab/state'] = function(_, params)
     local previous = state.connection
@@ -201,6 +215,47 @@ function M.leave()
   client.request('collab/leave', {}, function() end)
   vim.api.nvim_clear_autocmds({ group = augroup })
   state.session, state.root, state.following = nil, nil, nil
+  state.approvals = {}
+end
+
+--- Writes the files waiting for a yes (`path`, or all of them): others' changes to files that run by themselves.
+function M.allow(path)
+  local paths = {}
+  if path then
+    if not state.approvals[path] then
+      return notify(('%s is not waiting to be written'):format(path), vim.log.levels.WARN)
+    end
+    paths = { path }
+  else
+    paths = vim.tbl_keys(state.approvals)
+  end
+  if #paths == 0 then
+    return notify('no file is waiting to be written')
+  end
+  for _, p in ipairs(paths) do
+    local uri = state.approvals[p]
+    state.approvals[p] = nil
+    client.request('collab/allow', { uri = uri }, function(err, result)
+      if err then
+        notify(('%s: %s'):format(p, err.message or vim.inspect(err)), vim.log.levels.ERROR)
+      elseif result and result.written then
+        notify(('%s written'):format(p))
+      else
+        notify(('%s: nothing to write (it changed, or was written meanwhile)'):format(p), vim.log.levels.WARN)
+      end
+    end)
+  end
+end
+
+--- Removes the peer named `name` from the session (the host only): their connection ends and their invite stops
+--- working.
+function M.remove(name)
+  client.request('collab/removePeer', { name = name }, function(err)
+    if err then
+      return notify(('could not remove %s: %s'):format(name, err.message or vim.inspect(err)), vim.log.levels.ERROR)
+    end
+    notify(('%s was removed from the session'):format(name))
+  end)
 end
 
 --- For a statusline: the connection state and the number of peers.
@@ -216,7 +271,7 @@ function M.follow(name)
   follow_step()
 end
 
-local subcommands = { 'share', 'join', 'leave', 'peers', 'follow', 'invite' }
+local subcommands = { 'share', 'join', 'leave', 'peers', 'follow', 'invite', 'allow', 'remove' }
 
 function M.command(args)
   local sub = args[1]
@@ -238,6 +293,13 @@ function M.command(args)
     notify(#lines > 0 and table.concat(lines, '\n') or 'nobody else is here')
   elseif sub == 'follow' then
     M.follow(args[2])
+  elseif sub == 'allow' then
+    M.allow(args[2])
+  elseif sub == 'remove' then
+    if not args[2] then
+      return notify('usage: :CodeCollab remove {name}', vim.log.levels.ERROR)
+    end
+    M.remove(args[2])
   elseif sub == 'invite' then
     local invite = args[2] == 'view' and state.view_invite or state.invite
     if not invite then
@@ -258,14 +320,19 @@ function M.complete(arg_lead, cmdline)
       return s:find(arg_lead, 1, true) == 1
     end, subcommands)
   end
-  if words[2] == 'follow' then
+  if words[2] == 'follow' or words[2] == 'remove' then
     local names = {}
     for _, peer in ipairs(state.peers) do
-      if peer.name:find(arg_lead, 1, true) == 1 then
+      if not peer.you and peer.name:find(arg_lead, 1, true) == 1 then
         table.insert(names, peer.name)
       end
     end
     return names
+  end
+  if words[2] == 'allow' then
+    return vim.tbl_filter(function(p)
+      return p:find(arg_lead, 1, true) == 1
+    end, vim.tbl_keys(state.approvals))
   end
   if words[2] == 'invite' then
     return { 'view' }

@@ -205,6 +205,30 @@ class Workbench {
     }
   }
 
+  /** Clicks the button labelled `action` on the notification whose text matches `pattern`; returns its text. */
+  async notificationAction({ pattern, action, timeoutMs = 30_000 }) {
+    const { text } = await this.notification({ pattern, timeoutMs });
+    const regex = new RegExp(pattern);
+    const toast = this.page
+      .locator('.notification-toast')
+      .filter({ has: this.page.locator('.notification-list-item-message', { hasText: regex }) })
+      .first();
+    await toast.locator('.monaco-button', { hasText: action }).first().click();
+    return { text };
+  }
+
+  /** Picks the row labelled exactly `label` in the quick pick whose title contains `title`. */
+  async pick({ title, label }) {
+    const widget = quickInput(this.page, title);
+    const row = widget
+      .locator('.quick-input-list .monaco-list-row')
+      .filter({ has: this.page.locator('.label-name', { hasText: new RegExp(`^${escapeRegExp(label)}$`) }) })
+      .first();
+    await row.waitFor({ state: 'visible' });
+    await row.click();
+    return {};
+  }
+
   /** Opens a file by clicking it in the Explorer (the reliable way; Ctrl+P was not). */
   async open({ name }) {
     const page = this.page;
