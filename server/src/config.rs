@@ -123,6 +123,9 @@ pub struct Limits {
     pub ops_burst: u32,
     /// Messages queued toward one connection before it is considered too slow and dropped (it can resume).
     pub outbound_queue: usize,
+    /// Failed authentications one address may make in a minute before it is refused (HTTP 429) for the rest of
+    /// it; 0: no limit.
+    pub failed_auth_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -138,6 +141,8 @@ impl Default for Limits {
             ops_per_second: 10_000,
             ops_burst: 20_000,
             outbound_queue: 8_192,
+            // Far more than a person mistyping or a daemon retrying with an expired token, far fewer than guessing.
+            failed_auth_per_minute: 20,
         }
     }
 }

@@ -80,7 +80,7 @@ impl RateLimit {
 }
 
 /// Serves one accepted stream (plain TCP or TLS) to the end.
-pub async fn serve<S>(mut stream: S, shared: Arc<Shared>)
+pub async fn serve<S>(mut stream: S, address: std::net::IpAddr, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -105,11 +105,18 @@ where
         let _ = http::respond(&mut stream, status, content_type, &body).await;
         return;
     }
+    if let Some(left) = shared.auth_throttle.blocked(address) {
+        shared.metrics.refused(ErrorCode::RateLimited);
+        let body = format!("too many failed attempts from this address; try again in {}s\n", left.as_secs() + 1);
+        let _ = http::respond(&mut stream, "429 Too Many Requests", "text/plain", &body).await;
+        return;
+    }
     let auth = match authenticate(&head, &shared) {
         Ok(auth) => auth,
         Err(message) => {
             shared.metrics.refused(ErrorCode::Unauthorized);
-            tracing::info!(reason = %message, "upgrade refused");
+            shared.auth_throttle.failed(address);
+            tracing::info!(reason = %message, %address, "upgrade refused");
             let body = format!("{message}\n");
             let _ = http::respond(&mut stream, "401 Unauthorized", "text/plain", &body).await;
             return;

@@ -7,7 +7,7 @@
 //!   [`document`]: one task per document (sequencing, group commit, broadcast, presence); [`pace`]: which of
 //!   its clients answer at once, for adaptive group commit.
 //! - [`store`]: the storage interface, its SQLite implementation and the group-commit thread.
-//! - [`auth`]: signed tokens and the server secret; [`tls`]: rustls; [`config`]: flags, env and TOML;
+//! - [`auth`]: signed tokens and the server secret; [`throttle`]: failed authentications per address; [`tls`]: rustls; [`config`]: flags, env and TOML;
 //!   [`metrics`]: Prometheus counters; [`outbox`]: the bounded queue toward each connection.
 
 pub mod auth;
@@ -21,6 +21,7 @@ pub mod pace;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod throttle;
 pub mod tls;
 
 pub use config::Config;

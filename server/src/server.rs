@@ -40,6 +40,8 @@ pub struct Shared {
     sessions: Mutex<HashMap<String, SessionHandle>>,
     /// Sessions ever created (stored), for the sessions limit.
     session_count: AtomicUsize,
+    /// Failed authentications per address.
+    pub auth_throttle: crate::throttle::AuthThrottle,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -143,6 +145,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let session_count = store.session_count().await.context("counting sessions")?;
     let (shutdown_sender, shutdown_receiver) = watch::channel(false);
     let connection_limit = Arc::new(Semaphore::new(config.limits.max_connections));
+    let auth_throttle = crate::throttle::AuthThrottle::new(config.limits.failed_auth_per_minute);
     let shared = Arc::new(Shared {
         config,
         secret,
@@ -150,6 +153,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         metrics,
         sessions: Mutex::new(HashMap::new()),
         session_count: AtomicUsize::new(session_count),
+        auth_throttle,
         shutdown: shutdown_receiver,
     });
     let mut connections = JoinSet::new();
@@ -158,7 +162,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer_address) = match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
                         // Out of file descriptors and the like: back off instead of spinning.
@@ -180,11 +184,11 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
                     };
                     match tls {
                         Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                            Ok(Ok(stream)) => connection::serve(stream, shared).await,
+                            Ok(Ok(stream)) => connection::serve(stream, peer_address.ip(), shared).await,
                             Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
                             Err(_) => tracing::debug!("TLS handshake timed out"),
                         },
-                        None => connection::serve(stream, shared).await,
+                        None => connection::serve(stream, peer_address.ip(), shared).await,
                     }
                 });
             }

@@ -144,11 +144,16 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts the binary on `listen` (use port 0 for any) with `data_dir`, and waits until it listens.
     pub fn spawn(listen: &str, data_dir: &Path, extra: &[&str]) -> anyhow::Result<ServerProcess> {
+        Self::spawn_logging(listen, data_dir, extra, "info")
+    }
+
+    /// [`ServerProcess::spawn`] logging at `level` (`RUST_LOG`).
+    pub fn spawn_logging(listen: &str, data_dir: &Path, extra: &[&str], level: &str) -> anyhow::Result<ServerProcess> {
         let mut child = Command::new(binary("codecollab-server", "codecollab-server"))
             .args(["--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

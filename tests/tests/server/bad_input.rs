@@ -8,7 +8,7 @@ use codecollab_protocol::TextOperation;
 use codecollab_server::auth::{unix_now, Secret, TokenKind};
 use codecollab_tests::client::{Connect, Event, WsClient};
 use codecollab_tests::editor::{self, Editor};
-use codecollab_tests::harness::{ServerProcess, TempDir, TestServer};
+use codecollab_tests::harness::{binary, ServerProcess, TempDir, TestServer};
 
 use super::{expect_error, server_and_session, server_and_session_with};
 
@@ -190,25 +190,84 @@ async fn a_flood_of_ops_is_rate_limited_and_others_are_served() {
     assert_eq!(text.len(), acked, "only acknowledged ops are in the document");
 }
 
+/// The HTTP status a WebSocket upgrade with `token` gets from `server`, connecting from `source`.
+async fn upgrade_status(server: std::net::SocketAddr, source: &str, token: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(format!("{source}:0").parse().expect("address")).expect("binds");
+    let mut stream = socket.connect(server).await.expect("connects");
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {server}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: codecollab.v1\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("writes");
+    let mut head = vec![0; 64];
+    let n = stream.read(&mut head).await.expect("reads");
+    let line = String::from_utf8_lossy(&head[..n]).to_string();
+    line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {line:?}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refusals_are_logged_without_secrets() {
-    let data = TempDir::new("logs");
-    let server = ServerProcess::spawn("127.0.0.1:0", data.path(), &[]).expect("server");
+async fn repeated_failed_authentication_from_one_address_is_refused_for_a_while() {
+    let (server, tokens) = server_and_session_with(|c| c.limits.failed_auth_per_minute = 3).await;
+    let forged = format!("{}x", tokens.edit_token);
+    for _ in 0..3 {
+        assert_eq!(upgrade_status(server.addr, "127.0.0.1", &forged).await, 401);
+    }
+    // From then on, this address is refused whatever it brings, a good token included...
+    assert_eq!(upgrade_status(server.addr, "127.0.0.1", &tokens.edit_token).await, 429);
+    // ...and other addresses are not.
+    assert_eq!(upgrade_status(server.addr, "127.0.0.2", &tokens.edit_token).await, 101);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_log_never_contains_a_token_or_the_secret() {
+    let data = TempDir::new("quiet-log");
+    // Debug logging, the most the server says.
+    let mut server = ServerProcess::spawn_logging("127.0.0.1:0", data.path(), &[], "debug").expect("starts");
     let url = server.url();
     let tokens = editor::create_session(&url, None, "host").await.expect("session");
-    let forged = format!("{}x", tokens.edit_token);
-    let refused = WsClient::connect(&url, Some(&forged)).await.expect_err("forged");
-    assert!(refused.to_string().contains("401"));
-    let mut ws = WsClient::connect(&url, Some(&tokens.view_token)).await.expect("connect");
-    ws.send(&ClientMsg::Join { client_id: 1, name: Some("v".into()) }).await.expect("send");
-    ws.recv_until(|m| matches!(m, ServerMsg::Welcome { .. }).then_some(())).await.expect("welcome");
-    ws.send_raw(vec![1, 2, 3]).await.expect("send");
-    expect_error(&mut ws, ErrorCode::Malformed).await;
+    let mut editor = Editor::open(&url, &tokens.edit_token, "e", "t.txt", "text").await.expect("joins");
+    editor.edit(TextOperation::replace(4, 4, 4, "!").expect("op")).await.expect("edit");
+    editor.flush().await.expect("flush");
+    // Reconnecting with the personal token, a forged one, an expired one, and a refused join.
+    editor.disconnect();
+    editor.reconnect(&url).await.expect("reconnects");
+    let forged = format!("{}x", tokens.view_token);
+    assert!(WsClient::connect(&url, Some(&forged)).await.is_err());
+    let expired = std::process::Command::new(binary("codecollab-server", "codecollab-server"))
+        .args(["token", "--name", "late", "--ttl", "1s", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .expect("mints a token");
+    let expired = String::from_utf8(expired.stdout).expect("utf-8").trim().to_owned();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(WsClient::connect(&url, Some(&expired)).await.is_err());
+    let mut removed = WsClient::connect(&url, Some(&tokens.host_token)).await.expect("connects");
+    removed.send(&ClientMsg::Join { client_id: 9, name: None }).await.expect("joins");
+    removed.send(&ClientMsg::RemovePeer { name: "e".into() }).await.expect("removes");
+    let mut again = WsClient::connect(&url, Some(&editor.token)).await.expect("connects");
+    again.send(&ClientMsg::Join { client_id: 3, name: None }).await.expect("sends");
+    expect_error(&mut again, ErrorCode::Unauthorized).await;
+    // And a frame that does not decode, from a viewer.
+    let mut viewer = WsClient::connect(&url, Some(&tokens.view_token)).await.expect("connects");
+    viewer.send(&ClientMsg::Join { client_id: 1, name: Some("v".into()) }).await.expect("sends");
+    viewer.send_raw(vec![1, 2, 3]).await.expect("sends");
+    expect_error(&mut viewer, ErrorCode::Malformed).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let log = server.log().join("\n");
-    assert!(log.contains("upgrade refused") && log.contains("refused"), "refusals are logged:\n{log}");
-    let secret = std::fs::read_to_string(data.path().join("secret")).expect("secret file");
-    for secret in [&forged, &tokens.edit_token, &tokens.view_token, &tokens.host_token, &secret] {
-        assert!(!log.contains(secret.as_str()), "a secret was logged");
+    let log = server.log();
+    server.kill();
+    let joined = log.join("\n");
+    assert!(joined.contains("upgrade refused") && joined.contains("refused"), "refusals are logged:\n{joined}");
+    let secret = std::fs::read_to_string(data.path().join("secret")).expect("the secret file");
+    assert!(!joined.contains(secret.trim()), "the server's secret is never logged");
+    let tokens = [&tokens.host_token, &tokens.edit_token, &tokens.view_token, &editor.token, &forged, &expired];
+    for line in &log {
+        assert!(!line.contains("cc1."), "a token in the log: {line}");
+        for token in tokens {
+            let signature = token.rsplit('.').next().expect("signed");
+            assert!(!line.contains(signature), "a token's signature in the log: {line}");
+        }
     }
 }

@@ -138,6 +138,10 @@ async fn a_viewer_sees_everything_but_cannot_edit() {
     expect_error(&mut viewer, ErrorCode::Forbidden).await;
     viewer.send(&ClientMsg::Delete { doc: editor.doc }).await.expect("send");
     expect_error(&mut viewer, ErrorCode::Forbidden).await;
+    viewer.send(&ClientMsg::Rename { doc: editor.doc, path: "moved.txt".into() }).await.expect("send");
+    expect_error(&mut viewer, ErrorCode::Forbidden).await;
+    viewer.send(&ClientMsg::Create { path: "new.txt".into(), text: "planted".into() }).await.expect("send");
+    expect_error(&mut viewer, ErrorCode::Forbidden).await;
     // The viewer still receives the editor's work, and may show a cursor.
     editor.edit(TextOperation::replace(6, 6, 6, "!").expect("op")).await.expect("edit");
     viewer.recv_until(|m| matches!(m, ServerMsg::Op { .. }).then_some(())).await.expect("op relayed");
