@@ -7,9 +7,11 @@
 //! - [`editor_ot`]: the revision pair toward each editor buffer. [`position`]: every position conversion.
 //! - [`relay`]: the WebSocket connection to the server. [`workspace`]: the shared folder on disk.
 //! - [`transport`]: LSP framing on stdio, feeding tower-lsp-server's service.
+//! - [`fuzzing`]: the daemon fed an editor's bytes, as the fuzz target and the corpus replay run it.
 #![deny(clippy::print_stdout)]
 
 pub mod editor_ot;
+pub mod fuzzing;
 pub mod lsp_ext;
 pub mod lsp_server;
 pub mod main_loop;

@@ -8,12 +8,14 @@
 //! - [`document`]: the server-side document: text, revision, bounded history, exactly-once `receive`;
 //!   [`tree`]: its text, a B+ tree of chunks indexed by chars.
 //! - [`merge`]: the three-way merge a client falls back on when only a snapshot can resynchronize it.
+//! - [`fuzzing`]: the checks the fuzz targets run, shared with the tests that replay their corpus.
 //! - [`path`]: the rules every session path follows, checked by the server and again by the daemon.
 //! - [`wire`]: the versioned messages between daemon and server; [`codec`]: their bounded binary encoding.
 
 pub mod client;
 pub mod codec;
 pub mod document;
+pub mod fuzzing;
 pub mod merge;
 pub mod ot;
 pub mod path;
