@@ -11,17 +11,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use codecollab_protocol::wire::{ClientMsg, ServerMsg, FRAGMENT_BYTES, SUBPROTOCOL};
+use anyhow::Context;
+use codecollab_protocol::wire::{ClientMsg, ServerMsg, SUBPROTOCOL};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 
 /// Largest frame accepted from the server (a snapshot of the largest document a daemon holds, in 4-byte chars).
@@ -57,14 +50,6 @@ pub enum RelayEvent {
         refused: bool,
     },
 }
-
-/// The server refused the upgrade for good (HTTP 401 or 403).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Refused(pub String);
-
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// TLS client configuration: the system's trust roots, plus the PEM certificates in `ca_file` if given.
 pub fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
@@ -102,78 +87,10 @@ pub fn spawn<E: Send + 'static>(
     tokio::spawn(async move {
         let (reason, refused) = match run(&url, token.as_deref(), epoch, tls, &events, wrap).await {
             Ok(reason) => (reason, false),
-            Err(error) => (format!("{error:#}"), error.downcast_ref::<Refused>().is_some()),
+            Err(error) => (format!("{error:#}"), error.downcast_ref::<codecollab_net::Refused>().is_some()),
         };
         let _ = events.send(wrap(RelayEvent::Closed { epoch, reason, refused }));
     });
-}
-
-async fn connect(
-    url: &str,
-    token: Option<&str>,
-    tls: Arc<rustls::ClientConfig>,
-) -> anyhow::Result<tokio_tungstenite::WebSocketStream<Box<dyn Io>>> {
-    let (secure, rest) = if let Some(rest) = url.strip_prefix("wss://") {
-        (true, rest)
-    } else if let Some(rest) = url.strip_prefix("ws://") {
-        (false, rest)
-    } else {
-        bail!("the server address must start with ws:// or wss://: {url}");
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    let tcp = TcpStream::connect(authority).await.with_context(|| format!("connecting to {authority}"))?;
-    tcp.set_nodelay(true)?;
-    let stream: Box<dyn Io> = if secure {
-        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h).trim_matches(['[', ']']).to_owned();
-        let name = rustls::pki_types::ServerName::try_from(host)?;
-        Box::new(tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.context("TLS handshake")?)
-    } else {
-        Box::new(tcp)
-    };
-    let mut request = url.into_client_request()?;
-    request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
-    if let Some(token) = token {
-        request.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {token}"))?);
-    }
-    let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(FRAGMENT_BYTES)
-        .max_message_size(Some(MAX_FRAME))
-        .max_frame_size(Some(MAX_FRAME));
-    let (ws, _) =
-        tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await.map_err(|e| match e {
-            tokio_tungstenite::tungstenite::Error::Http(response) => {
-                let body =
-                    response.body().as_ref().map(|b| String::from_utf8_lossy(b).trim().to_owned()).unwrap_or_default();
-                let message = format!("the server refused the connection ({}): {body}", response.status());
-                match response.status().as_u16() {
-                    401 | 403 if body.is_empty() => anyhow::Error::new(Refused(format!("HTTP {}", response.status()))),
-                    401 | 403 => anyhow::Error::new(Refused(body)),
-                    _ => anyhow::anyhow!(message),
-                }
-            }
-            other => other.into(),
-        })?;
-    Ok(ws)
-}
-
-/// Queues one binary message, in fragments of [`FRAGMENT_BYTES`] if it is longer.
-async fn feed<S>(ws: &mut S, frame: Vec<u8>) -> Result<(), WsError>
-where
-    S: futures_util::Sink<Message, Error = WsError> + Unpin,
-{
-    let frame = Bytes::from(frame);
-    if frame.len() <= FRAGMENT_BYTES {
-        return ws.feed(Message::Binary(frame)).await;
-    }
-    let mut start = 0;
-    while start < frame.len() {
-        let end = (start + FRAGMENT_BYTES).min(frame.len());
-        let opcode = OpCode::Data(if start == 0 { Data::Binary } else { Data::Continue });
-        ws.feed(Message::Frame(Frame::message(frame.slice(start..end), opcode, end == frame.len()))).await?;
-        start = end;
-    }
-    Ok(())
 }
 
 async fn run<E>(
@@ -184,7 +101,9 @@ async fn run<E>(
     events: &mpsc::UnboundedSender<E>,
     wrap: fn(RelayEvent) -> E,
 ) -> anyhow::Result<String> {
-    let mut ws = tokio::time::timeout(Duration::from_secs(10), connect(url, token, tls))
+    let connect =
+        codecollab_net::Connect { url, token, protocols: &[SUBPROTOCOL], tls: Some(tls), max_frame: MAX_FRAME };
+    let mut ws = tokio::time::timeout(Duration::from_secs(10), codecollab_net::connect(connect))
         .await
         .context("connecting timed out")??;
     let (sender, mut outgoing) = mpsc::unbounded_channel::<ClientMsg>();
@@ -204,10 +123,10 @@ async fn run<E>(
                     let _ = ws.close(None).await;
                     return Ok("closed by the daemon".into());
                 };
-                feed(&mut ws, msg.encode()?).await?;
+                codecollab_net::feed(&mut ws, Bytes::from(msg.encode()?)).await?;
                 // Everything queued goes out in one flush.
                 while let Ok(msg) = outgoing.try_recv() {
-                    feed(&mut ws, msg.encode()?).await?;
+                    codecollab_net::feed(&mut ws, Bytes::from(msg.encode()?)).await?;
                 }
                 ws.flush().await?;
             }

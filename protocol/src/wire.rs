@@ -19,6 +19,19 @@ pub const SUBPROTOCOL: &str = "codecollab.v1";
 /// one message either way.
 pub const FRAGMENT_BYTES: usize = 8 * 1024;
 
+/// The WebSocket close codes the server sends beyond the standard ones (RFC 6455 leaves 4000-4999 to
+/// applications); `docs/wire-protocol.md` says what a client does on each.
+pub mod close {
+    /// Nothing arrived for two heartbeat intervals.
+    pub const HEARTBEAT: u16 = 4000;
+    /// The client offered a protocol version the server does not speak.
+    pub const UNSUPPORTED_VERSION: u16 = 4002;
+    /// The host removed this peer from the session.
+    pub const REMOVED: u16 = 4003;
+    /// The client read too slowly: its queue overflowed. Reconnecting resumes where it was.
+    pub const TOO_SLOW: u16 = 4008;
+}
+
 /// A document's id within its session, assigned by the server. Paths can change (renames); ids do not.
 pub type DocId = u64;
 /// A peer's id within its session, assigned by the server per connection.

@@ -162,6 +162,34 @@ impl Secret {
         }
     }
 
+    /// A peer token's claims for `name` in `session`, valid for `ttl`: what the host of a new session connects
+    /// with (`host` set), and what every peer reconnects with.
+    pub fn peer_claims(&self, session: &str, name: &str, role: Role, host: bool, ttl: Duration) -> Claims {
+        let mut claims = self.claims(TokenKind::Peer, ttl);
+        claims.session = Some(session.to_owned());
+        claims.name = Some(name.to_owned());
+        claims.role = Some(role);
+        claims.host = host;
+        claims
+    }
+
+    /// A signed invite into `session` with `role`, valid for `ttl`.
+    pub fn invite(&self, session: &str, role: Role, ttl: Duration) -> String {
+        let mut claims = self.claims(TokenKind::Invite, ttl);
+        claims.session = Some(session.to_owned());
+        claims.role = Some(role);
+        self.sign(&claims)
+    }
+
+    /// The personal token a peer joining with `claims` (an invite or peer token) reconnects with: same session,
+    /// role and host right, under `name`, and never longer-lived than `claims`.
+    pub fn personal_token(&self, claims: &Claims, session: &str, name: &str, role: Role) -> String {
+        let mut personal =
+            self.peer_claims(session, name, role, claims.kind == TokenKind::Peer && claims.host, Duration::ZERO);
+        personal.exp = claims.exp;
+        self.sign(&personal)
+    }
+
     /// Checks the signature (in constant time) and the expiry, and returns the claims.
     pub fn verify(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
         let (payload, tag) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;

@@ -1,11 +1,13 @@
-//! The HTTP side of the one port: reading a request head (bounded), plain responses for `/healthz` and
-//! `/metrics`, and a stream wrapper that replays the bytes already read to the WebSocket handshake.
+//! The HTTP side of the one port: reading a request head (bounded), the plain routes (`/healthz`, `/metrics`),
+//! and a stream wrapper that replays the bytes already read to the WebSocket handshake.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use crate::metrics::Metrics;
 
 /// The largest request head accepted.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -78,6 +80,15 @@ pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Optio
             }
             Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
         }
+    }
+}
+
+/// The answer to a plain HTTP request (not a WebSocket upgrade): status, content type and body.
+pub fn route(head: &RequestHead, metrics: &Metrics) -> (&'static str, &'static str, String) {
+    match (head.method.as_str(), head.path.as_str()) {
+        ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_owned()),
+        ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
+        _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
     }
 }
 

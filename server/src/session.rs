@@ -12,26 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::document::{self, DocCommand, DocHandle, DocSettings};
 use crate::metrics::Metrics;
 use crate::outbox::{encode, Outbox};
+use crate::refusal::Refusal;
 use crate::store::writer::StoreHandle;
 use crate::store::{SessionRecord, StoreError, Write, Written};
-
-/// A refusal to send back to the client.
-#[derive(Debug, Clone)]
-pub struct Refusal {
-    pub code: ErrorCode,
-    pub message: String,
-}
-
-impl Refusal {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Refusal { code, message: message.into() }
-    }
-}
-
-fn storage(error: StoreError) -> Refusal {
-    tracing::error!(%error, "store request failed");
-    Refusal::new(ErrorCode::StorageFailure, "the server could not store the change")
-}
 
 /// Who a connection is, as its token says.
 #[derive(Debug, Clone)]
@@ -198,11 +181,12 @@ impl SessionTask {
         }
     }
 
-    fn may_edit(&self, peer: PeerId) -> Result<(), Refusal> {
-        match self.peers.get(&peer) {
-            Some(entry) if entry.info.role == Role::Edit => Ok(()),
-            Some(_) => Err(Refusal::new(ErrorCode::Forbidden, "view-only peers cannot change the session's files")),
-            None => Err(Refusal::new(ErrorCode::ProtocolViolation, "join the session first")),
+    /// Refuses a command from a connection that is not (or no longer) a peer of this session. Whether it may edit
+    /// was checked by the connection, from its token.
+    fn is_peer(&self, peer: PeerId) -> Result<(), Refusal> {
+        match self.peers.contains_key(&peer) {
+            true => Ok(()),
+            false => Err(Refusal::new(ErrorCode::ProtocolViolation, "join the session first")),
         }
     }
 
@@ -263,7 +247,7 @@ impl SessionTask {
     }
 
     async fn create(&mut self, peer: PeerId, path: String, text: String) -> Result<DocHandle, Refusal> {
-        self.may_edit(peer)?;
+        self.is_peer(peer)?;
         let path = validate_path(&path)?;
         if let Some(&doc) = self.paths.get(&path::case_key(&path)) {
             if self.docs.get(&doc).is_some_and(|entry| entry.path != path) {
@@ -285,11 +269,11 @@ impl SessionTask {
             ));
         }
         let write = Write::CreateDocument { session: self.id.clone(), path: path.clone(), text };
-        let outcome = self.context.store.commit(vec![write]).await.map_err(storage)?;
+        let outcome = self.context.store.commit(vec![write]).await.map_err(Refusal::storage)?;
         let doc = match outcome.into_iter().next() {
             Some(Ok(Written::DocumentCreated(doc))) => doc,
-            Some(Err(error)) => return Err(storage(error)),
-            _ => return Err(storage(StoreError::Backend("no outcome for the document".into()))),
+            Some(Err(error)) => return Err(Refusal::storage(error)),
+            _ => return Err(Refusal::storage(StoreError::Backend("no outcome for the document".into()))),
         };
         self.paths.insert(path::case_key(&path), doc);
         self.docs.insert(doc, DocEntry { path, handle: None });
@@ -322,18 +306,18 @@ impl SessionTask {
             self.context.metrics.clone(),
         )
         .await
-        .map_err(storage)?;
+        .map_err(Refusal::storage)?;
         entry.handle = Some(handle.clone());
         Ok(handle)
     }
 
     async fn delete(&mut self, peer: PeerId, doc: DocId) -> Result<(), Refusal> {
-        self.may_edit(peer)?;
+        self.is_peer(peer)?;
         let Some(entry) = self.docs.get(&doc) else {
             return Err(Refusal::new(ErrorCode::UnknownDocument, format!("no document {doc} in this session")));
         };
         let path = entry.path.clone();
-        self.context.store.commit(vec![Write::DeleteDocument { doc }]).await.map_err(storage)?;
+        self.context.store.commit(vec![Write::DeleteDocument { doc }]).await.map_err(Refusal::storage)?;
         // Dropping the handle stops the document's task once its queue is drained.
         self.docs.remove(&doc);
         self.paths.remove(&path::case_key(&path));
@@ -342,7 +326,7 @@ impl SessionTask {
     }
 
     async fn rename(&mut self, peer: PeerId, doc: DocId, path: String) -> Result<(), Refusal> {
-        self.may_edit(peer)?;
+        self.is_peer(peer)?;
         let path = validate_path(&path)?;
         if !self.docs.contains_key(&doc) {
             return Err(Refusal::new(ErrorCode::UnknownDocument, format!("no document {doc} in this session")));
@@ -353,13 +337,13 @@ impl SessionTask {
             }
         }
         let outcome = self.context.store.commit(vec![Write::RenameDocument { doc, path: path.clone() }]).await;
-        match outcome.map_err(storage)?.into_iter().next() {
+        match outcome.map_err(Refusal::storage)?.into_iter().next() {
             Some(Ok(_)) => {}
             Some(Err(StoreError::PathTaken(p))) => {
                 return Err(Refusal::new(ErrorCode::InvalidPath, format!("a document already exists at {p}")))
             }
-            Some(Err(error)) => return Err(storage(error)),
-            None => return Err(storage(StoreError::Backend("no outcome for the rename".into()))),
+            Some(Err(error)) => return Err(Refusal::storage(error)),
+            None => return Err(Refusal::storage(StoreError::Backend("no outcome for the rename".into()))),
         }
         if let Some(entry) = self.docs.get_mut(&doc) {
             self.paths.remove(&path::case_key(&entry.path));
@@ -385,7 +369,7 @@ impl SessionTask {
             .store
             .commit(vec![Write::RemovePeer { session: self.id.clone(), name: name.clone() }])
             .await
-            .map_err(storage)?;
+            .map_err(Refusal::storage)?;
         self.removed.insert(name.clone());
         let removed: Vec<PeerId> = self.peers.iter().filter(|(_, p)| p.info.name == name).map(|(&id, _)| id).collect();
         for id in removed {
@@ -395,7 +379,7 @@ impl SessionTask {
                     message: "you were removed from this session".into(),
                     doc: None,
                 });
-                entry.outbox.close(crate::connection::CLOSE_REMOVED, "removed from the session");
+                entry.outbox.close(codecollab_protocol::wire::close::REMOVED, "removed from the session");
             }
             self.broadcast(&ServerMsg::PeerLeft { peer: id }, None);
         }

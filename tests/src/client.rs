@@ -4,22 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use codecollab_protocol::wire::{ClientMsg, ServerMsg, SUBPROTOCOL};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
-use tokio_tungstenite::WebSocketStream;
 
 /// Default wait for one message.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(20);
-
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// What arrived.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +31,7 @@ pub struct Connect {
 }
 
 pub struct WsClient {
-    ws: WebSocketStream<Box<dyn Io>>,
+    ws: codecollab_net::Socket,
     /// Messages of the last frame not handed out yet (a server frame may carry several).
     pending: std::collections::VecDeque<ServerMsg>,
 }
@@ -65,37 +56,16 @@ impl WsClient {
     }
 
     async fn connect_inner(url: &str, options: Connect) -> anyhow::Result<WsClient> {
-        let (secure, rest) = if let Some(rest) = url.strip_prefix("wss://") {
-            (true, rest)
-        } else if let Some(rest) = url.strip_prefix("ws://") {
-            (false, rest)
-        } else {
-            bail!("not a ws:// or wss:// URL: {url}");
-        };
-        let authority = rest.split('/').next().unwrap_or(rest);
-        let tcp = TcpStream::connect(authority).await.with_context(|| format!("connecting to {authority}"))?;
-        tcp.set_nodelay(true)?;
-        let stream: Box<dyn Io> = if secure {
-            let config = options.tls.clone().context("wss:// needs a TLS configuration")?;
-            let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h).to_owned();
-            let name = rustls::pki_types::ServerName::try_from(host)?;
-            Box::new(tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?)
-        } else {
-            Box::new(tcp)
-        };
-        let mut request = url.into_client_request()?;
         let protocols = options.protocols.unwrap_or_else(|| vec![SUBPROTOCOL.to_owned()]);
-        if !protocols.is_empty() {
-            request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_str(&protocols.join(", "))?);
-        }
-        if let Some(token) = &options.token {
-            request.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {token}"))?);
-        }
-        let config = WebSocketConfig::default()
-            .read_buffer_size(4096)
-            .max_message_size(Some(256 << 20))
-            .max_frame_size(Some(256 << 20));
-        let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await?;
+        let protocols: Vec<&str> = protocols.iter().map(String::as_str).collect();
+        let ws = codecollab_net::connect(codecollab_net::Connect {
+            url,
+            token: options.token.as_deref(),
+            protocols: &protocols,
+            tls: options.tls,
+            max_frame: 256 << 20,
+        })
+        .await?;
         Ok(WsClient { ws, pending: Default::default() })
     }
 

@@ -56,6 +56,14 @@ impl Selection {
             Selection { anchor: end, head: start }
         }
     }
+
+    /// Moves every selection in `selections` through `op`, as [`Selection::transform`] does one: what the server
+    /// does to presence when it applies an operation, and the daemon to its own and others' selections.
+    pub fn transform_all(selections: &mut [Selection], op: &TextOperation, bias: Bias) {
+        for selection in selections {
+            *selection = selection.transform(op, bias);
+        }
+    }
 }
 
 impl TextOperation {

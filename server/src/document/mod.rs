@@ -23,8 +23,8 @@ use std::time::Instant;
 
 use codecollab_protocol::wire::{DocId, ErrorCode, PeerId, ServerMsg};
 use codecollab_protocol::{
-    frame_of_bodies, Bias, ClientId, ClientSeq, Document, DocumentLimits, HistoryEntry, ReceiveError, Received,
-    Revision, Selection, TextOperation,
+    Bias, ClientId, ClientSeq, Document, DocumentLimits, HistoryEntry, ReceiveError, Received, Revision, Selection,
+    TextOperation,
 };
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Bytes;
@@ -35,6 +35,10 @@ use crate::outbox::{encode, Outbox};
 use crate::pace::{self, Pace};
 use crate::store::writer::StoreHandle;
 use crate::store::{LoadedDocument, StoreError, StoredOp, Write, Written};
+
+mod subscribers;
+
+use subscribers::{frames, Presence, Subscriber};
 
 /// Commands taken per batch at most, bounding the work between two commits.
 const MAX_BATCH: usize = 1_024;
@@ -97,17 +101,6 @@ pub struct DocSettings {
     pub limits: DocumentLimits,
     pub snapshot_every: u64,
     pub retention: Retention,
-}
-
-struct Subscriber {
-    client: ClientId,
-    outbox: Outbox,
-}
-
-struct Presence {
-    selections: Vec<Selection>,
-    /// Changed since last broadcast.
-    dirty: bool,
 }
 
 struct DocumentTask {
@@ -389,9 +382,7 @@ impl DocumentTask {
             self.client_seqs.insert(p.stored.author, p.stored.seq);
             for (peer, presence) in self.presence.iter_mut() {
                 let bias = if *peer == p.author_peer { Bias::After } else { Bias::Before };
-                for selection in presence.selections.iter_mut() {
-                    *selection = selection.transform(&p.stored.op, bias);
-                }
+                Selection::transform_all(&mut presence.selections, &p.stored.op, bias);
             }
         }
     }
@@ -423,9 +414,7 @@ impl DocumentTask {
                 let Some(later) = self.document.history_since(revision) else { return };
                 selections.truncate(MAX_SELECTIONS);
                 for entry in later {
-                    for selection in selections.iter_mut() {
-                        *selection = selection.transform(&entry.op, Bias::Before);
-                    }
+                    Selection::transform_all(&mut selections, &entry.op, Bias::Before);
                 }
                 let limit = self.document.len_chars();
                 for selection in selections.iter_mut() {
@@ -438,224 +427,7 @@ impl DocumentTask {
             DocCommand::Op { .. } => {}
         }
     }
-
-    /// What `client` missed after `since`, oldest first: from memory, or, for what has left memory, from the
-    /// store (the caller's wait for it is the replay's only cost to the others: a resume from far back is rare).
-    /// `None` if the store no longer has it all either.
-    async fn missed(&self, since: Revision) -> Option<Vec<HistoryEntry>> {
-        if since > self.document.revision() {
-            return None;
-        }
-        if let Some(history) = self.document.history_since(since) {
-            self.metrics.replays_from_memory.fetch_add(1, Ordering::Relaxed);
-            return Some(history.cloned().collect());
-        }
-        let oldest_in_memory = self.document.oldest_base();
-        let older = match self.store.load_ops(self.id, since, oldest_in_memory).await {
-            Ok(Some(older)) => older,
-            Ok(None) => return None,
-            Err(error) => {
-                tracing::warn!(doc = self.id, %error, "reading past operations failed; sending a snapshot instead");
-                return None;
-            }
-        };
-        self.metrics.replays_from_store.fetch_add(1, Ordering::Relaxed);
-        let memory = self.document.history_since(oldest_in_memory).into_iter().flatten().cloned();
-        Some(older.into_iter().map(|s| HistoryEntry { author: s.author, seq: s.seq, op: s.op }).chain(memory).collect())
-    }
-
-    async fn subscribe(&mut self, peer: PeerId, client: ClientId, since: Option<Revision>, outbox: Outbox) {
-        let revision = self.document.revision();
-        let missed = match since {
-            Some(since) => self.missed(since).await.map(|missed| (since, missed)),
-            None => None,
-        };
-        match missed {
-            Some((since, missed)) => {
-                // The replay, ending with `Subscribed`.
-                let mut bodies: Vec<Vec<u8>> = missed
-                    .iter()
-                    .zip(since + 1..)
-                    .map(|(entry, revision)| {
-                        let msg = if entry.author == client {
-                            ServerMsg::Ack { doc: self.id, seq: entry.seq, revision }
-                        } else {
-                            // The author's peer id is not kept in history: 0 stands for "a peer".
-                            ServerMsg::Op { doc: self.id, revision, peer: 0, op: entry.op.clone() }
-                        };
-                        msg.encode_body().expect("server messages always encode")
-                    })
-                    .collect();
-                bodies.push(ServerMsg::Subscribed { doc: self.id, revision }.encode_body().expect("encodes"));
-                for frame in frames(bodies.iter().map(Vec::as_slice)) {
-                    outbox.send_frame(frame);
-                }
-            }
-            None => {
-                if since.is_some() {
-                    self.metrics.snapshot_resyncs.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(doc = self.id, client, ?since, revision, "resume beyond retention: snapshot");
-                }
-                outbox.send(&ServerMsg::Snapshot {
-                    doc: self.id,
-                    path: self.path.clone(),
-                    revision,
-                    text: String::from(self.document.text()),
-                    last_seq: self.client_seqs.get(&client).copied(),
-                });
-            }
-        }
-        // What the others are looking at, right away.
-        for (other, presence) in &self.presence {
-            if *other != peer {
-                outbox.send(&ServerMsg::Presence {
-                    doc: self.id,
-                    peer: *other,
-                    revision,
-                    selections: presence.selections.clone(),
-                });
-            }
-        }
-        self.subscribers.insert(peer, Subscriber { client, outbox });
-    }
-
-    /// Sends each changed presence once per batch: a burst of cursor moves becomes its latest position.
-    fn broadcast_presence(&mut self) {
-        let revision = self.document.revision();
-        for (peer, presence) in self.presence.iter_mut() {
-            if !presence.dirty {
-                continue;
-            }
-            presence.dirty = false;
-            let frame = encode(&ServerMsg::Presence {
-                doc: self.id,
-                peer: *peer,
-                revision,
-                selections: presence.selections.clone(),
-            });
-            for (other, subscriber) in &self.subscribers {
-                if other != peer {
-                    subscriber.outbox.send_frame(frame.clone());
-                }
-            }
-        }
-    }
-}
-
-/// Message bodies in frames of at most [`FRAME_MESSAGES`] messages and [`FRAME_BYTES`] bytes (one message may be
-/// larger), in order.
-fn frames<'a>(bodies: impl IntoIterator<Item = &'a [u8]>) -> Vec<Bytes> {
-    let mut frames = Vec::new();
-    let mut current: Vec<&[u8]> = Vec::new();
-    let mut bytes = 0;
-    for body in bodies {
-        if !current.is_empty() && (current.len() == FRAME_MESSAGES || bytes + body.len() > FRAME_BYTES) {
-            frames.push(Bytes::from(frame_of_bodies(current.drain(..))));
-            bytes = 0;
-        }
-        bytes += body.len();
-        current.push(body);
-    }
-    if !current.is_empty() {
-        frames.push(Bytes::from(frame_of_bodies(current.drain(..))));
-    }
-    frames
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::AtomicBool;
-
-    use codecollab_protocol::wire::ServerMsg;
-
-    use super::*;
-    use crate::config::Retention;
-    use crate::outbox::{Outbound, OutboxReceiver};
-    use crate::store::{SessionRecord, Store, Written};
-
-    /// A store whose commits fail while `failing` is set, as a full disk makes them; it holds one empty document.
-    struct FlakyStore {
-        failing: Arc<AtomicBool>,
-    }
-
-    impl Store for FlakyStore {
-        fn commit(&mut self, writes: &[Write]) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
-            if self.failing.load(Ordering::SeqCst) {
-                return Err(StoreError::Backend("database or disk is full".into()));
-            }
-            Ok(writes.iter().map(|_| Ok(Written::Done)).collect())
-        }
-        fn load_session(&mut self, _: &str) -> Result<Option<SessionRecord>, StoreError> {
-            Ok(None)
-        }
-        fn session_count(&mut self) -> Result<usize, StoreError> {
-            Ok(0)
-        }
-        fn load_document(&mut self, _: DocId) -> Result<LoadedDocument, StoreError> {
-            Ok(LoadedDocument {
-                snapshot_revision: 0,
-                snapshot_text: "abc".into(),
-                ops: Vec::new(),
-                client_seqs: Vec::new(),
-            })
-        }
-        fn load_ops(&mut self, _: DocId, _: Revision, _: Revision) -> Result<Option<Vec<StoredOp>>, StoreError> {
-            Ok(None)
-        }
-    }
-
-    /// Messages toward one connection until `done` holds for them (or 10 s pass, a failure).
-    async fn received_until(receiver: &mut OutboxReceiver, done: impl Fn(&[ServerMsg]) -> bool) -> Vec<ServerMsg> {
-        let mut messages = Vec::new();
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !done(&messages) {
-            match tokio::time::timeout_at(deadline, receiver.frames.recv()).await {
-                Ok(Some(Outbound::Frame(frame))) => {
-                    messages.extend(ServerMsg::decode_all(&frame, 1 << 20).expect("decodes"))
-                }
-                other => panic!("waited in vain, after {messages:?}: {other:?}"),
-            }
-        }
-        messages
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_failed_commit_refuses_its_ops_and_still_serves_the_rest_of_the_batch() {
-        let failing = Arc::new(AtomicBool::new(true));
-        let metrics = Arc::new(Metrics::default());
-        let (store, _thread) = StoreHandle::spawn(Box::new(FlakyStore { failing: failing.clone() }), metrics.clone());
-        let limits = DocumentLimits::default();
-        let settings = DocSettings { limits, snapshot_every: 1_000, retention: Retention::default() };
-        let handle = spawn(1, "a.txt".into(), settings, store, metrics.clone()).await.expect("loads");
-        let (author, mut author_frames) = Outbox::new(64);
-        let (reader, mut reader_frames) = Outbox::new(64);
-        let op = TextOperation::replace(3, 3, 3, "!").expect("valid");
-        // One batch: the author's subscription and operation, and another client subscribing (nothing has run the
-        // document task yet on this single-threaded runtime).
-        let subscribe =
-            |peer, client, outbox: &Outbox| DocCommand::Subscribe { peer, client, since: None, outbox: outbox.clone() };
-        assert!(handle.send(subscribe(1, 10, &author)).await);
-        let command =
-            DocCommand::Op { peer: 1, client: 10, seq: 1, base_revision: 0, op: op.clone(), outbox: author.clone() };
-        assert!(handle.send(command).await);
-        assert!(handle.send(subscribe(2, 20, &reader)).await);
-        let to_reader = received_until(&mut reader_frames, |m| !m.is_empty()).await;
-        assert!(
-            matches!(to_reader.as_slice(), [ServerMsg::Snapshot { revision: 0, text, .. }] if text == "abc"),
-            "the subscriber in the failed batch gets its snapshot, without the uncommitted op: {to_reader:?}"
-        );
-        let refused = |m: &ServerMsg| matches!(m, ServerMsg::Error { code: ErrorCode::StorageFailure, .. });
-        let to_author = received_until(&mut author_frames, |m| m.iter().any(refused)).await;
-        assert!(!to_author.iter().any(|m| matches!(m, ServerMsg::Ack { .. })), "nothing acknowledged: {to_author:?}");
-        assert_eq!(metrics.commit_failures.load(Ordering::Relaxed), 1);
-
-        // The store recovers: the same operation, sent again, is committed once.
-        failing.store(false, Ordering::SeqCst);
-        let command = DocCommand::Op { peer: 1, client: 10, seq: 1, base_revision: 0, op, outbox: author.clone() };
-        assert!(handle.send(command).await);
-        let acked = ServerMsg::Ack { doc: 1, seq: 1, revision: 1 };
-        received_until(&mut author_frames, |m| m.contains(&acked)).await;
-        let to_reader = received_until(&mut reader_frames, |m| !m.is_empty()).await;
-        assert!(matches!(to_reader.as_slice(), [ServerMsg::Op { revision: 1, .. }]), "{to_reader:?}");
-    }
-}
+mod tests;
