@@ -2,21 +2,28 @@
 //! stdio and the wire protocol toward the server.
 //!
 //! - [`lsp_server`]: the LSP side; handlers only forward. [`lsp_ext`]: the editor protocol's types.
-//! - [`main_loop`]: the one owner of state, driven by a closed `Event` enum: sessions, documents (rope + OT
-//!   client), reconnects, presence, files on disk.
+//! - [`main_loop`]: the one owner of state, driven by a closed `Event` enum, and its dispatch.
+//!   [`connection`]: the connection's lifecycle (idle, connecting, connected, reconnecting) as one enum.
+//!   [`session`]: a session's peers and documents, what the server's messages do to them, files on disk.
+//!   [`document`]: one document (rope, OT client, revision pair, selections); its transitions return effects.
+//!   [`output`]: everything the daemon tells its editor, built in one place.
 //! - [`editor_ot`]: the revision pair toward each editor buffer. [`position`]: every position conversion.
 //! - [`relay`]: the WebSocket connection to the server. [`workspace`]: the shared folder on disk.
 //! - [`transport`]: LSP framing on stdio, feeding tower-lsp-server's service.
 //! - [`fuzzing`]: the daemon fed an editor's bytes, as the fuzz target and the corpus replay run it.
 #![deny(clippy::print_stdout)]
 
+pub mod connection;
+pub mod document;
 pub mod editor_ot;
 pub mod fuzzing;
 pub mod lsp_ext;
 pub mod lsp_server;
 pub mod main_loop;
+pub mod output;
 pub mod position;
 pub mod relay;
+pub mod session;
 pub mod transport;
 pub mod workspace;
 

@@ -12,7 +12,8 @@ use tower_lsp_server::lsp_types::*;
 use tower_lsp_server::{Client, LanguageServer};
 
 use crate::lsp_ext::*;
-use crate::main_loop::{Event, Output, Progress};
+use crate::main_loop::Event;
+use crate::output::{Output, Progress};
 use crate::position::Encoding;
 
 #[derive(Debug)]

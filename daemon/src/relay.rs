@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use codecollab_protocol::wire::{ClientMsg, ServerMsg, SUBPROTOCOL};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 
 /// Largest frame accepted from the server (a snapshot of the largest document a daemon holds, in 4-byte chars).
@@ -25,30 +25,31 @@ const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
 /// Slack on top of two heartbeat intervals before a silent connection is taken for dead.
 const HEARTBEAT_GRACE: Duration = Duration::from_secs(1);
 
+/// The way to the server, for the main loop. Unbounded on purpose: the main loop never waits, and the protocol
+/// bounds what it queues (per document one operation in flight and one cursor update; a share's creates, one per
+/// file, bounded by the files a share takes).
+pub type Relay = mpsc::UnboundedSender<ClientMsg>;
+
+/// Batches of messages from the server handed to the main loop and not yet handled, at most: a server sending
+/// faster than the daemon handles waits (in its socket buffer, then TCP's window) instead of filling memory.
+const WINDOW: usize = 16;
+
 #[derive(Debug)]
 pub enum RelayEvent {
     /// Connected; send messages through `sender`.
-    Connected {
-        epoch: u64,
-        sender: mpsc::UnboundedSender<ClientMsg>,
-    },
+    Connected { epoch: u64, sender: Relay },
     Messages {
         epoch: u64,
         messages: Vec<ServerMsg>,
+        /// Held until the main loop has handled them (see [`WINDOW`]).
+        handled: OwnedSemaphorePermit,
     },
     /// The server sent a frame that does not decode (a broken or hostile server): it was dropped, the connection
     /// goes on.
-    BadFrame {
-        epoch: u64,
-        reason: String,
-    },
+    BadFrame { epoch: u64, reason: String, handled: OwnedSemaphorePermit },
     /// The connection failed or ended. With `refused`, the server refused this session for good: retrying with
     /// the same token will not help.
-    Closed {
-        epoch: u64,
-        reason: String,
-        refused: bool,
-    },
+    Closed { epoch: u64, reason: String, refused: bool },
 }
 
 /// TLS client configuration: the system's trust roots, plus the PEM certificates in `ca_file` if given.
@@ -107,6 +108,7 @@ async fn run<E>(
         .await
         .context("connecting timed out")??;
     let (sender, mut outgoing) = mpsc::unbounded_channel::<ClientMsg>();
+    let window = Arc::new(Semaphore::new(WINDOW));
     if events.send(wrap(RelayEvent::Connected { epoch, sender })).is_err() {
         return Ok("daemon stopping".into());
     }
@@ -138,7 +140,8 @@ async fn run<E>(
                         Err(error) => {
                             tracing::warn!(%error, bytes = frame.len(), "a frame from the server does not decode; dropped");
                             let reason = format!("a message from the server did not decode ({error}) and was dropped");
-                            if events.send(wrap(RelayEvent::BadFrame { epoch, reason })).is_err() {
+                            let handled = wait_for_room(&window, &mut last_heard).await;
+                            if events.send(wrap(RelayEvent::BadFrame { epoch, reason, handled })).is_err() {
                                 return Ok("daemon stopping".into());
                             }
                             continue;
@@ -149,7 +152,8 @@ async fn run<E>(
                             heartbeat = Duration::from_millis(limits.heartbeat_ms.max(10));
                         }
                     }
-                    if events.send(wrap(RelayEvent::Messages { epoch, messages })).is_err() {
+                    let handled = wait_for_room(&window, &mut last_heard).await;
+                    if events.send(wrap(RelayEvent::Messages { epoch, messages, handled })).is_err() {
                         return Ok("daemon stopping".into());
                     }
                 }
@@ -168,4 +172,12 @@ async fn run<E>(
             }
         }
     }
+}
+
+/// Waits until the main loop has handled enough of the earlier batches for one more. The time spent waiting is
+/// not the server's silence: the heartbeat clock restarts.
+async fn wait_for_room(window: &Arc<Semaphore>, last_heard: &mut tokio::time::Instant) -> OwnedSemaphorePermit {
+    let permit = window.clone().acquire_owned().await.expect("the window is never closed");
+    *last_heard = (*last_heard).max(tokio::time::Instant::now());
+    permit
 }

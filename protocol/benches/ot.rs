@@ -11,14 +11,8 @@ use codecollab_protocol::{transform, Component, Document, DocumentLimits, Receiv
 use operational_transform::OperationSeq;
 use ropey::Rope;
 
-#[path = "../tests/support/random.rs"]
-#[allow(dead_code)]
-mod random;
-#[path = "../tests/support/trace.rs"]
-#[allow(dead_code)]
-mod trace;
-
-use random::Rng;
+use codecollab_testgen::random::Rng;
+use codecollab_testgen::{random, trace};
 
 /// Runs `ours` and `theirs` alternately, `runs` times each, and returns their median durations. Alternating
 /// keeps a noisy neighbour from landing on one side only.

@@ -5,5 +5,5 @@ mod fuzz_corpus;
 mod laws;
 mod merge;
 mod simulation;
-mod support;
+use codecollab_testgen as support;
 mod traces;

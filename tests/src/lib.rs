@@ -10,7 +10,7 @@
 //! - [`lsp`]: [`lsp::ScriptedEditor`], the real daemon binary driven over stdio as an editor plugin would.
 //! - [`hostile`]: [`hostile::HostileServer`], a server that sends whatever a test scripts, lies included.
 //! - [`proxy`]: [`proxy::FaultProxy`], a TCP proxy that delays, stalls, resets, refuses and cuts on command.
-//! - [`random`], [`tokens`]: the seeded generator and the unique-token texts shared with the protocol crate's
+//! - [`random`], [`tokens`]: the seeded generator and the unique-token texts, from `codecollab-testgen`.
 //!   tests.
 
 pub mod client;
@@ -22,7 +22,4 @@ pub mod nvim;
 pub mod proxy;
 pub mod vscode;
 
-#[path = "../../protocol/tests/support/random.rs"]
-pub mod random;
-#[path = "../../protocol/tests/support/tokens.rs"]
-pub mod tokens;
+pub use codecollab_testgen::{random, tokens};

@@ -4,7 +4,7 @@
 
 use codecollab_protocol::TextOperation;
 
-use super::random::Rng;
+use crate::random::Rng;
 
 /// What a token edit did.
 #[derive(Debug, Clone, PartialEq, Eq)]

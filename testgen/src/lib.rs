@@ -1,4 +1,7 @@
-//! Test support: a seeded random generator, random texts and operations, seed reporting, and the trace loader.
+//! Seeded random generators for the tests and benchmarks of every crate (dev-only, never in a release build):
+//! SplitMix64 and random texts, operations and offsets ([`random`]), texts of unique tokens for checking that no
+//! one's edit was lost ([`tokens`]), the editing traces of `shared/traces` ([`trace`]), and a seed runner that
+//! names the failing seed.
 
 pub mod random;
 pub mod tokens;
