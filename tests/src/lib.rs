@@ -10,11 +10,14 @@
 //! - [`lsp`]: [`lsp::ScriptedEditor`], the real daemon binary driven over stdio as an editor plugin would.
 //! - [`hostile`]: [`hostile::HostileServer`], a server that sends whatever a test scripts, lies included.
 //! - [`proxy`]: [`proxy::FaultProxy`], a TCP proxy that delays, stalls, resets, refuses and cuts on command.
+//! - [`fixtures`]: the starts most tests share (two editors in one session, a server with a session, ...) and the
+//!   waits and checks they make.
 //! - [`random`], [`tokens`]: the seeded generator and the unique-token texts, from `codecollab-testgen`.
 //!   tests.
 
 pub mod client;
 pub mod editor;
+pub mod fixtures;
 pub mod harness;
 pub mod hostile;
 pub mod lsp;

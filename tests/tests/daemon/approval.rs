@@ -8,7 +8,8 @@ use codecollab_tests::harness::{poll_until, TempDir, TestServer};
 use codecollab_tests::lsp::{Encoding, ScriptedEditor};
 use serde_json::json;
 
-use super::{join, share, uri};
+use codecollab_tests::fixtures::scripted::{join, share};
+use codecollab_tests::fixtures::uri;
 
 /// Waits until `editor` has been told about `path`.
 async fn told(editor: &mut ScriptedEditor, path: &str) -> serde_json::Value {

@@ -19,8 +19,10 @@ use codecollab_tests::random::Rng;
 use codecollab_tests::tokens;
 use tokio::time::Instant;
 
-use super::resync::{metric, through, token_set, until};
-use super::{join, server_text, share, uri};
+use codecollab_tests::fixtures::scripted::until;
+use codecollab_tests::fixtures::scripted::{join, server_text, share};
+use codecollab_tests::fixtures::uri;
+use codecollab_tests::fixtures::{metric, through, token_set};
 
 const FILES: [&str; 2] = ["one.txt", "two.txt"];
 
@@ -187,13 +189,13 @@ async fn four_daemons_behind_misbehaving_networks_lose_nothing() {
     eprintln!(
         "chaos: seed {seed}: {typed} tokens typed, {removed} deleted; faults {faults:?}; {reconnects} reconnects; \
          resumes replayed from memory {}, from the store {}, snapshot merges {}; converged {:.1}s after the last fault",
-        metric(&server, "codecollab_replays_from_memory_total").await,
-        metric(&server, "codecollab_replays_from_store_total").await,
-        metric(&server, "codecollab_snapshot_resyncs_total").await,
+        metric(server.addr, "codecollab_replays_from_memory_total").await,
+        metric(server.addr, "codecollab_replays_from_store_total").await,
+        metric(server.addr, "codecollab_snapshot_resyncs_total").await,
         converged.as_secs_f64()
     );
     assert!(
-        metric(&server, "codecollab_snapshot_resyncs_total").await > 0,
+        metric(server.addr, "codecollab_snapshot_resyncs_total").await > 0,
         "the snapshot path was taken (seed {seed})"
     );
 }

@@ -13,8 +13,8 @@ use codecollab_tests::proxy::{FaultProxy, Mode};
 use codecollab_tests::tokens;
 use serde_json::json;
 
-use super::resync::{metric, through, token_set, until};
-use super::{join, server_text, share, uri};
+use codecollab_tests::fixtures::scripted::{join, server_text, share, until};
+use codecollab_tests::fixtures::{metric, through, token_set, uri};
 
 /// A small tmpfs mounted on a temporary directory, unmounted when dropped: a disk that can really be filled.
 struct SmallDisk {
@@ -84,7 +84,7 @@ async fn a_full_disk_acknowledges_nothing_loses_nothing_and_service_resumes_by_i
     .await;
 
     let filler = disk.fill();
-    let failures = || async { metric_of(&server, "codecollab_commit_failures_total").await };
+    let failures = || async { metric(server.addr, "codecollab_commit_failures_total").await };
     // Typing until the store fails (the write-ahead log must grow into the full disk).
     let mut typed_while_failing = Vec::new();
     for i in 0.. {
@@ -142,12 +142,6 @@ async fn a_full_disk_acknowledges_nothing_loses_nothing_and_service_resumes_by_i
     server.kill();
 }
 
-/// The value of a counter of a server process's `/metrics`.
-async fn metric_of(server: &ServerProcess, name: &str) -> u64 {
-    let (_, body) = codecollab_tests::harness::http_get(server.addr, "/metrics").await.expect("metrics");
-    body.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).expect("the metric")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_network_is_noticed_by_the_heartbeat_and_nothing_is_lost() {
     let server = TestServer::start(|c| c.heartbeat = Duration::from_millis(300)).await;
@@ -200,7 +194,7 @@ async fn a_server_that_forgot_the_session_ends_it_once_with_a_message_and_files_
     a.wait_state("idle", Duration::from_secs(30)).await.expect("the host's session ends too");
     // Ended means ended: no more attempts (the daemons retried every few seconds at most before).
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let refusals = metric(&second, "codecollab_refusals_total{reason=\"unauthorized\"}").await;
+    let refusals = metric(second.addr, "codecollab_refusals_total{reason=\"unauthorized\"}").await;
     assert_eq!(refusals, 2, "one refused attempt per daemon");
 }
 

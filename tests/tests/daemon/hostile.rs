@@ -12,7 +12,8 @@ use codecollab_tests::hostile::{HostileServer, Reply};
 use codecollab_tests::lsp::{Encoding, ScriptedEditor};
 use serde_json::json;
 
-use super::{join, share, uri};
+use codecollab_tests::fixtures::scripted::{join, share};
+use codecollab_tests::fixtures::uri;
 
 /// Every file under `dir`, as paths relative to it (links listed, not followed).
 fn files_under(dir: &Path) -> Vec<String> {
@@ -184,9 +185,13 @@ async fn a_joiner_folder_with_links_gets_a_message_for_them_and_the_rest_works()
     a.open(&ua, "plain\n").await.expect("opens");
     b.open(&ub, "plain\n").await.expect("opens");
     b.type_at(&ub, 0, 0, "still ").await.expect("types");
-    super::resync::until(&mut [&mut a, &mut b], &[&ua, &ub], Duration::from_secs(20), "the edit", |t| {
-        t[0] == "still plain\n" && t[1] == t[0]
-    })
+    codecollab_tests::fixtures::scripted::until(
+        &mut [&mut a, &mut b],
+        &[&ua, &ub],
+        Duration::from_secs(20),
+        "the edit",
+        |t| t[0] == "still plain\n" && t[1] == t[0],
+    )
     .await;
 }
 

@@ -8,7 +8,8 @@ use codecollab_tests::harness::{binary, TempDir, TestServer};
 use codecollab_tests::lsp::{Encoding, ScriptedEditor};
 use serde_json::json;
 
-use super::{share, uri};
+use codecollab_tests::fixtures::scripted::share;
+use codecollab_tests::fixtures::uri;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_exit_and_end_of_stdin() {

@@ -7,57 +7,13 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use codecollab_server::config::Retention;
-use codecollab_tests::harness::{http_get, TempDir, TestServer};
+use codecollab_tests::harness::{TempDir, TestServer};
 use codecollab_tests::lsp::{Encoding, ScriptedEditor};
 use codecollab_tests::proxy::FaultProxy;
 use codecollab_tests::tokens;
 
-use super::{join, server_text, share, uri};
-
-/// `invite` with its server address replaced by `proxy`'s.
-pub fn through(invite: &str, proxy: &FaultProxy) -> String {
-    let (_, rest) = invite.split_once("://").expect("an invite is a URL");
-    let path = rest.find(['/', '?', '#']).map_or("", |i| &rest[i..]);
-    format!("{}{path}", proxy.url())
-}
-
-/// Lets every editor take in what arrives until `done` holds for their texts of the file (one uri each), or
-/// fails after `timeout` showing the texts.
-pub async fn until(
-    editors: &mut [&mut ScriptedEditor],
-    uris: &[&str],
-    timeout: Duration,
-    what: &str,
-    done: impl Fn(&[String]) -> bool,
-) -> Vec<String> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        for editor in editors.iter_mut() {
-            editor.drain(Duration::from_millis(30)).await.expect("the daemon runs");
-        }
-        let texts: Vec<String> = editors.iter().zip(uris).map(|(e, u)| e.text(u)).collect();
-        if done(&texts) {
-            return texts;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}:\n{texts:#?}");
-    }
-}
-
-/// The tokens of `text`, which must be whole tokens only, each once.
-pub fn token_set(text: &str) -> BTreeSet<String> {
-    let found = tokens::parse(text).unwrap_or_else(|| panic!("a token was torn apart: {text:?}"));
-    let set: BTreeSet<String> = found.iter().cloned().collect();
-    assert_eq!(set.len(), found.len(), "a token appears twice: {text:?}");
-    set
-}
-
-/// The value of the counter `name` in the server's `/metrics`.
-pub async fn metric(server: &TestServer, name: &str) -> u64 {
-    let (_, body) = http_get(server.addr, "/metrics").await.expect("metrics");
-    body.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name}"))
-}
+use codecollab_tests::fixtures::scripted::{join, server_text, share, until};
+use codecollab_tests::fixtures::{metric, through, token_set, uri};
 
 /// Three editors on one file: `a` shares, `b` joins directly, `c` through a proxy that is cut while `a` and `b`
 /// type `typed` tokens each and `c` types 50 offline. When the proxy lets `c` through again, every token must be
@@ -122,15 +78,15 @@ async fn long_disconnect(configure: impl FnOnce(&mut codecollab_server::Config),
 async fn a_peer_back_from_a_long_disconnect_erases_nothing() {
     // 1,200 operations: more than the 1,024 the server keeps in memory, so the store replays them.
     let server = long_disconnect(|_| {}, 600).await;
-    assert!(metric(&server, "codecollab_replays_from_store_total").await >= 1);
-    assert_eq!(metric(&server, "codecollab_snapshot_resyncs_total").await, 0);
+    assert!(metric(server.addr, "codecollab_replays_from_store_total").await >= 1);
+    assert_eq!(metric(server.addr, "codecollab_snapshot_resyncs_total").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_small_history_a_returning_peer_is_replayed_from_the_store() {
     let server = long_disconnect(|c| c.history = 32, 200).await;
-    assert!(metric(&server, "codecollab_replays_from_store_total").await >= 1);
-    assert_eq!(metric(&server, "codecollab_snapshot_resyncs_total").await, 0);
+    assert!(metric(server.addr, "codecollab_replays_from_store_total").await >= 1);
+    assert_eq!(metric(server.addr, "codecollab_snapshot_resyncs_total").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,5 +100,5 @@ async fn beyond_retention_a_returning_peer_merges_three_ways_and_loses_nothing()
         200,
     )
     .await;
-    assert!(metric(&server, "codecollab_snapshot_resyncs_total").await >= 1, "the snapshot path was taken");
+    assert!(metric(server.addr, "codecollab_snapshot_resyncs_total").await >= 1, "the snapshot path was taken");
 }

@@ -10,7 +10,7 @@ use codecollab_tests::client::{Connect, Event, WsClient};
 use codecollab_tests::editor::{self, Editor};
 use codecollab_tests::harness::{binary, ServerProcess, TempDir, TestServer};
 
-use super::{expect_error, server_and_session, server_and_session_with};
+use codecollab_tests::fixtures::wire::{expect_error, server_and_session, server_and_session_with};
 
 /// The text of `path` as the server has it, and an edit by another client still going through.
 async fn still_serving(url: &str, token: &str, path: &str) -> String {
@@ -255,7 +255,14 @@ async fn the_servers_log_never_contains_a_token_or_the_secret() {
     viewer.send(&ClientMsg::Join { client_id: 1, name: Some("v".into()) }).await.expect("sends");
     viewer.send_raw(vec![1, 2, 3]).await.expect("sends");
     expect_error(&mut viewer, ErrorCode::Malformed).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The log comes through a pipe: wait for the last refusal's line.
+    codecollab_tests::harness::poll_until(
+        "the last refusal in the log",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || Ok(server.log().iter().any(|line| line.contains("Malformed"))),
+    )
+    .expect("logged");
     let log = server.log();
     server.kill();
     let joined = log.join("\n");

@@ -8,7 +8,7 @@ use codecollab_tests::client::Connect;
 use codecollab_tests::editor::{self, Editor};
 use codecollab_tests::random::{self, Rng};
 
-use super::{assert_converged, server_and_session};
+use codecollab_tests::fixtures::wire::{assert_converged, server_and_session};
 
 async fn clients_typing_at_once(clients: usize, edits_each: usize, seed: u64) {
     let (server, tokens) = server_and_session().await;
@@ -68,7 +68,10 @@ async fn resume_after_a_dropped_connection_and_a_duplicate_resend() {
     let mut b = Editor::open(&url, &tokens.edit_token, "b", "doc.txt", "").await.expect("b");
     // A sends an op, and its connection drops before A reads the acknowledgement.
     a.edit(TextOperation::replace(3, 3, 3, "D").expect("op")).await.expect("edit");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while editor::server_text(&url, &tokens.edit_token, "doc.txt").await.expect("server text").0 != "abcD" {
+        assert!(tokio::time::Instant::now() < deadline, "the server never committed A's op");
+    }
     a.disconnect();
     // Meanwhile B edits, and A goes on typing offline.
     b.edit(TextOperation::replace(3, 0, 0, ">").expect("op")).await.expect("edit");

@@ -85,7 +85,8 @@ async fn sigkill_mid_burst_loses_nothing_acknowledged_and_clients_converge() {
         all_typed.extend(typed);
         editors.push(editor);
     }
-    let text = super::assert_converged(&url, &tokens.edit_token, "burst.txt", &mut editors).await;
+    let text =
+        codecollab_tests::fixtures::wire::assert_converged(&url, &tokens.edit_token, "burst.txt", &mut editors).await;
     let mut seen = HashSet::new();
     for token in &all_typed {
         assert_eq!(text.matches(token.as_str()).count(), 1, "{token} must appear exactly once");

@@ -9,7 +9,7 @@ use codecollab_tests::client::{Connect, WsClient};
 use codecollab_tests::editor::{self, Editor};
 use codecollab_tests::harness::{binary, http_get, ServerProcess, TempDir};
 
-use super::{expect_error, server_and_session, server_and_session_with};
+use codecollab_tests::fixtures::wire::{expect_error, server_and_session, server_and_session_with};
 
 fn connect_with(token: &str) -> Connect {
     Connect { token: Some(token.to_owned()), ..Default::default() }

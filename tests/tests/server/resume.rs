@@ -8,21 +8,14 @@ use codecollab_protocol::wire::{ClientMsg, ServerMsg};
 use codecollab_protocol::TextOperation;
 use codecollab_server::config::Retention;
 use codecollab_tests::editor::{self, Editor};
-use codecollab_tests::harness::{http_get, TestServer};
+use codecollab_tests::fixtures::metric;
+use codecollab_tests::harness::TestServer;
 
-use super::assert_converged;
+use codecollab_tests::fixtures::wire::assert_converged;
 
 fn append(editor: &Editor, text: &str) -> TextOperation {
     let len = editor.text.len_chars();
     TextOperation::replace(len, len, len, text).expect("in bounds")
-}
-
-/// The value of the counter `name` in the server's `/metrics`.
-async fn metric(server: &TestServer, name: &str) -> u64 {
-    let (_, body) = http_get(server.addr, "/metrics").await.expect("metrics");
-    body.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,8 +47,8 @@ async fn a_client_back_from_beyond_memory_is_replayed_from_the_store_not_sent_a_
     for token in ["<away-before>", "<away-1>", "<away-2>", "<p0>", "<p47>"] {
         assert_eq!(text.matches(token).count(), 1, "{token} in {text}");
     }
-    assert_eq!(metric(&server, "codecollab_replays_from_store_total").await, 1);
-    assert_eq!(metric(&server, "codecollab_snapshot_resyncs_total").await, 0);
+    assert_eq!(metric(server.addr, "codecollab_replays_from_store_total").await, 1);
+    assert_eq!(metric(server.addr, "codecollab_snapshot_resyncs_total").await, 0);
     server.stop().await.expect("stops");
 }
 
@@ -86,7 +79,7 @@ async fn after_a_restart_a_resume_is_still_replayed_from_the_store() {
     .await;
     away.reconnect(&server.url()).await.expect("replayed from the store after a restart");
     assert_eq!(away.text.to_string(), (0..20).map(|i| format!("<w{i}>")).collect::<String>());
-    assert_eq!(metric(&server, "codecollab_replays_from_store_total").await, 1);
+    assert_eq!(metric(server.addr, "codecollab_replays_from_store_total").await, 1);
     server.stop().await.expect("stops");
 }
 
@@ -123,6 +116,6 @@ async fn beyond_retention_a_resume_gets_a_snapshot_and_its_last_committed_sequen
         .expect("a snapshot");
     assert!(text.matches("<mine>").count() == 1 && text.ends_with("<p39>"), "{text}");
     assert_eq!(last_seq, Some(1), "the client's operation 1 is in the snapshot");
-    assert_eq!(metric(&server, "codecollab_snapshot_resyncs_total").await, 1);
+    assert_eq!(metric(server.addr, "codecollab_snapshot_resyncs_total").await, 1);
     server.stop().await.expect("stops");
 }
