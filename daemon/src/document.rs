@@ -339,7 +339,8 @@ impl Doc {
                 self.ot.revision()
             )));
         }
-        tracing::info!(path = %self.path, from = self.ot.revision(), to = revision, "resync from a snapshot (three-way merge)");
+        let from = self.ot.revision();
+        tracing::info!(path = %self.path, from, to = revision, "resync from a snapshot (three-way merge)");
         let base = self.server_text.to_string();
         let deadline = Instant::now() + MERGE_DEADLINE;
         let path = self.path.clone();

@@ -1,4 +1,4 @@
-//! The revision pair toward one editor buffer (DESIGN section 2): two counters, the daemon's unconfirmed edits,
+//! The revision pair toward one editor buffer (docs/editor-protocol.md): two counters, the daemon's unconfirmed edits,
 //! and the editor's view of the text. The daemon transforms; the editor never does.
 //!
 //! - A daemon edit carries `revision` = editor edits processed. The editor applies it only if that equals the

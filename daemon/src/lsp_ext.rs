@@ -1,4 +1,4 @@
-//! The editor protocol's custom methods, declared once as types (DESIGN section 2; docs/editor-protocol.md).
+//! The editor protocol's custom methods, declared once as types (docs/editor-protocol.md).
 //! Field names are camelCase on the wire; nothing here may be renamed.
 
 use serde::{Deserialize, Serialize};
@@ -48,10 +48,10 @@ pub struct Peer {
     pub name: String,
     pub color: String,
     pub role: String,
-    /// The file this peer's cursor is in, if known (an addition to DESIGN section 2).
+    /// The file this peer's cursor is in, if known (an addition to the first protocol).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
-    /// True on the entry that is this editor itself (an addition to DESIGN section 2).
+    /// True on the entry that is this editor itself (an addition to the first protocol).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub you: bool,
 }

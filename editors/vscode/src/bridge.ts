@@ -1,4 +1,4 @@
-// The document bridge: the editor side of the revision-pair protocol (DESIGN section 2), independent of VS Code.
+// The document bridge: the editor side of the revision-pair protocol (docs/editor-protocol.md), independent of VS Code.
 //
 // Per tracked document it keeps `sent` (local edits sent) and `applied` (daemon edits applied). Local edits go out
 // as `collab/edit` with `revision = applied`. Daemon edits wait in one queue and are applied one at a time, only if

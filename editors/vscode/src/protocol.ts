@@ -1,4 +1,4 @@
-// The editor protocol's custom methods and their parameters (DESIGN section 2), mirroring daemon/src/lsp_ext.rs.
+// The editor protocol's custom methods and their parameters (docs/editor-protocol.md), mirroring daemon/src/lsp_ext.rs.
 
 export interface Position {
   line: number;
