@@ -20,7 +20,7 @@ use codecollab_tests::tokens;
 use tokio::time::Instant;
 
 use codecollab_tests::fixtures::scripted::until;
-use codecollab_tests::fixtures::scripted::{join, server_text, share};
+use codecollab_tests::fixtures::scripted::{join, server_revision, server_text, share};
 use codecollab_tests::fixtures::uri;
 use codecollab_tests::fixtures::{metric, through, token_set};
 
@@ -37,9 +37,29 @@ struct Faults {
     cuts: u32,
 }
 
-/// Misbehaves at random on the proxies until `end`, then lets everything through. Returns what it did.
-async fn misbehave(proxies: Vec<Arc<FaultProxy>>, mut rng: Rng, end: Instant, heartbeat: Duration) -> Faults {
-    let mut faults = Faults::default();
+/// Revisions a peer must miss to be beyond the history and the retention window (16 + 32), with room to spare for
+/// the store's compaction, which follows the snapshots.
+const BEYOND_RETENTION: u64 = 100;
+
+/// Misbehaves at random on the proxies until `end`, then lets everything through. Returns what it did. The first
+/// fault is a cut that lasts until its peer has missed [`BEYOND_RETENTION`] revisions of the session's first file
+/// (asked of the server, in `invite`'s session), so the snapshot path is taken whatever the seed.
+async fn misbehave(
+    proxies: Vec<Arc<FaultProxy>>,
+    mut rng: Rng,
+    end: Instant,
+    heartbeat: Duration,
+    invite: String,
+) -> Faults {
+    let mut faults = Faults { cuts: 1, ..Faults::default() };
+    let proxy = &proxies[rng.below(proxies.len())];
+    let cut_at = server_revision(&invite, FILES[0]).await;
+    proxy.cut();
+    while server_revision(&invite, FILES[0]).await < cut_at + BEYOND_RETENTION {
+        assert!(Instant::now() < end, "the others did not type past the retention window during the faults");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    proxy.set(Mode::Pass);
     while Instant::now() < end {
         let proxy = &proxies[rng.below(proxies.len())];
         let hold = Duration::from_millis(rng.between(100, 3_000) as u64);
@@ -134,7 +154,10 @@ async fn four_daemons_behind_misbehaving_networks_lose_nothing() {
 
     let mut rng = Rng::new(seed);
     let end = Instant::now() + Duration::from_secs(seconds);
-    let chaos = tokio::spawn(misbehave(proxies.clone(), Rng::new(seed ^ 0xC4A05), end, heartbeat));
+    // The invite names the host's proxy; the fault task asks the server itself.
+    let direct = invite.replacen(&proxies[0].url(), &server.url(), 1);
+    assert_ne!(direct, invite, "the invite names the host's proxy");
+    let chaos = tokio::spawn(misbehave(proxies.clone(), Rng::new(seed ^ 0xC4A05), end, heartbeat, direct));
     let mut inserted: [BTreeSet<String>; 2] = Default::default();
     let mut deleted: [BTreeSet<String>; 2] = Default::default();
     let mut counters = [0u64; 4];
