@@ -47,16 +47,25 @@ enum StartReply {
 }
 
 impl StartReply {
-    /// Answers the share or join with an error: `could not share: {reason}`.
-    fn fail(self, reason: &str) {
+    /// Answers the share or join with `message` as its error.
+    fn refuse(self, message: String) {
         match self {
             StartReply::Share(reply) => {
-                let _ = reply.send(Err(rpc_error(format!("could not share: {reason}"))));
+                let _ = reply.send(Err(rpc_error(message)));
             }
             StartReply::Join(reply) => {
-                let _ = reply.send(Err(rpc_error(format!("could not join: {reason}"))));
+                let _ = reply.send(Err(rpc_error(message)));
             }
         }
+    }
+
+    /// Answers the share or join with an error: `could not share: {reason}`.
+    fn fail(self, reason: &str) {
+        let verb = match self {
+            StartReply::Share(_) => "share",
+            StartReply::Join(_) => "join",
+        };
+        self.refuse(format!("could not {verb}: {reason}"));
     }
 }
 
@@ -80,14 +89,7 @@ impl Starting {
 
     /// Answers the share or join with `message` as its error.
     pub(crate) fn refuse(self, message: String) {
-        match self.reply() {
-            StartReply::Share(reply) => {
-                let _ = reply.send(Err(rpc_error(message)));
-            }
-            StartReply::Join(reply) => {
-                let _ = reply.send(Err(rpc_error(message)));
-            }
-        }
+        self.reply().refuse(message);
     }
 }
 

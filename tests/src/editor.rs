@@ -243,11 +243,16 @@ pub async fn server_text(url: &str, token: &str, path: &str) -> anyhow::Result<(
     Ok((text, revision))
 }
 
-/// The server's text of `path` in the session of `invite` (an editor's invite string).
-pub async fn invite_server_text(invite: &str, path: &str) -> anyhow::Result<String> {
+/// The server's text of `path` in the session of `invite` (an editor's invite string), and its revision.
+pub async fn invite_server_state(invite: &str, path: &str) -> anyhow::Result<(String, Revision)> {
     let (url, token) = invite.split_once('#').context("an invite ends in #TOKEN")?;
     let url = url.split('?').next().unwrap_or(url).trim_end_matches('/');
-    Ok(server_text(url, token, path).await?.0)
+    server_text(url, token, path).await
+}
+
+/// The server's text of `path` in the session of `invite` (an editor's invite string).
+pub async fn invite_server_text(invite: &str, path: &str) -> anyhow::Result<String> {
+    Ok(invite_server_state(invite, path).await?.0)
 }
 
 /// [`invite_server_text`] from synchronous code.

@@ -92,50 +92,43 @@ impl Session {
 
     /// Starts sending the files up (a share) or asking for them (a join). `Err` if the shared folder cannot be read.
     pub fn begin(&mut self, docs: Vec<DocInfo>, io: &Io) -> anyhow::Result<()> {
-        match self.starting {
-            Some(Starting::Share { .. }) => {
-                let count = self.upload(io)?;
-                if let Some(Starting::Share { uploads, .. }) = &mut self.starting {
-                    *uploads = count;
-                }
-            }
-            Some(Starting::Join { .. }) => {
-                let count = self.download(docs, io);
-                if let Some(Starting::Join { waiting, .. }) = &mut self.starting {
-                    *waiting = count;
-                }
-            }
-            None => {}
-        }
+        let count = match self.starting {
+            Some(Starting::Share { .. }) => self.upload(io)?,
+            Some(Starting::Join { .. }) => self.download(docs, io),
+            None => return Ok(()),
+        };
+        self.set_remaining(count);
         Ok(())
     }
 
     /// After a reconnect, a share or join interrupted before every file was up or down goes on: what the server
     /// has not sent back is sent again (a share), and what is still being fetched is counted again (a join).
     pub(super) fn go_on(&mut self, io: &Io) {
-        match &self.starting {
+        let count = match self.starting {
             Some(Starting::Share { .. }) => match self.upload(io) {
-                Ok(count) => {
-                    if let Some(Starting::Share { uploads, .. }) = &mut self.starting {
-                        *uploads = count;
-                    }
-                }
+                Ok(count) => count,
                 Err(error) => {
                     let root = self.root.display().to_string();
                     if let Some(starting) = self.starting.take() {
                         starting.refuse(format!("reading {root}: {error:#}"));
                     }
+                    return;
                 }
             },
-            Some(Starting::Join { .. }) => {
-                let count = self.fetching.len();
-                if let Some(Starting::Join { waiting, .. }) = &mut self.starting {
-                    *waiting = count;
-                }
-            }
+            Some(Starting::Join { .. }) => self.fetching.len(),
             None => return,
-        }
+        };
+        self.set_remaining(count);
         self.check_started(io);
+    }
+
+    /// How many files the share or join in progress still waits for.
+    fn set_remaining(&mut self, count: usize) {
+        match &mut self.starting {
+            Some(Starting::Share { uploads, .. }) => *uploads = count,
+            Some(Starting::Join { waiting, .. }) => *waiting = count,
+            None => {}
+        }
     }
 
     /// Answers the share or join that started the session once every file is up (or down).
