@@ -202,6 +202,7 @@ impl Doc {
             return Err(Trouble::Leave(why));
         }
         let transformed = self.ot.apply_server(revision, op.clone()).map_err(|e| Trouble::Resync(e.to_string()))?;
+        tracing::debug!(path = %self.path, revision, op = %brief(&op), applied = %brief(&transformed), "remote operation");
         let mut effects = Effects::default();
         self.apply(&transformed, &mut effects)
             .map_err(|()| Trouble::Resync("a transformed operation did not fit".into()))?;
@@ -217,6 +218,7 @@ impl Doc {
     /// The server stored our operation `seq` as `revision`.
     pub fn ack(&mut self, seq: ClientSeq, revision: Revision) -> Result<Effects, Trouble> {
         let acked = self.ot.server_ack(seq, revision).map_err(|e| Trouble::Resync(e.to_string()))?;
+        tracing::debug!(path = %self.path, seq, revision, next = ?acked.send.as_ref().map(|o| o.seq), "acknowledged");
         let mut effects = Effects { send: acked.send, ..Effects::default() };
         if let Some(committed) = acked.committed {
             effects.stored = true;
@@ -254,13 +256,23 @@ impl Doc {
             format!("an edit was refused ({error}); reopen the file to resynchronize")
         })?;
         let uri = editor.uri.clone();
+        tracing::debug!(
+            path = %self.path,
+            revision = params.revision,
+            apply = ?outcome.apply.as_ref().map(brief),
+            resend = outcome.resend.is_some(),
+            "editor edit"
+        );
         let mut effects = Effects::default();
         if readonly && !params.changes.is_empty() {
             effects.messages.push((MessageType::WARNING, "this session is view-only for you".into()));
         }
         effects.edits.extend(outcome.resend.map(|edit| (uri.clone(), edit)));
         let Some(op) = outcome.apply else { return Ok(effects) };
-        if op.target_len() as u64 > limit && op.target_len() > op.base_len() {
+        // What this edit adds to the server's text (our other pending edits are the server's to judge: one that
+        // is refused is undone then, and must not take a later, small edit down with it).
+        let growth = op.target_len().saturating_sub(op.base_len());
+        if growth > 0 && (self.server_text.len_chars() + growth) as u64 > limit {
             // Over the server's limit, which would refuse it: undo it in the editor now, and say so.
             let Ok(undo) = op.invert_in(&self.text) else { return Ok(effects) };
             let _ = op.apply_to(&mut self.text);
@@ -268,7 +280,7 @@ impl Doc {
             let _ = undo.apply_to(&mut self.text);
             let text = format!(
                 "that edit was undone: it would make the file {} chars long, over the server's limit of {limit}",
-                op.target_len()
+                self.server_text.len_chars() + growth
             );
             effects.messages.push((MessageType::ERROR, text));
             return Ok(effects);
@@ -318,6 +330,7 @@ impl Doc {
     pub fn reject(&mut self, reason: &str) -> Result<Effects, Trouble> {
         let base = self.server_text.to_string();
         let rebased = self.ot.reject(&base).map_err(|e| Trouble::Resync(e.to_string()))?;
+        tracing::debug!(path = %self.path, undo = %brief(&rebased.apply), next = ?rebased.send.as_ref().map(|o| (o.seq, brief(&o.op))), "refused for good");
         let mut effects = Effects { send: rebased.send, ..Effects::default() };
         self.apply(&rebased.apply, &mut effects)
             .map_err(|()| Trouble::Resync("undoing a refused operation did not fit".into()))?;
@@ -361,5 +374,73 @@ impl Doc {
             self.changed_by("someone");
         }
         Ok(effects)
+    }
+}
+
+/// An operation in a few words, for the log: its components, long inserts shortened.
+pub(crate) fn brief(op: &TextOperation) -> String {
+    use codecollab_protocol::Component;
+    let parts: Vec<String> = op
+        .components()
+        .iter()
+        .map(|c| match c {
+            Component::Retain(n) => format!("r{n}"),
+            Component::Delete(n) => format!("d{n}"),
+            Component::Insert(text) if text.len() > 24 => {
+                format!("i{}:{:?}..", text.chars().count(), text.chars().take(12).collect::<String>())
+            }
+            Component::Insert(text) => format!("i{:?}", &**text),
+        })
+        .collect();
+    parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use tower_lsp_server::lsp_types::{Position, Range};
+
+    use super::*;
+
+    fn insert_at(line: u32, character: u32, text: &str, revision: u64) -> EditParams {
+        let at = Position { line, character };
+        let changes = vec![Change { range: Range { start: at, end: at }, text: text.into() }];
+        EditParams { uri: "file:///t.txt".into(), revision, changes }
+    }
+
+    /// Found by the end-to-end test under load: our own paste is pending (the server will refuse it: the document
+    /// would grow past the limit), another peer's paste arrives, then we type a word. The word is small: it is
+    /// not undone as if it made the file too large, and when the server refuses the paste, the word stays.
+    #[test]
+    fn a_small_edit_after_a_pending_paste_over_the_limit_is_kept_when_the_paste_is_refused() {
+        let limit = 1_000;
+        let mut doc = Doc::new("t.txt".into(), 0, "<s1>", 1 << 20);
+        doc.open(OpenParams { uri: "file:///t.txt".into(), text: "<s1>".into() }, Encoding::Utf32);
+        let paste = "b".repeat(600);
+        let sent = doc.editor_edit(&insert_at(0, 0, &paste, 0), false, limit).expect("fits the buffer");
+        assert!(sent.send.is_some() && sent.messages.is_empty(), "the paste alone fits: sent");
+        let theirs = TextOperation::replace(4, 4, 4, &"a".repeat(600)).expect("in bounds");
+        let shown = doc.remote_op(1, theirs, "ada").expect("applies");
+        assert_eq!(shown.edits.len(), 1);
+        // The editor types before it has applied the other peer's paste (its revision says 0 daemon edits).
+        let typed = doc.editor_edit(&insert_at(0, 0, "<b-after>", 0), false, limit).expect("fits the buffer");
+        assert!(typed.messages.is_empty(), "not undone: {:?}", typed.messages);
+        let refused = doc.reject("the document would grow past its limit").expect("undoes the paste");
+        let next = refused.send.expect("the word goes out on its own");
+        assert_eq!(
+            next.op.apply(&format!("<s1>{}", "a".repeat(600))).expect("fits"),
+            format!("<b-after><s1>{}", "a".repeat(600))
+        );
+        assert_eq!(doc.text.to_string(), format!("<b-after><s1>{}", "a".repeat(600)));
+    }
+
+    #[test]
+    fn an_edit_that_alone_grows_the_file_past_the_limit_is_undone_at_once() {
+        let mut doc = Doc::new("t.txt".into(), 0, "<s1>", 1 << 20);
+        doc.open(OpenParams { uri: "file:///t.txt".into(), text: "<s1>".into() }, Encoding::Utf32);
+        let effects = doc.editor_edit(&insert_at(0, 0, &"x".repeat(2_000), 0), false, 1_000).expect("fits");
+        assert!(effects.send.is_none(), "nothing goes to the server");
+        assert_eq!(effects.edits.len(), 1, "the editor is sent the undo");
+        assert!(effects.messages.iter().any(|(_, m)| m.contains("over the server's limit")), "{:?}", effects.messages);
+        assert_eq!(doc.text.to_string(), "<s1>");
     }
 }

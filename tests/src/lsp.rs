@@ -183,7 +183,8 @@ impl ScriptedEditor {
     ) -> anyhow::Result<ScriptedEditor> {
         let mut command = Command::new(binary("codecollab-daemon", "codecollab-daemon"));
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
-        command.env("CODECOLLAB_LOG", "warn");
+        // Warnings only, unless a run asks for more (`CODECOLLAB_TEST_DAEMON_LOG=debug` to diagnose a failure).
+        command.env("CODECOLLAB_LOG", std::env::var("CODECOLLAB_TEST_DAEMON_LOG").unwrap_or_else(|_| "warn".into()));
         for (key, value) in env {
             command.env(key, value);
         }

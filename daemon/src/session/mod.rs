@@ -48,6 +48,7 @@ impl Io<'_> {
     }
 
     fn send_op(&self, doc: DocId, out: Outgoing) {
+        tracing::debug!(doc, seq = out.seq, base = out.base_revision, op = %crate::document::brief(&out.op), connected = self.relay.is_some(), "operation out");
         self.send(ClientMsg::Op { doc, seq: out.seq, base_revision: out.base_revision, op: out.op });
     }
 }
