@@ -297,6 +297,9 @@ async fn an_edit_the_server_refuses_for_good_is_undone_in_the_editor_and_later_t
     }
     b.type_at(&ub, 0, 0, &format!("<b-paste>{}", "b".repeat(600_000))).await.expect("pastes");
     b.type_at(&ub, 0, 0, "<b-after>").await.expect("types after the paste");
+    // The daemon answers requests in order with the edits before them: once it has, both edits are in it (the
+    // paste sent into the stall), and a's paste, which the stall holds, cannot get to it first.
+    b.request("collab/status", json!({})).await.expect("the daemon has taken both edits");
     proxy.set(Mode::Pass);
     let texts = until(&mut [&mut a, &mut b], &[&ua, &ub], Duration::from_secs(180), "the refusal and the rest", |t| {
         t[0] == t[1] && t[0].contains("<b-after>")
