@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use codecollab_protocol::wire::{ClientMsg, ServerMsg, SUBPROTOCOL};
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
@@ -104,11 +105,17 @@ async fn run<E>(
 ) -> anyhow::Result<String> {
     let connect =
         codecollab_net::Connect { url, token, protocols: &[SUBPROTOCOL], tls: Some(tls), max_frame: MAX_FRAME };
-    let mut ws = tokio::time::timeout(Duration::from_secs(10), codecollab_net::connect(connect))
+    let ws = tokio::time::timeout(Duration::from_secs(10), codecollab_net::connect(connect))
         .await
         .context("connecting timed out")??;
-    let (sender, mut outgoing) = mpsc::unbounded_channel::<ClientMsg>();
+    let (sender, outgoing) = mpsc::unbounded_channel::<ClientMsg>();
     let window = Arc::new(Semaphore::new(WINDOW));
+    // Writing has a task of its own, so reading never waits on a write. Written in one loop, a share of 10 MB
+    // hung for good: the daemon blocked writing its creates while the server, blocked writing their snapshots
+    // back, had stopped reading (both TCP windows full, each side waiting for the other to read).
+    let (sink, mut stream) = ws.split();
+    let mut writer = tokio::spawn(write(sink, outgoing));
+    let _stop_writer = AbortOnDrop(writer.abort_handle());
     if events.send(wrap(RelayEvent::Connected { epoch, sender })).is_err() {
         return Ok("daemon stopping".into());
     }
@@ -117,22 +124,10 @@ async fn run<E>(
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(last_heard + heartbeat * 2 + HEARTBEAT_GRACE) => {
-                let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
                 return Ok(format!("no heartbeat from the server for {}s", (heartbeat * 2).as_secs()));
             }
-            msg = outgoing.recv() => {
-                let Some(msg) = msg else {
-                    let _ = ws.close(None).await;
-                    return Ok("closed by the daemon".into());
-                };
-                codecollab_net::feed(&mut ws, Bytes::from(msg.encode()?)).await?;
-                // Everything queued goes out in one flush.
-                while let Ok(msg) = outgoing.try_recv() {
-                    codecollab_net::feed(&mut ws, Bytes::from(msg.encode()?)).await?;
-                }
-                ws.flush().await?;
-            }
-            incoming = ws.next() => match incoming {
+            written = &mut writer => return written.context("the writing task failed")?,
+            incoming = stream.next() => match incoming {
                 Some(Ok(Message::Binary(frame))) => {
                     last_heard = tokio::time::Instant::now();
                     let messages = match ServerMsg::decode_all(&frame, MAX_FRAME) {
@@ -171,6 +166,32 @@ async fn run<E>(
                 None => return Ok("the connection ended".into()),
             }
         }
+    }
+}
+
+/// Writes what the main loop queues until it drops its sender (then closes the connection): everything queued
+/// goes out in one flush.
+async fn write(
+    mut sink: SplitSink<codecollab_net::Socket, Message>,
+    mut outgoing: mpsc::UnboundedReceiver<ClientMsg>,
+) -> anyhow::Result<String> {
+    while let Some(msg) = outgoing.recv().await {
+        codecollab_net::feed(&mut sink, Bytes::from(msg.encode()?)).await?;
+        while let Ok(msg) = outgoing.try_recv() {
+            codecollab_net::feed(&mut sink, Bytes::from(msg.encode()?)).await?;
+        }
+        sink.flush().await?;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+    Ok("closed by the daemon".into())
+}
+
+/// Stops a task when dropped: the writer of a connection whose reading has ended.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

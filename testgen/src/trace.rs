@@ -60,8 +60,9 @@ pub fn load(name: &str) -> Trace {
 
 /// Names of every sequential trace in the folder.
 pub fn sequential_traces() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(traces_dir())
-        .expect("traces folder exists")
+    let dir = traces_dir();
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read the traces folder {} ({e}); set CODECOLLAB_TRACES", dir.display()))
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json.gz")).map(str::to_owned))
         .filter(|name| load(name).kind.as_deref() != Some("concurrent"))

@@ -1,11 +1,12 @@
-//! The WebSocket loop of one connection: hands each binary frame to the handler, writes what the session and
-//! document tasks queue (in batches, one flush each), pings every heartbeat interval and drops a silent peer, and
-//! closes with a close frame on shutdown, on a slow reader, and on a frame over the limit.
+//! The WebSocket of one connection: reading hands each binary frame to the handler; writing, beside it, sends
+//! what the session and document tasks queue (in batches, one flush each), pings every heartbeat interval and
+//! drops a silent peer; a close frame ends it on shutdown, on a slow reader, and on a frame over the limit.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use codecollab_protocol::wire::{close, ErrorCode};
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -15,6 +16,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::handler::Handler;
 use crate::outbox::{Outbound, OutboxReceiver};
+use crate::shared::Shared;
 
 /// Frames written before one flush, at most (the rest wait for the next turn of the loop).
 const WRITE_BATCH: usize = 256;
@@ -23,78 +25,120 @@ pub fn close_frame(code: u16, reason: &str) -> CloseFrame {
     CloseFrame { code: CloseCode::from(code), reason: reason.to_owned().into() }
 }
 
-/// Runs the connection until either side ends it.
+/// Runs the connection until either side ends it. Reading and writing are two futures polled side by side, so
+/// neither waits on the other: a client that writes much before it reads (a share's creates, whose snapshots come
+/// back) is always read, and one that never reads fills its queue and is closed as too slow.
 pub async fn run<S>(ws: &mut WebSocketStream<S>, mut receiver: OutboxReceiver, handler: &mut Handler)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let shared = handler.shared().clone();
+    let mut shutdown = shared.shutdown.clone();
+    let (mut sink, mut stream) = ws.split();
+    let started = Instant::now();
+    // When the peer was last heard from, in milliseconds since `started`: set by reading, checked by writing.
+    let heard = AtomicU64::new(0);
+    let close = tokio::select! {
+        _ = shutdown.changed() => Some((CloseCode::Away.into(), "server shutting down".to_owned())),
+        close = read(&mut stream, handler, || heard.store(millis(started), Ordering::Relaxed)) => close,
+        close = write_and_ping(&mut sink, &mut receiver, &shared, || millis(started) - heard.load(Ordering::Relaxed)) => close,
+    };
+    if let Some((code, reason)) = close {
+        let closing = async {
+            sink.send(Message::Close(Some(close_frame(code, &reason)))).await?;
+            sink.close().await
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), closing).await;
+    }
+}
+
+fn millis(since: Instant) -> u64 {
+    since.elapsed().as_millis() as u64
+}
+
+/// Hands each frame to the handler until the peer closes, fails, or sends a frame over the limit.
+async fn read<S>(
+    stream: &mut SplitStream<&mut WebSocketStream<S>>,
+    handler: &mut Handler,
+    heard: impl Fn(),
+) -> Option<(u16, String)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let shared = handler.shared().clone();
+    loop {
+        match stream.next().await {
+            Some(Ok(Message::Binary(frame))) => {
+                heard();
+                shared.metrics.bytes_in.fetch_add(frame.len() as u64, Ordering::Relaxed);
+                handler.handle_frame(&frame).await;
+            }
+            Some(Ok(Message::Text(_))) => {
+                heard();
+                handler.refuse(ErrorCode::Malformed, "frames must be binary MessagePack", None);
+            }
+            Some(Ok(Message::Close(_))) | None => return None,
+            Some(Ok(_)) => heard(), // ping, pong
+            Some(Err(WsError::Capacity(error))) => {
+                shared.metrics.refused(ErrorCode::FrameTooLarge);
+                tracing::info!(%error, "frame over the size limit");
+                let limit = shared.config.limits.max_frame_bytes;
+                return Some((CloseCode::Size.into(), format!("frame exceeds the limit of {limit} bytes")));
+            }
+            Some(Err(error)) => {
+                tracing::debug!(%error, "connection error");
+                return None;
+            }
+        }
+    }
+}
+
+/// Writes what the session and document tasks queue, pings every heartbeat interval, and ends the connection
+/// when the peer has been silent for two intervals (`silent` says for how many milliseconds), when its queue
+/// overflowed, or when a close is queued.
+async fn write_and_ping<S>(
+    sink: &mut SplitSink<&mut WebSocketStream<S>, Message>,
+    receiver: &mut OutboxReceiver,
+    shared: &Shared,
+    silent: impl Fn() -> u64,
+) -> Option<(u16, String)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let interval = shared.config.heartbeat;
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-    let mut shutdown = shared.shutdown.clone();
-    let mut last_heard = Instant::now();
-    let close = loop {
+    loop {
         tokio::select! {
-            _ = shutdown.changed() => break Some((CloseCode::Away.into(), "server shutting down".to_owned())),
             _ = receiver.overflow.notified() => {
-                break Some((close::TOO_SLOW, "connection too slow to keep up; reconnect to resume".to_owned()));
+                return Some((close::TOO_SLOW, "connection too slow to keep up; reconnect to resume".to_owned()));
             }
             outbound = receiver.frames.recv() => {
-                let Some(outbound) = outbound else { break None };
-                match write(ws, outbound, &mut receiver, handler).await {
+                let outbound = outbound?;
+                match write(sink, outbound, receiver, shared).await {
                     Ok(None) => {}
-                    Ok(Some(close)) => break Some(close),
-                    Err(_) => break None,
-                }
-            }
-            incoming = ws.next() => {
-                match incoming {
-                    Some(Ok(Message::Binary(frame))) => {
-                        last_heard = Instant::now();
-                        shared.metrics.bytes_in.fetch_add(frame.len() as u64, Ordering::Relaxed);
-                        handler.handle_frame(&frame).await;
-                    }
-                    Some(Ok(Message::Text(_))) => {
-                        last_heard = Instant::now();
-                        handler.refuse(ErrorCode::Malformed, "frames must be binary MessagePack", None);
-                    }
-                    Some(Ok(Message::Close(_))) | None => break None,
-                    Some(Ok(_)) => last_heard = Instant::now(), // ping, pong
-                    Some(Err(WsError::Capacity(error))) => {
-                        shared.metrics.refused(ErrorCode::FrameTooLarge);
-                        tracing::info!(%error, "frame over the size limit");
-                        break Some((CloseCode::Size.into(), format!(
-                            "frame exceeds the limit of {} bytes", shared.config.limits.max_frame_bytes
-                        )));
-                    }
-                    Some(Err(error)) => {
-                        tracing::debug!(%error, "connection error");
-                        break None;
-                    }
+                    Ok(Some(close)) => return Some(close),
+                    Err(_) => return None,
                 }
             }
             _ = heartbeat.tick() => {
-                if last_heard.elapsed() > interval * 2 {
-                    tracing::info!(peer = ?handler.name(), "heartbeat missed twice; dropping");
-                    break Some((close::HEARTBEAT, "no heartbeat for two intervals".to_owned()));
+                if Duration::from_millis(silent()) > interval * 2 {
+                    tracing::info!("heartbeat missed twice; dropping");
+                    return Some((close::HEARTBEAT, "no heartbeat for two intervals".to_owned()));
                 }
-                if ws.send(Message::Ping(Default::default())).await.is_err() {
-                    break None;
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    return None;
                 }
             }
         }
-    };
-    if let Some((code, reason)) = close {
-        let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(close_frame(code, &reason)))).await;
     }
 }
 
 /// Writes one queued frame and whatever else is queued, then flushes once. A queued close ends the connection.
 async fn write<S>(
-    ws: &mut WebSocketStream<S>,
+    ws: &mut SplitSink<&mut WebSocketStream<S>, Message>,
     first: Outbound,
     receiver: &mut OutboxReceiver,
-    handler: &Handler,
+    shared: &Shared,
 ) -> Result<Option<(u16, String)>, WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -104,7 +148,7 @@ where
     while let Some(outbound) = next.take() {
         match outbound {
             Outbound::Frame(frame) => {
-                handler.shared().metrics.bytes_out.fetch_add(frame.len() as u64, Ordering::Relaxed);
+                shared.metrics.bytes_out.fetch_add(frame.len() as u64, Ordering::Relaxed);
                 codecollab_net::feed(ws, frame).await?;
             }
             Outbound::Close(code, reason) => {

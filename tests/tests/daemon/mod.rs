@@ -5,6 +5,7 @@ mod approval;
 mod chaos;
 mod editing;
 mod faults;
+mod files;
 mod hostile;
 mod lifecycle;
 mod resync;
