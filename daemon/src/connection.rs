@@ -9,7 +9,7 @@ use std::time::Duration;
 use codecollab_protocol::wire::{ClientMsg, DocInfo, Role, ServerMsg};
 use tower_lsp_server::jsonrpc;
 
-use crate::lsp_ext::{JoinParams, JoinResult, ShareParams, ShareResult};
+use crate::lsp_ext::{JoinParams, JoinResult, OnConflict, ShareParams, ShareResult};
 use crate::main_loop::{rpc_error, Event, MainLoop, Reply};
 use crate::relay::{self, Relay, RelayEvent};
 use crate::session::{Ended, Session, Starting, Welcome};
@@ -38,6 +38,8 @@ pub struct Start {
     server: String,
     /// The invites to the session a share created: (edit, view).
     invites: Option<(String, String)>,
+    /// A join's choice for local files that differ from the session's.
+    on_conflict: OnConflict,
 }
 
 #[derive(Debug)]
@@ -175,7 +177,14 @@ impl MainLoop {
             .or_else(|| std::env::var("CODECOLLAB_SERVER").ok())
             .unwrap_or_else(|| "ws://127.0.0.1:7830".into());
         let name = params.name.unwrap_or_else(default_name);
-        let start = Start { reply: StartReply::Share(reply), root, name, server: server.clone(), invites: None };
+        let start = Start {
+            reply: StartReply::Share(reply),
+            root,
+            name,
+            server: server.clone(),
+            invites: None,
+            on_conflict: OnConflict::Refuse,
+        };
         self.connection = Connection::Connecting { start, relay: None };
         self.set_state(None);
         self.connect(server, params.token);
@@ -194,7 +203,14 @@ impl MainLoop {
             return;
         };
         let name = params.name.unwrap_or_else(default_name);
-        let start = Start { reply: StartReply::Join(reply), root, name, server: server.clone(), invites: None };
+        let start = Start {
+            reply: StartReply::Join(reply),
+            root,
+            name,
+            server: server.clone(),
+            invites: None,
+            on_conflict: params.on_conflict,
+        };
         self.connection = Connection::Connecting { start, relay: None };
         self.set_state(None);
         self.connect(server, Some(token));
@@ -337,8 +353,8 @@ impl MainLoop {
             }
             message => {
                 let Some((session, io)) = self.session_io() else { return };
-                if let Err(Ended(reason)) = session.server_message(message, &io) {
-                    self.end_session(&reason);
+                if let Err(ended) = session.server_message(message, &io) {
+                    self.ended(ended);
                 }
             }
         }
@@ -355,7 +371,9 @@ impl MainLoop {
             Connection::Reconnecting { session, relay: Some(relay), .. } | Connection::Connected { session, relay } => {
                 self.connection = Connection::Connected { session, relay };
                 if let Some((session, io)) = self.session_io() {
-                    session.resume(welcome, docs, &io);
+                    if let Err(ended) = session.resume(welcome, docs, &io) {
+                        return self.ended(ended);
+                    }
                 }
                 self.set_state(None);
                 return self.editor.peers(self.connection.session());
@@ -365,7 +383,7 @@ impl MainLoop {
                 return;
             }
         };
-        let Start { reply, root, invites, .. } = start;
+        let Start { reply, root, invites, on_conflict, .. } = start;
         let starting = match reply {
             StartReply::Share(reply) => {
                 self.set_state(None);
@@ -376,7 +394,7 @@ impl MainLoop {
                     let _ = reply.send(Err(rpc_error(format!("creating {}: {error}", root.display()))));
                     return self.leave();
                 }
-                Starting::Join { reply, waiting: 0 }
+                Starting::Join { reply, waiting: 0, on_conflict, conflicts: Vec::new() }
             }
         };
         let joining = matches!(starting, Starting::Join { .. });
@@ -393,7 +411,20 @@ impl MainLoop {
         }
         self.editor.peers(self.connection.session());
         if let Some((session, io)) = self.session_io() {
-            session.check_started(&io);
+            if let Err(ended) = session.check_started(&io) {
+                self.ended(ended);
+            }
+        }
+    }
+
+    /// The session cannot go on: ended for good with a word to the user, or a join refused (already answered).
+    fn ended(&mut self, ended: Ended) {
+        match ended {
+            Ended::Lost(reason) => self.end_session(&reason),
+            Ended::JoinRefused => {
+                self.stop("join refused");
+                self.set_state(None);
+            }
         }
     }
 }

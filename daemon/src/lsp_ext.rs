@@ -30,13 +30,42 @@ pub struct JoinParams {
     pub invite: String,
     pub root: String,
     pub name: Option<String>,
+    /// What to do with local files that differ from the session's (addition).
+    #[serde(default)]
+    pub on_conflict: OnConflict,
 }
+
+/// A join into a folder holding files that differ from the session's: never overwritten without consent.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum OnConflict {
+    /// Write nothing and answer with [`JOIN_CONFLICTS`], listing them.
+    #[default]
+    Refuse,
+    /// Move each aside into a backup folder beside the root, then write the session's.
+    Backup,
+}
+
+/// The error code of a join refused because local files differ from the session's; its `data` is
+/// `{conflicts: string[]}` (paths relative to the root).
+pub const JOIN_CONFLICTS: i64 = -32010;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct JoinResult {
     pub session: String,
     /// Paths relative to the root.
+    pub files: Vec<String>,
+    /// Where local files that differed were moved, with `onConflict: "backup"` (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupInfo>,
+}
+
+/// Local files a join moved aside: the folder (a path) and the files in it, relative to it and to the root alike.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupInfo {
+    pub folder: String,
     pub files: Vec<String>,
 }
 

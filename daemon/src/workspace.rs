@@ -181,6 +181,32 @@ pub fn write(root: &Path, path: &str, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The bytes of the plain file at session path `path` under `root`, if there is one reached through no link:
+/// what a join compares with the session's text before it writes.
+pub fn existing(root: &Path, path: &str) -> Option<Vec<u8>> {
+    let full = resolve_without_links(root, path).ok()?;
+    let meta = std::fs::symlink_metadata(&full).ok()?;
+    meta.is_file().then(|| std::fs::read(&full).ok()).flatten()
+}
+
+/// The folder a join moves differing local files into: beside `root`, named after it and the time, never inside
+/// the shared tree (so it is neither shared nor overwritten).
+pub fn backup_folder(root: &Path) -> PathBuf {
+    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut name = root.as_os_str().to_owned();
+    name.push(format!(".codecollab-backup-{seconds}"));
+    PathBuf::from(name)
+}
+
+/// Moves the file at session path `path` under `root` to the same path under `folder` (neither through a link).
+pub fn back_up(root: &Path, path: &str, folder: &Path) -> anyhow::Result<()> {
+    let source = resolve_without_links(root, path)?;
+    std::fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
+    let target = resolve_without_links(folder, path)?;
+    create_parents(folder, path)?;
+    std::fs::rename(&source, &target).with_context(|| format!("moving {} to {}", source.display(), target.display()))
+}
+
 /// A new file at `path`, refusing to follow a link there or to reuse an existing file.
 fn new_file(path: &Path) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();

@@ -8,7 +8,13 @@ use codecollab_protocol::Revision;
 
 use super::{op_bytes, Ended, Io, Session, Starting};
 use crate::document::{Doc, PendingOpen, Unapproved, MAX_DOCUMENT_CHARS};
-use crate::lsp_ext::{ApprovalParams, CloseParams, CursorParams, EditParams, JoinResult, OpenParams, ShareResult};
+use tower_lsp_server::jsonrpc;
+
+use crate::lsp_ext::{
+    ApprovalParams, BackupInfo, CloseParams, CursorParams, EditParams, JoinResult, OnConflict, OpenParams, ShareResult,
+    JOIN_CONFLICTS,
+};
+use crate::main_loop::rpc_error;
 use crate::output::Progress;
 use crate::workspace;
 
@@ -29,6 +35,7 @@ impl Session {
         io: &Io,
     ) -> Result<(), Ended> {
         let sharing = matches!(self.starting, Some(Starting::Share { .. }));
+        let joining = matches!(self.starting, Some(Starting::Join { .. }));
         self.fetching.remove(&path);
         if let Some(d) = self.docs.get_mut(&doc) {
             let resynced = d.resync(revision, &text, last_seq);
@@ -50,12 +57,22 @@ impl Session {
             }
             io.send(ClientMsg::Unsubscribe { doc });
             self.refused_on_disk(&path, &why, io);
-            self.received(io);
-            return Ok(());
+            return self.received(io);
         }
         let mut entry = Doc::new(path.clone(), revision, &text, op_bytes(&self.limits));
         // Ours when we shared it; otherwise it came from the session, and one that runs by itself waits.
         entry.dirty = !sharing;
+        if joining {
+            // A local file is never overwritten by a join without the user's consent: one that differs is a
+            // conflict, settled once every file is in (see `check_started`); one that is the same stays as it is.
+            if let Some(local) = workspace::existing(&self.root, &path) {
+                entry.dirty = false;
+                if let (false, Some(Starting::Join { conflicts, .. })) = (local == text.as_bytes(), &mut self.starting)
+                {
+                    conflicts.push(path.clone());
+                }
+            }
+        }
         if !sharing && codecollab_protocol::path::runs_by_itself(&path) {
             let by = self.created_by.remove(&doc).unwrap_or_else(|| "the session".to_owned());
             entry.unapproved = Some(Unapproved { by: [by].into(), told: false });
@@ -66,12 +83,11 @@ impl Session {
         if let Some(effects) = adopted {
             self.apply(doc, Ok(effects), io)?;
         }
-        self.received(io);
-        Ok(())
+        self.received(io)
     }
 
     /// A snapshot arrived: counts it toward the share or join in progress, and answers that once all are in.
-    fn received(&mut self, io: &Io) {
+    fn received(&mut self, io: &Io) -> Result<(), Ended> {
         match &mut self.starting {
             Some(Starting::Share { uploads, .. }) => {
                 *uploads = uploads.saturating_sub(1);
@@ -81,13 +97,11 @@ impl Session {
                     io.editor.progress(Progress::Report { token, done, total: done + left });
                 }
             }
-            Some(Starting::Join { waiting, .. }) => {
-                *waiting = waiting.saturating_sub(1);
-                self.flush_disk(io);
-            }
+            // Nothing is written until every file is in and the conflicts are settled.
+            Some(Starting::Join { waiting, .. }) => *waiting = waiting.saturating_sub(1),
             None => {}
         }
-        self.check_started(io);
+        self.check_started(io)
     }
 
     /// Starts sending the files up (a share) or asking for them (a join). `Err` if the shared folder cannot be read.
@@ -103,7 +117,7 @@ impl Session {
 
     /// After a reconnect, a share or join interrupted before every file was up or down goes on: what the server
     /// has not sent back is sent again (a share), and what is still being fetched is counted again (a join).
-    pub(super) fn go_on(&mut self, io: &Io) {
+    pub(super) fn go_on(&mut self, io: &Io) -> Result<(), Ended> {
         let count = match self.starting {
             Some(Starting::Share { .. }) => match self.upload(io) {
                 Ok(count) => count,
@@ -112,14 +126,14 @@ impl Session {
                     if let Some(starting) = self.starting.take() {
                         starting.refuse(format!("reading {root}: {error:#}"));
                     }
-                    return;
+                    return Ok(());
                 }
             },
             Some(Starting::Join { .. }) => self.fetching.len(),
-            None => return,
+            None => return Ok(()),
         };
         self.set_remaining(count);
-        self.check_started(io);
+        self.check_started(io)
     }
 
     /// How many files the share or join in progress still waits for.
@@ -131,23 +145,83 @@ impl Session {
         }
     }
 
-    /// Answers the share or join that started the session once every file is up (or down).
-    pub fn check_started(&mut self, io: &Io) {
+    /// Answers the share or join that started the session once every file is up (or down). A join whose folder
+    /// holds files that differ from the session's writes nothing and is refused, listing them, unless the user
+    /// chose to have them moved aside first ([`OnConflict::Backup`]).
+    pub fn check_started(&mut self, io: &Io) -> Result<(), Ended> {
         match self.starting.take() {
             Some(Starting::Share { reply, uploads: 0, invites: (invite, view_invite) }) => {
                 let message = format!("{} files shared", self.docs.len());
                 io.editor.progress(Progress::End { token: "codecollab/share".into(), message });
                 let _ = reply.send(Ok(ShareResult { session: self.id.clone(), invite, view_invite }));
             }
-            Some(Starting::Join { reply, waiting: 0 }) => {
+            Some(Starting::Join { reply, waiting: 0, on_conflict, mut conflicts }) => {
+                conflicts.sort();
+                let backup = match self.settle_conflicts(conflicts, on_conflict) {
+                    Ok(backup) => backup,
+                    Err(error) => {
+                        io.editor
+                            .progress(Progress::End { token: "codecollab/join".into(), message: "refused".into() });
+                        for d in self.docs.values_mut() {
+                            d.dirty = false;
+                        }
+                        let _ = reply.send(Err(error));
+                        return Err(Ended::JoinRefused);
+                    }
+                };
+                self.flush_disk(io);
                 let message = format!("{} files received", self.docs.len());
                 io.editor.progress(Progress::End { token: "codecollab/join".into(), message });
                 let mut files: Vec<String> = self.docs.values().map(|d| d.path.clone()).collect();
                 files.sort();
-                let _ = reply.send(Ok(JoinResult { session: self.id.clone(), files }));
+                let _ = reply.send(Ok(JoinResult { session: self.id.clone(), files, backup }));
             }
             other => self.starting = other,
         }
+        Ok(())
+    }
+
+    /// Local files that differ from the session's, at the end of a join: an error listing them, or (with
+    /// [`OnConflict::Backup`]) each moved into a backup folder beside the root, to be written as the session has it.
+    fn settle_conflicts(
+        &mut self,
+        conflicts: Vec<String>,
+        on_conflict: OnConflict,
+    ) -> Result<Option<BackupInfo>, jsonrpc::Error> {
+        if conflicts.is_empty() {
+            return Ok(None);
+        }
+        if on_conflict == OnConflict::Refuse {
+            const SHOWN: usize = 10;
+            let mut listed = conflicts.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+            if conflicts.len() > SHOWN {
+                listed.push_str(&format!(" and {} more", conflicts.len() - SHOWN));
+            }
+            let message = format!(
+                "not joined: {} local file{} in {} differ{} from the session's and would be overwritten: {listed}. \
+                 Nothing was written. Join again choosing to move them aside (they are kept in a backup folder \
+                 beside it), or into an empty folder",
+                conflicts.len(),
+                if conflicts.len() == 1 { "" } else { "s" },
+                self.root.display(),
+                if conflicts.len() == 1 { "s" } else { "" },
+            );
+            let mut error = rpc_error(message);
+            error.code = jsonrpc::ErrorCode::ServerError(JOIN_CONFLICTS);
+            error.data = Some(serde_json::json!({ "conflicts": conflicts }));
+            return Err(error);
+        }
+        let folder = workspace::backup_folder(&self.root);
+        for path in &conflicts {
+            workspace::back_up(&self.root, path, &folder).map_err(|error| {
+                rpc_error(format!("not joined: moving {path} aside into {} failed: {error:#}", folder.display()))
+            })?;
+            if let Some(d) = self.docs.values_mut().find(|d| &d.path == path) {
+                d.dirty = true;
+            }
+        }
+        tracing::info!(folder = %folder.display(), files = conflicts.len(), "local files moved aside");
+        Ok(Some(BackupInfo { folder: folder.display().to_string(), files: conflicts }))
     }
 
     /// Shares the files of the shared folder: asks the server to create each (its snapshot comes back). `Err` if

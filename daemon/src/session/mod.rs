@@ -14,7 +14,7 @@ use codecollab_protocol::{Outgoing, MAX_OP_BYTES};
 use tokio::sync::mpsc;
 
 use crate::document::{Doc, Effects, PendingOpen, Trouble};
-use crate::lsp_ext::{JoinResult, ShareResult};
+use crate::lsp_ext::{JoinResult, OnConflict, ShareResult};
 use crate::main_loop::{rpc_error, Event, Reply};
 use crate::output::Editor;
 use crate::relay::Relay;
@@ -53,16 +53,20 @@ impl Io<'_> {
     }
 }
 
-/// The session must end (the reason, for the user): continuing could lose someone's work, or the server will no
-/// longer have us.
+/// The session must end.
 #[derive(Debug)]
-pub struct Ended(pub String);
+pub enum Ended {
+    /// Continuing could lose someone's work, or the server will no longer have us (the reason, for the user).
+    Lost(String),
+    /// A join was refused before it wrote anything (its answer says why): the daemon leaves without more words.
+    JoinRefused,
+}
 
 /// The share or join this session started with, answered once every file is up (or down).
 #[derive(Debug)]
 pub enum Starting {
     Share { reply: Reply<ShareResult>, uploads: usize, invites: (String, String) },
-    Join { reply: Reply<JoinResult>, waiting: usize },
+    Join { reply: Reply<JoinResult>, waiting: usize, on_conflict: OnConflict, conflicts: Vec<String> },
 }
 
 /// What the server's `welcome` says about us.
@@ -187,7 +191,7 @@ impl Session {
 
     /// Welcomed again after a reconnect: resumes every document from where it was, fetches the ones added
     /// meanwhile, and asks again for the files our editor opened that the session does not hold yet.
-    pub fn resume(&mut self, welcome: Welcome, docs: Vec<DocInfo>, io: &Io) {
+    pub fn resume(&mut self, welcome: Welcome, docs: Vec<DocInfo>, io: &Io) -> Result<(), Ended> {
         self.peer = welcome.peer;
         self.peers = welcome.peers.into_iter().map(|p| (p.peer, p)).collect();
         self.limits = welcome.limits.unwrap_or(DEFAULT_LIMITS);
@@ -204,7 +208,7 @@ impl Session {
         for path in creates {
             self.create(&path, io);
         }
-        self.go_on(io);
+        self.go_on(io)
     }
 
     /// A message from the server, in the session.
@@ -308,7 +312,7 @@ impl Session {
                     self.refused_on_disk(&d.path, &why, io);
                 }
             }
-            Err(Trouble::End(reason)) => return Err(Ended(reason)),
+            Err(Trouble::End(reason)) => return Err(Ended::Lost(reason)),
         }
         Ok(())
     }
@@ -340,7 +344,7 @@ impl Session {
                 }
                 self.schedule_retry(io);
             }
-            (ErrorCode::Unauthorized, _) => return Err(Ended(message)),
+            (ErrorCode::Unauthorized, _) => return Err(Ended::Lost(message)),
             // Refused for good: undo the operation, here and in the editor, and say so.
             (
                 ErrorCode::DocumentTooLarge

@@ -5,9 +5,10 @@ end
 vim.g.loaded_codecollab = true
 
 vim.api.nvim_create_user_command('CodeCollab', function(opts)
-  require('codecollab').command(opts.fargs)
+  require('codecollab').command(opts.fargs, opts.bang)
 end, {
   nargs = '+',
+  bang = true,
   complete = function(arg_lead, cmdline)
     return require('codecollab').complete(arg_lead, cmdline)
   end,

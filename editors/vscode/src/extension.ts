@@ -9,6 +9,7 @@ import {
   ErrorAction,
   LanguageClient,
   LanguageClientOptions,
+  ResponseError,
   ServerOptions,
 } from 'vscode-languageclient/node';
 import { DocumentBridge } from './bridge';
@@ -21,6 +22,8 @@ import {
   ConnectionState,
   CursorsParams,
   EditParams,
+  JOIN_CONFLICTS,
+  JoinParams,
   JoinResult,
   Methods,
   Peer,
@@ -28,6 +31,9 @@ import {
   ShareResult,
   StateParams,
 } from './protocol';
+
+/** The button that lets a join move local files that differ from the session's into a backup folder. */
+const MOVE_ASIDE = 'Move Mine Aside and Join';
 
 let controller: Controller | undefined;
 
@@ -175,14 +181,30 @@ class Controller implements vscode.Disposable {
       return;
     }
     const client = await this.start();
-    const result = await client.sendRequest<JoinResult>(Methods.join, {
-      invite: invite.trim(),
-      root: folder.uri.toString(),
-      name: this.name(),
-    });
+    const params: JoinParams = { invite: invite.trim(), root: folder.uri.toString(), name: this.name() };
+    let result: JoinResult;
+    try {
+      result = await client.sendRequest<JoinResult>(Methods.join, params);
+    } catch (error) {
+      // Local files that differ from the session's are never overwritten without the user's yes.
+      if (!(error instanceof ResponseError) || error.code !== JOIN_CONFLICTS) {
+        throw error;
+      }
+      const choice = await vscode.window.showWarningMessage(`CodeCollab: ${error.message}`, MOVE_ASIDE);
+      if (choice !== MOVE_ASIDE) {
+        return;
+      }
+      result = await client.sendRequest<JoinResult>(Methods.join, { ...params, onConflict: 'backup' });
+    }
     this.invites = undefined;
     this.begin(folder.uri, result.session);
     void vscode.window.showInformationMessage(`CodeCollab: joined, ${result.files.length} files in ${folder.name}.`);
+    if (result.backup) {
+      const { files, folder: backup } = result.backup;
+      void vscode.window.showWarningMessage(
+        `CodeCollab: your ${files.length} differing file(s) were moved to ${backup}: ${files.join(', ')}.`,
+      );
+    }
   }
 
   async leave(): Promise<void> {

@@ -89,11 +89,18 @@ export interface JoinParams {
   invite: string;
   root: string;
   name?: string;
+  /** What to do with local files that differ from the session's (addition): refused by default. */
+  onConflict?: 'refuse' | 'backup';
 }
+
+/** The error code of a join refused because local files differ; its data is `{conflicts: string[]}`. */
+export const JOIN_CONFLICTS = -32010;
 
 export interface JoinResult {
   session: string;
   files: string[];
+  /** Where `onConflict: 'backup'` moved the differing local files (addition). */
+  backup?: { folder: string; files: string[] };
 }
 
 export interface StatusResult {

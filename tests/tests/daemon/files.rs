@@ -1,10 +1,12 @@
-//! Files rather than buffers: sharing and joining trees of many files, joining into a folder that holds files.
+//! Files rather than buffers: sharing and joining trees of many files, and joining into a folder that holds files.
 
 use std::time::Duration;
 
 use codecollab_tests::fixtures::scripted::{join, share};
+use codecollab_tests::fixtures::uri;
 use codecollab_tests::harness::{TempDir, TestServer};
 use codecollab_tests::lsp::{Encoding, ScriptedEditor};
+use serde_json::json;
 
 /// 1,000 files of 9-10 KB each: the size at which a share once hung without a word.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,4 +34,59 @@ async fn a_thousand_files_of_ten_kilobytes_are_shared_and_joined() {
         let ours = std::fs::read(guest.path().join(&path)).expect("guest file");
         assert_eq!(theirs, ours, "{path}");
     }
+}
+
+/// A guest joining into a folder with its own work in it: a file that differs from the session's is never
+/// overwritten. The join is refused listing it, with nothing written; joined again choosing "backup", the file is
+/// moved into a folder beside the root and the session's is written; files equal to the session's, or not in it,
+/// stay as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_never_overwrites_a_local_file_that_differs() {
+    let fill_host = |host: &std::path::Path| {
+        std::fs::write(host.join("notes.txt"), "the host's notes\n").expect("write");
+        std::fs::write(host.join("same.txt"), "the same on both\n").expect("write");
+        std::fs::create_dir_all(host.join("src")).expect("mkdir");
+        std::fs::write(host.join("src/new.rs"), "fn host() {}\n").expect("write");
+    };
+    let server = TestServer::start(|_| {}).await;
+    let (host, guest) = (TempDir::new("host"), TempDir::new("guest"));
+    fill_host(host.path());
+    let precious = "guest's own precious work\n";
+    std::fs::write(guest.path().join("notes.txt"), precious).expect("write");
+    std::fs::write(guest.path().join("same.txt"), "the same on both\n").expect("write");
+    std::fs::write(guest.path().join("mine-only.txt"), "only here\n").expect("write");
+    let listing = |dir: &std::path::Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("lists")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing(guest.path());
+
+    let mut a = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("a");
+    let mut b = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("b");
+    let (invite, _) = share(&mut a, host.path(), &server.url(), "ada").await;
+    let params = json!({"invite": invite, "root": uri(guest.path()), "name": "bob"});
+    let error = b.request("collab/join", params.clone()).await.expect_err("a join over differing files is refused");
+    let error = error.to_string();
+    assert!(error.contains("-32010") && error.contains(r#""conflicts":["notes.txt"]"#), "{error}");
+    assert!(error.contains("Nothing was written"), "{error}");
+    assert_eq!(std::fs::read_to_string(guest.path().join("notes.txt")).expect("reads"), precious);
+    assert_eq!(listing(guest.path()), before, "nothing was written");
+    let status = b.request("collab/status", json!({})).await.expect("status");
+    assert_eq!(status["state"], "idle", "{status}");
+
+    let mut params = params;
+    params["onConflict"] = json!("backup");
+    let joined = b.request("collab/join", params).await.expect("a join that moves differing files aside");
+    let folder = std::path::PathBuf::from(joined["backup"]["folder"].as_str().expect("a backup folder"));
+    assert_eq!(joined["backup"]["files"], json!(["notes.txt"]));
+    assert_eq!(folder.parent(), guest.path().parent(), "beside the root, not inside it");
+    assert_eq!(std::fs::read_to_string(folder.join("notes.txt")).expect("the backup"), precious);
+    assert_eq!(std::fs::read_to_string(guest.path().join("notes.txt")).expect("reads"), "the host's notes\n");
+    assert_eq!(std::fs::read_to_string(guest.path().join("src/new.rs")).expect("reads"), "fn host() {}\n");
+    assert_eq!(std::fs::read_to_string(guest.path().join("mine-only.txt")).expect("reads"), "only here\n");
+    std::fs::remove_dir_all(folder).ok();
 }

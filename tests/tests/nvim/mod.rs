@@ -5,6 +5,7 @@ mod commands;
 mod cursors;
 mod encodings;
 mod health;
+mod join_conflicts;
 mod removal;
 mod restart;
 mod typing;

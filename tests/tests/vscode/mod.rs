@@ -3,6 +3,7 @@
 
 mod approval;
 mod join;
+mod join_conflicts;
 mod restart;
 mod typing;
 mod view_only;

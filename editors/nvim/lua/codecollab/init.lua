@@ -164,7 +164,7 @@ end
 
 --- Starts the daemon, then sends the share or join `method` for folder `dir` (default: the current directory);
 --- on success records the session, tracks shared buffers, and calls `on_success(result, dir)` then `callback`.
-local function start_session(method, dir, params, on_success, callback)
+local function start_session(method, dir, params, on_success, callback, on_error)
   if not start() then
     return
   end
@@ -176,7 +176,11 @@ local function start_session(method, dir, params, on_success, callback)
       if err then
         state.root = nil
         local verb = method:gsub('^collab/', '')
-        return notify(verb .. ' failed: ' .. (err.message or vim.inspect(err)), vim.log.levels.ERROR)
+        notify(verb .. ' failed: ' .. (err.message or vim.inspect(err)), vim.log.levels.ERROR)
+        if on_error then
+          on_error(err)
+        end
+        return
       end
       state.session = result.session
       on_success(result, dir)
@@ -199,11 +203,30 @@ function M.share(dir, callback)
   end, callback)
 end
 
---- Joins the session of `invite` into `dir` (default: the current directory).
-function M.join(invite, dir, callback)
-  start_session('collab/join', dir, { invite = invite, name = config.values.name }, function(result, root)
+--- The daemon's error code for a join refused because local files differ from the session's.
+local JOIN_CONFLICTS = -32010
+
+--- Joins the session of `invite` into `dir` (default: the current directory). A local file that differs from the
+--- session's is never overwritten: the join is refused listing them, unless `backup` is set (`:CodeCollab join!`),
+--- which moves them into a folder beside `dir` first.
+function M.join(invite, dir, callback, backup)
+  local params = { invite = invite, name = config.values.name, onConflict = backup and 'backup' or nil }
+  start_session('collab/join', dir, params, function(result, root)
     notify(('joined: %d files in %s'):format(#result.files, root))
-  end, callback)
+    if result.backup then
+      notify(
+        ('your %d differing files were moved to %s'):format(#result.backup.files, result.backup.folder),
+        vim.log.levels.WARN
+      )
+    end
+  end, callback, function(err)
+    if err.code == JOIN_CONFLICTS then
+      notify(
+        ':CodeCollab join! {invite} [dir] moves those files into a backup folder beside it and joins',
+        vim.log.levels.WARN
+      )
+    end
+  end)
 end
 
 function M.leave()
@@ -273,15 +296,20 @@ end
 
 local subcommands = { 'share', 'join', 'leave', 'peers', 'follow', 'invite', 'allow', 'remove' }
 
-function M.command(args)
+--- Runs `:CodeCollab {args}`; `bang` (`:CodeCollab! join`, also written `:CodeCollab join!`) lets a join move
+--- differing local files aside.
+function M.command(args, bang)
   local sub = args[1]
+  if sub == 'join!' then
+    sub, bang = 'join', true
+  end
   if sub == 'share' then
     M.share(args[2])
   elseif sub == 'join' then
     if not args[2] then
-      return notify('usage: :CodeCollab join {invite} [dir]', vim.log.levels.ERROR)
+      return notify('usage: :CodeCollab join[!] {invite} [dir]', vim.log.levels.ERROR)
     end
-    M.join(args[2], args[3])
+    M.join(args[2], args[3], nil, bang)
   elseif sub == 'leave' then
     M.leave()
   elseif sub == 'peers' then
