@@ -250,6 +250,22 @@ pub async fn invite_server_state(invite: &str, path: &str) -> anyhow::Result<(St
     server_text(url, token, path).await
 }
 
+/// Renames `from` to `to` in the session of `invite`, as a peer with a plain wire-protocol client would; returns
+/// once the server has done it.
+pub async fn invite_rename(invite: &str, from: &str, to: &str) -> anyhow::Result<()> {
+    let (url, token) = invite.split_once('#').context("an invite ends in #TOKEN")?;
+    let url = url.split('?').next().unwrap_or(url).trim_end_matches('/');
+    let mut editor = Editor::open(url, token, "renamer", from, "").await?;
+    let doc = editor.doc;
+    let ws = editor.ws.as_mut().context("connected")?;
+    ws.send(&ClientMsg::Rename { doc, path: to.to_owned() }).await?;
+    ws.recv_until(|m| matches!(m, ServerMsg::Renamed { doc: d, .. } if *d == doc).then_some(())).await?;
+    if let Some(ws) = editor.ws.take() {
+        ws.close().await;
+    }
+    Ok(())
+}
+
 /// The server's text of `path` in the session of `invite` (an editor's invite string).
 pub async fn invite_server_text(invite: &str, path: &str) -> anyhow::Result<String> {
     Ok(invite_server_state(invite, path).await?.0)

@@ -67,10 +67,17 @@ impl Session {
             // conflict, settled once every file is in (see `check_started`); one that is the same stays as it is.
             if let Some(local) = workspace::existing(&self.root, &path) {
                 entry.dirty = false;
-                if let (false, Some(Starting::Join { conflicts, .. })) = (local == text.as_bytes(), &mut self.starting)
-                {
+                let differs = local != text.as_bytes();
+                if let (true, Some(Starting::Join { conflicts, .. })) = (differs, &mut self.starting) {
                     conflicts.push(path.clone());
                 }
+            }
+        } else if !sharing && !self.pending_opens.contains_key(&path) {
+            // A file another peer created where ours (not in the session) already was: ours is moved aside, or,
+            // if it cannot be, the session's is not written.
+            if let Err(why) = self.move_aside(&path, &text, io) {
+                entry.dirty = false;
+                self.refused_on_disk(&path, &why, io);
             }
         }
         if !sharing && codecollab_protocol::path::runs_by_itself(&path) {
@@ -436,6 +443,15 @@ impl Session {
             io.send(ClientMsg::Unsubscribe { doc });
             return self.refused_on_disk(&path, &why, io);
         }
+        // Moved onto a file of ours the session does not hold: ours is moved aside first, or, if it cannot be, the
+        // document leaves our session and nothing is moved.
+        let text = self.docs.get(&doc).map(|d| d.text.to_string()).unwrap_or_default();
+        if let Err(why) = self.move_aside(&path, &text, io) {
+            self.docs.remove(&doc);
+            self.release(&from);
+            io.send(ClientMsg::Unsubscribe { doc });
+            return self.refused_on_disk(&path, &why, io);
+        }
         let result = workspace::rename(&self.root, &from, &path);
         self.release(&from);
         self.claim(doc, &path);
@@ -444,6 +460,27 @@ impl Session {
         }
         if let Err(error) = result {
             self.refused_on_disk(&path, &format!("{error:#}"), io);
+        }
+    }
+
+    /// Moves our file at `path` into the session's backup folder beside the root, and says so, if it is there and
+    /// differs from `text`, the session's file about to be written there: a local file is never overwritten.
+    /// `Err` (why, for the user) if it could not be moved: then nothing may be written there.
+    fn move_aside(&mut self, path: &str, text: &str, io: &Io) -> Result<(), String> {
+        if workspace::existing(&self.root, path).is_none_or(|local| local == text.as_bytes()) {
+            return Ok(());
+        }
+        let folder = self.backup.get_or_insert_with(|| workspace::backup_folder(&self.root)).clone();
+        match workspace::back_up(&self.root, path, &folder) {
+            Ok(()) => {
+                let moved = folder.join(path);
+                io.editor.warning(format!(
+                    "your {path}, not in the session, differed from the session's file of that name: moved to {}",
+                    moved.display()
+                ));
+                Ok(())
+            }
+            Err(error) => Err(format!("your own {path} is there and could not be moved aside ({error:#})")),
         }
     }
 

@@ -119,6 +119,8 @@ pub struct Session {
     /// path that differs only in letter case is refused.
     case_keys: HashMap<String, (DocId, String)>,
     pub starting: Option<Starting>,
+    /// Where local files that session files would have overwritten were moved, once there was one.
+    backup: Option<PathBuf>,
 }
 
 /// The most text one operation (or a created file's first frame) carries toward this server: a quarter of its frame
@@ -147,6 +149,7 @@ impl Session {
             retry_scheduled: false,
             warned: HashSet::new(),
             created_by: HashMap::new(),
+            backup: None,
             removing: None,
             case_keys: HashMap::new(),
             starting: None,

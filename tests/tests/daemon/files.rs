@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use codecollab_tests::fixtures::scripted::{join, share};
+use codecollab_tests::editor::invite_rename;
+use codecollab_tests::fixtures::scripted::{join, share, Pair};
 use codecollab_tests::fixtures::uri;
 use codecollab_tests::harness::{TempDir, TestServer};
 use codecollab_tests::lsp::{Encoding, ScriptedEditor};
@@ -89,4 +90,41 @@ async fn a_join_never_overwrites_a_local_file_that_differs() {
     assert_eq!(std::fs::read_to_string(guest.path().join("src/new.rs")).expect("reads"), "fn host() {}\n");
     assert_eq!(std::fs::read_to_string(guest.path().join("mine-only.txt")).expect("reads"), "only here\n");
     std::fs::remove_dir_all(folder).ok();
+}
+
+/// In a session: a peer creates a file where the other has a file of its own that the session does not hold, then
+/// renames another file onto a second such file. Neither local file is overwritten: each is moved into a backup
+/// folder beside the root, and the user is told where.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peers_new_or_renamed_file_moves_a_local_file_of_that_name_aside() {
+    let mut pair =
+        Pair::start(&[("shared.txt", "shared\n"), ("old.txt", "the host's old\n")], (Encoding::Utf16, Encoding::Utf8))
+            .await;
+    std::fs::write(pair.guest.path().join("mine.txt"), "bob's own\n").expect("write");
+    std::fs::write(pair.guest.path().join("target.txt"), "bob's target\n").expect("write");
+
+    let (ua, _) = pair.uris("mine.txt");
+    pair.a.open(&ua, "ada's new file\n").await.expect("a creates mine.txt");
+    let guest = pair.guest.path().to_owned();
+    let read = |path: &str| std::fs::read_to_string(guest.join(path)).unwrap_or_default();
+    wait(&mut pair.b, "b has ada's mine.txt", || read("mine.txt") == "ada's new file\n").await;
+    let told = pair.b.messages.join("\n");
+    let moved = told.lines().find_map(|l| l.split("moved to ").nth(1)).unwrap_or_else(|| panic!("told: {told}"));
+    assert_eq!(std::fs::read_to_string(moved.trim()).expect("the backup"), "bob's own\n");
+
+    invite_rename(&pair.invite, "old.txt", "target.txt").await.expect("renames");
+    wait(&mut pair.b, "b renamed old.txt", || read("target.txt") == "the host's old\n").await;
+    let folder = std::path::Path::new(moved.trim()).parent().expect("the backup folder").to_owned();
+    assert_eq!(std::fs::read_to_string(folder.join("target.txt")).expect("the backup"), "bob's target\n");
+    assert!(!guest.join("old.txt").exists());
+    std::fs::remove_dir_all(folder).ok();
+}
+
+/// Lets `editor` take in what arrives until `done` holds, or fails after 30 s.
+async fn wait(editor: &mut ScriptedEditor, what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        editor.drain(Duration::from_millis(50)).await.expect("the daemon runs");
+    }
 }

@@ -16,11 +16,11 @@ fn vscode_asks_before_a_join_moves_a_differing_file_aside() {
     let mut vscode = VsCode::start(guest_dir.path(), None, "vic").expect("VS Code");
     vscode.palette("CodeCollab: Join Session").expect("join command");
     vscode.call("input", serde_json::json!({ "text": invite, "title": "Join Session" })).expect("invite");
-    let asked = vscode.notification("differ from the session").expect("asked");
+    let asked = vscode.notification("would be overwritten").expect("asked");
     assert!(asked.contains("doc.txt") && asked.contains("Nothing was written"), "{asked}");
     assert_eq!(std::fs::read_to_string(guest_dir.path().join("doc.txt")).expect("reads"), precious, "not yet");
 
-    vscode.notification_action("differ from the session", "Move Mine Aside and Join").expect("agrees");
+    vscode.notification_action("would be overwritten", "Move Mine Aside and Join").expect("agrees");
     vscode.notification("joined, 1 files").expect("joined");
     let moved = vscode.notification("moved to").expect("says where");
     let folder = moved.split("moved to ").nth(1).and_then(|rest| rest.split(": ").next()).expect("a folder").to_owned();

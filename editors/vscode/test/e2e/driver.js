@@ -13,6 +13,10 @@ const path = require('node:path');
 const readline = require('node:readline');
 const { chromium } = require('playwright-core');
 
+/** The text of every notification shown: toasts, and the notification center's rows when it is open. */
+const NOTIFICATION_MESSAGES =
+  '.notification-toast .notification-list-item-message, .notifications-center .notification-list-item-message';
+
 const CODE_SERVER = path.join(__dirname, 'node_modules', '.bin', 'code-server');
 const CHROMIUM = process.env.CODECOLLAB_CHROMIUM || '/usr/bin/chromium';
 const CHROMIUM_FLAGS = [
@@ -188,12 +192,15 @@ class Workbench {
     return { labels };
   }
 
-  /** Waits for a notification whose text matches `pattern` (a regular expression); returns its text. */
+  /**
+   * Waits for a notification whose text matches `pattern` (a regular expression), as a toast or in the notification
+   * center (where VS Code moves toasts it hides); returns its text.
+   */
   async notification({ pattern, timeoutMs = 30_000 }) {
     const regex = new RegExp(pattern);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const texts = await this.page.locator('.notification-toast .notification-list-item-message').allInnerTexts();
+      const texts = await this.page.locator(NOTIFICATION_MESSAGES).allInnerTexts();
       const hit = texts.find((t) => regex.test(t));
       if (hit) {
         return { text: hit };
@@ -210,7 +217,7 @@ class Workbench {
     const { text } = await this.notification({ pattern, timeoutMs });
     const regex = new RegExp(pattern);
     const toast = this.page
-      .locator('.notification-toast')
+      .locator('.notification-toast, .notifications-center .monaco-list-row')
       .filter({ has: this.page.locator('.notification-list-item-message', { hasText: regex }) })
       .first();
     await toast.locator('.monaco-button', { hasText: action }).first().click();
