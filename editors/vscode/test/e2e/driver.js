@@ -198,12 +198,23 @@ class Workbench {
    */
   async notification({ pattern, timeoutMs = 30_000 }) {
     const regex = new RegExp(pattern);
-    const deadline = Date.now() + timeoutMs;
+    const start = Date.now();
+    const deadline = start + timeoutMs;
+    let centerOpened = false;
     for (;;) {
       const texts = await this.page.locator(NOTIFICATION_MESSAGES).allInnerTexts();
       const hit = texts.find((t) => regex.test(t));
       if (hit) {
         return { text: hit };
+      }
+      // VS Code hides a toast after a while (a warning with buttons too) and keeps it in the notification center:
+      // on a loaded machine it can be gone before it is looked for.
+      if (!centerOpened && Date.now() - start > 2_000) {
+        centerOpened = true;
+        if (!(await this.page.locator('.notifications-center.visible').count())) {
+          await this.palette({ title: 'Notifications: Show Notifications' });
+        }
+        continue;
       }
       if (Date.now() > deadline) {
         throw new Error(`no notification matching /${pattern}/; seen: ${JSON.stringify(texts)}`);
