@@ -4,9 +4,11 @@
 //! - replay of the automerge-paper trace (259,778 edits) typed into one editor, until the other editor's text
 //!   equals the trace's final text;
 //! - keystroke latency editor → editor with 10 peers typing 10 edits/s each;
-//! - the daemon's memory with a 10 MB file open.
+//! - the daemon's memory with a 10 MB file open;
+//! - sharing and joining a tree of 5,000 files (50 MB), against a tree of 500 (5 MB) in the same run: times, and
+//!   both daemons' peak memory.
 //!
-//! Run: `cargo run --release -p codecollab-tests --bin daemon_bench` (`-- --only replay|latency|memory`).
+//! Run: `cargo run --release -p codecollab-tests --bin daemon_bench` (`-- --only replay|latency|memory|tree`).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -321,6 +323,66 @@ async fn memory(server: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Shares a folder of `files` files of about 10 KB (in 50 folders) from one daemon and joins it from another, each
+/// on a fresh server; returns (share time, join time, sharing daemon's peak, joining daemon's peak, bytes).
+async fn share_and_join(files: usize) -> anyhow::Result<(Duration, Duration, u64, u64, usize)> {
+    let data = TempDir::new("tree-bench");
+    let server = ServerProcess::spawn("127.0.0.1:0", data.path(), &[])?;
+    let (host, guest) = (TempDir::new("tree-host"), TempDir::new("tree-guest"));
+    let mut bytes = 0;
+    for i in 0..files {
+        let dir = host.path().join(format!("module{}", i % 50));
+        std::fs::create_dir_all(&dir)?;
+        let line = format!("fn item_{i}() -> usize {{ {i} }} // some code that fills a line\n");
+        let text = line.repeat(10_000 / line.len() + 1);
+        bytes += text.len();
+        std::fs::write(dir.join(format!("file{i}.rs")), text)?;
+    }
+    let mut a = ScriptedEditor::start(Encoding::Utf16, &[]).await?;
+    let mut b = ScriptedEditor::start(Encoding::Utf16, &[]).await?;
+    let started = Instant::now();
+    let shared =
+        a.request("collab/share", json!({"root": uri(host.path()), "server": server.url(), "name": "host"})).await?;
+    let share_time = started.elapsed();
+    let invite = shared["invite"].as_str().context("invite")?;
+    let started = Instant::now();
+    let joined =
+        b.request("collab/join", json!({"invite": invite, "root": uri(guest.path()), "name": "guest"})).await?;
+    let join_time = started.elapsed();
+    anyhow::ensure!(joined["files"].as_array().map(Vec::len) == Some(files), "every file joined");
+    let last = format!("module{}/file{}.rs", (files - 1) % 50, files - 1);
+    anyhow::ensure!(std::fs::read(host.path().join(&last))? == std::fs::read(guest.path().join(&last))?);
+    let peak = |e: &ScriptedEditor| e.pid().map_or(0, |pid| proc_status_kb(pid, "VmHWM:") * 1024);
+    Ok((share_time, join_time, peak(&a), peak(&b), bytes))
+}
+
+async fn tree() -> anyhow::Result<()> {
+    let (small_share, small_join, _, small_peak, small_bytes) = share_and_join(500).await?;
+    let (share, join, host_peak, guest_peak, bytes) = share_and_join(5_000).await?;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "tree: 500 files ({:.1} MB): share {:.0} ms, join {:.0} ms, joining daemon's peak {:.1} MB",
+        small_bytes as f64 / 1e6,
+        ms(small_share),
+        ms(small_join),
+        small_peak as f64 / 1e6
+    );
+    println!(
+        "tree: 5,000 files ({:.1} MB): share {:.0} ms ({:.1}x the 500), join {:.0} ms ({:.1}x the 500); peak memory: \
+         sharing daemon {:.1} MB ({:.2}x the tree), joining daemon {:.1} MB ({:.2}x the tree)",
+        bytes as f64 / 1e6,
+        ms(share),
+        ms(share) / ms(small_share),
+        ms(join),
+        ms(join) / ms(small_join),
+        host_peak as f64 / 1e6,
+        host_peak as f64 / bytes as f64,
+        guest_peak as f64 / 1e6,
+        guest_peak as f64 / bytes as f64
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let only = std::env::args().skip_while(|a| a != "--only").nth(1);
@@ -335,6 +397,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if only.as_deref().is_none_or(|o| o == "memory") {
         memory(&url).await?;
+    }
+    if only.as_deref().is_none_or(|o| o == "tree") {
+        tree().await?;
     }
     Ok(())
 }
