@@ -121,6 +121,10 @@ impl LanguageServer for Backend {
         Ok(InitializeResult {
             capabilities: ServerCapabilities {
                 position_encoding: Some(PositionEncodingKind::new(encoding.name())),
+                workspace: Some(WorkspaceServerCapabilities {
+                    workspace_folders: None,
+                    file_operations: Some(file_operations()),
+                }),
                 ..Default::default()
             },
             server_info: Some(ServerInfo {
@@ -132,6 +136,44 @@ impl LanguageServer for Backend {
 
     async fn shutdown(&self) -> Result<()> {
         Ok(())
+    }
+
+    async fn did_create_files(&self, params: CreateFilesParams) {
+        self.forward(Event::FilesCreated(params.files.into_iter().map(|f| f.uri).collect())).await
+    }
+
+    async fn will_rename_files(&self, params: RenameFilesParams) -> Result<Option<WorkspaceEdit>> {
+        let (done, finished) = oneshot::channel();
+        let renames = params.files.into_iter().map(|f| (f.old_uri, f.new_uri)).collect();
+        let _ = self.events.send(Event::FilesRenamed { renames, done: Some(done) });
+        let _ = finished.await;
+        Ok(None)
+    }
+
+    async fn did_rename_files(&self, params: RenameFilesParams) {
+        let renames = params.files.into_iter().map(|f| (f.old_uri, f.new_uri)).collect();
+        self.forward(Event::FilesRenamed { renames, done: None }).await
+    }
+
+    async fn did_delete_files(&self, params: DeleteFilesParams) {
+        self.forward(Event::FilesDeleted(params.files.into_iter().map(|f| f.uri).collect())).await
+    }
+}
+
+/// The file operations the editor tells us of: every file and folder (those outside the shared folder are ignored).
+fn file_operations() -> WorkspaceFileOperationsServerCapabilities {
+    let every = FileOperationRegistrationOptions {
+        filters: vec![FileOperationFilter {
+            scheme: Some("file".into()),
+            pattern: FileOperationPattern { glob: "**/*".into(), matches: None, options: None },
+        }],
+    };
+    WorkspaceFileOperationsServerCapabilities {
+        did_create: Some(every.clone()),
+        will_rename: Some(every.clone()),
+        did_rename: Some(every.clone()),
+        did_delete: Some(every),
+        ..Default::default()
     }
 }
 

@@ -52,6 +52,16 @@ pub enum Event {
     Edit(EditParams),
     Cursor(CursorParams),
     Close(CloseParams),
+    /// Files the editor created (`workspace/didCreateFiles`), by URI.
+    FilesCreated(Vec<String>),
+    /// Files or folders the editor renamed, (old URI, new URI); `done` is answered once the session has them
+    /// (`workspace/willRenameFiles` waits for it, so the editor's reopening under the new name finds them).
+    FilesRenamed {
+        renames: Vec<(String, String)>,
+        done: Option<oneshot::Sender<()>>,
+    },
+    /// Files or folders the editor deleted (`workspace/didDeleteFiles`), by URI.
+    FilesDeleted(Vec<String>),
     Relay(RelayEvent),
     /// Time to try connecting again (if `epoch` is still the current attempt).
     Reconnect {
@@ -197,6 +207,24 @@ impl MainLoop {
             Event::Close(params) => {
                 if let Some((session, _)) = self.session_io() {
                     session.close(params);
+                }
+            }
+            Event::FilesCreated(uris) => {
+                if let Some((session, io)) = self.session_io() {
+                    session.files_created(uris, &io);
+                }
+            }
+            Event::FilesRenamed { renames, done } => {
+                if let Some((session, io)) = self.session_io() {
+                    session.files_renamed(renames, &io);
+                }
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            }
+            Event::FilesDeleted(uris) => {
+                if let Some((session, io)) = self.session_io() {
+                    session.files_deleted(uris, &io);
                 }
             }
             Event::Relay(event) => self.relay_event(event),

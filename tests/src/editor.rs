@@ -266,6 +266,19 @@ pub async fn invite_rename(invite: &str, from: &str, to: &str) -> anyhow::Result
     Ok(())
 }
 
+/// The paths of the documents the session of `invite` holds, sorted, as the server's `welcome` lists them.
+pub async fn invite_server_paths(invite: &str) -> anyhow::Result<Vec<String>> {
+    let (url, token) = invite.split_once('#').context("an invite ends in #TOKEN")?;
+    let url = url.split('?').next().unwrap_or(url).trim_end_matches('/');
+    let connect = Connect { token: Some(token.into()), ..Default::default() };
+    let (ws, welcome) = join(url, &connect, random_client_id(), "lister").await?;
+    let ServerMsg::Welcome { docs, .. } = welcome else { unreachable!("checked by join") };
+    ws.close().await;
+    let mut paths: Vec<String> = docs.into_iter().map(|d| d.path).collect();
+    paths.sort();
+    Ok(paths)
+}
+
 /// The server's text of `path` in the session of `invite` (an editor's invite string).
 pub async fn invite_server_text(invite: &str, path: &str) -> anyhow::Result<String> {
     Ok(invite_server_state(invite, path).await?.0)

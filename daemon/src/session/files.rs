@@ -36,6 +36,7 @@ impl Session {
     ) -> Result<(), Ended> {
         let sharing = matches!(self.starting, Some(Starting::Share { .. }));
         let joining = matches!(self.starting, Some(Starting::Join { .. }));
+        let ours = self.created_here.remove(&path);
         self.fetching.remove(&path);
         if let Some(d) = self.docs.get_mut(&doc) {
             let resynced = d.resync(revision, &text, last_seq);
@@ -72,6 +73,14 @@ impl Session {
                     conflicts.push(path.clone());
                 }
             }
+        } else if ours {
+            // Created from our disk: already there, unless a peer created the same path first and the server gave
+            // us theirs, in which case ours is moved aside.
+            entry.dirty = workspace::existing(&self.root, &path).is_none_or(|local| local != text.as_bytes());
+            if let Err(why) = self.move_aside(&path, &text, io) {
+                entry.dirty = false;
+                self.refused_on_disk(&path, &why, io);
+            }
         } else if !sharing && !self.pending_opens.contains_key(&path) {
             // A file another peer created where ours (not in the session) already was: ours is moved aside, or,
             // if it cannot be, the session's is not written.
@@ -80,7 +89,7 @@ impl Session {
                 self.refused_on_disk(&path, &why, io);
             }
         }
-        if !sharing && codecollab_protocol::path::runs_by_itself(&path) {
+        if !sharing && !ours && codecollab_protocol::path::runs_by_itself(&path) {
             let by = self.created_by.remove(&doc).unwrap_or_else(|| "the session".to_owned());
             entry.unapproved = Some(Unapproved { by: [by].into(), told: false });
         }
@@ -436,6 +445,9 @@ impl Session {
     /// The server moved a document: its file follows, if the new path is one we take.
     pub(super) fn renamed(&mut self, doc: DocId, path: String, io: &Io) {
         let Some(from) = self.docs.get(&doc).map(|d| d.path.clone()) else { return };
+        if from == path {
+            return; // Our own rename, already carried out here (see `files_renamed`).
+        }
         if let Some(why) = self.refusal_of(&path, Some(doc)) {
             // Moved where we do not follow: it leaves our session, and its file stays where it was.
             self.docs.remove(&doc);

@@ -3,6 +3,7 @@
 //! an [`Io`]: the way to the server (while connected) and to the editor. [`files`] holds what touches the shared
 //! folder and the editor's buffers.
 
+mod file_ops;
 mod files;
 
 use std::collections::{HashMap, HashSet};
@@ -121,6 +122,9 @@ pub struct Session {
     pub starting: Option<Starting>,
     /// Where local files that session files would have overwritten were moved, once there was one.
     backup: Option<PathBuf>,
+    /// Paths of files new on disk that we asked the server to create (`workspace/didCreateFiles`): their snapshot is
+    /// ours, already on disk.
+    created_here: HashSet<String>,
 }
 
 /// The most text one operation (or a created file's first frame) carries toward this server: a quarter of its frame
@@ -150,6 +154,7 @@ impl Session {
             warned: HashSet::new(),
             created_by: HashMap::new(),
             backup: None,
+            created_here: HashSet::new(),
             removing: None,
             case_keys: HashMap::new(),
             starting: None,
@@ -250,7 +255,7 @@ impl Session {
             ServerMsg::Created { doc, peer } => {
                 // If our editor opened the same new path, our own Create (which the server answers for an existing
                 // path by subscribing us) brings the snapshot: subscribing again would fetch the text twice.
-                if self.pending_opens.contains_key(&doc.path) {
+                if self.pending_opens.contains_key(&doc.path) || self.created_here.contains(&doc.path) {
                     return Ok(());
                 }
                 if let Some(name) = peer.and_then(|p| self.peers.get(&p)).map(|p| p.name.clone()) {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use codecollab_tests::editor::invite_rename;
-use codecollab_tests::fixtures::scripted::{join, share, Pair};
+use codecollab_tests::fixtures::scripted::{join, server_text, share, Pair};
 use codecollab_tests::fixtures::uri;
 use codecollab_tests::harness::{TempDir, TestServer};
 use codecollab_tests::lsp::{Encoding, ScriptedEditor};
@@ -126,5 +126,68 @@ async fn wait(editor: &mut ScriptedEditor, what: &str, done: impl Fn() -> bool) 
     while !done() {
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
         editor.drain(Duration::from_millis(50)).await.expect("the daemon runs");
+    }
+}
+
+/// Files created, renamed (a file and a folder) and deleted in one editor reach the session and the other peer's
+/// disk; the other peer's typing into the renamed file, before and after the rename reaches it, is all kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_created_renamed_and_deleted_in_the_editor_reach_the_others() {
+    let files = [("a.txt", "alpha\n"), ("dir/b.txt", "bravo\n"), ("dir/c.txt", "charlie\n")];
+    let mut pair = Pair::start(&files, (Encoding::Utf16, Encoding::Utf8)).await;
+    let (host, guest) = (pair.host.path().to_owned(), pair.guest.path().to_owned());
+    let read = |path: &str| std::fs::read_to_string(guest.join(path)).ok();
+    let (_, ub) = pair.uris("a.txt");
+    pair.b.open(&ub, "alpha\n").await.expect("b opens a.txt");
+    pair.b.type_at(&ub, 0, 0, "<b-before>").await.expect("b types");
+
+    // Created: a new file on a's disk, told by the editor.
+    std::fs::write(host.join("new.txt"), "fresh\n").expect("write");
+    let files =
+        |paths: &[&str]| json!({"files": paths.iter().map(|p| json!({"uri": uri(&host.join(p))})).collect::<Vec<_>>()});
+    pair.a.notify("workspace/didCreateFiles", files(&["new.txt"])).await.expect("create");
+    wait(&mut pair.b, "new.txt reaches b", || read("new.txt").as_deref() == Some("fresh\n")).await;
+
+    // Renamed: a file, then a folder, as an editor does it (ask, move on disk, tell).
+    let rename =
+        |from: &str, to: &str| json!({"files": [{"oldUri": uri(&host.join(from)), "newUri": uri(&host.join(to))}]});
+    for (from, to) in [("a.txt", "renamed.txt"), ("dir", "lib")] {
+        pair.a.request("workspace/willRenameFiles", rename(from, to)).await.expect("will rename");
+        std::fs::rename(host.join(from), host.join(to)).expect("rename on disk");
+        pair.a.notify("workspace/didRenameFiles", rename(from, to)).await.expect("did rename");
+    }
+    pair.b.type_at(&ub, 0, 0, "<b-after>").await.expect("b types into the file it knows as a.txt");
+    wait(&mut pair.b, "the renames reach b", || {
+        read("lib/b.txt").as_deref() == Some("bravo\n") && read("lib/c.txt").is_some() && read("a.txt").is_none()
+    })
+    .await;
+    assert!(read("dir/b.txt").is_none() && read("dir/c.txt").is_none());
+
+    // Deleted.
+    std::fs::remove_file(host.join("lib/c.txt")).expect("rm");
+    pair.a.notify("workspace/didDeleteFiles", files(&["lib/c.txt"])).await.expect("delete");
+    wait(&mut pair.b, "the deletion reaches b", || read("lib/c.txt").is_none()).await;
+
+    // The server holds the new names; b's typing before and after the rename is in the renamed file.
+    let invite = pair.invite.clone();
+    let renamed = until_server(&invite, "renamed.txt", |t| t.contains("<b-after>")).await;
+    assert!(renamed.contains("<b-before>") && renamed.ends_with("alpha\n"), "{renamed:?}");
+    assert_eq!(server_text(&invite, "lib/b.txt").await, "bravo\n");
+    assert_eq!(server_text(&invite, "new.txt").await, "fresh\n");
+    let paths = codecollab_tests::editor::invite_server_paths(&invite).await.expect("the session's files");
+    assert_eq!(paths, ["lib/b.txt", "new.txt", "renamed.txt"]);
+}
+
+/// The server's text of `path` once `done` holds for it, or a failure after 30 s.
+async fn until_server(invite: &str, path: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = codecollab_tests::editor::invite_server_text(invite, path).await {
+            if done(&text) {
+                return text;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for the server's {path}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
