@@ -42,6 +42,7 @@ fn settings(server: Option<&str>, name: &str) -> Value {
         "extensions.autoUpdate": false,
         "update.mode": "none",
         "files.autoSave": "off",
+        "files.enableTrash": false,
         "files.insertFinalNewline": false,
         "files.trimTrailingWhitespace": false,
         "editor.quickSuggestions": { "other": false, "comments": false, "strings": false },

@@ -269,6 +269,31 @@ class Workbench {
     return {};
   }
 
+  /** Renames `name` (a file at the top of the folder) to `to` in the Explorer, as a user does: select, F2, type. */
+  async renameInExplorer({ name, to }) {
+    const page = this.page;
+    await page.locator(`.explorer-folders-view .monaco-list-row[aria-label="${name}"]`).first().click();
+    await page.keyboard.press('F2');
+    const input = page.locator('.explorer-folders-view .monaco-inputbox input');
+    await input.waitFor({ state: 'visible' });
+    await input.fill(to);
+    await page.keyboard.press('Enter');
+    await page.locator(`.explorer-folders-view .monaco-list-row[aria-label="${to}"]`).first().waitFor({ state: 'visible' });
+    return {};
+  }
+
+  /** Deletes `name` (a file at the top of the folder) in the Explorer: select, Delete, and yes to the permanent
+   * deletion VS Code asks about (the test settings turn the trash off). */
+  async deleteInExplorer({ name }) {
+    const page = this.page;
+    const row = page.locator(`.explorer-folders-view .monaco-list-row[aria-label="${name}"]`).first();
+    await row.click();
+    await page.keyboard.press('Delete');
+    await page.locator('.monaco-dialog-box .monaco-button', { hasText: /^Delete$/ }).first().click();
+    await row.waitFor({ state: 'detached' });
+    return {};
+  }
+
   /** Focuses the active editor's text and moves the caret with `keys` (e.g. "Control+End"), if given. */
   async focus({ keys }) {
     await this.page.locator('.editor-instance .monaco-editor .view-lines').first().click();
