@@ -4,6 +4,7 @@ mod approval;
 mod commands;
 mod cursors;
 mod encodings;
+mod file_names;
 mod health;
 mod join_conflicts;
 mod removal;

@@ -137,6 +137,18 @@ local function watch_buffers()
       track_if_shared(args.buf)
     end,
   })
+  -- `:file {name}` and `:saveas {name}`: the buffer is another file from now on (the old one stays as it was).
+  -- What was typed goes to the old file first; then the buffer is shared under its new name, if under the root.
+  vim.api.nvim_create_autocmd('BufFilePost', {
+    group = augroup,
+    callback = function(args)
+      if buffer.tracked[args.buf] then
+        buffer.flush(args.buf)
+        buffer.untrack(args.buf)
+      end
+      track_if_shared(args.buf)
+    end,
+  })
   vim.api.nvim_create_autocmd({ 'BufDelete', 'BufWipeout' }, {
     group = augroup,
     callback = function(args)
