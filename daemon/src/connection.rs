@@ -418,7 +418,7 @@ impl MainLoop {
     }
 
     /// The session cannot go on: ended for good with a word to the user, or a join refused (already answered).
-    fn ended(&mut self, ended: Ended) {
+    pub(crate) fn ended(&mut self, ended: Ended) {
         match ended {
             Ended::Lost(reason) => self.end_session(&reason),
             Ended::JoinRefused => {

@@ -40,6 +40,9 @@ pub struct Doc {
     pub editor: Option<EditorBuffer>,
     /// Changed since last written to disk (for documents no editor has open).
     pub dirty: bool,
+    /// The text the file on disk was last known to hold (we wrote it, read it, or shared it): a change on disk is
+    /// what differs from it, merged as an edit of ours (see [`Doc::disk_changed`]); our own writes are not changes.
+    pub disk: Option<String>,
     /// Our selections, in `text` coordinates, not yet sent (sent once every local edit is acknowledged).
     my_selections: Option<Vec<Selection>>,
     /// Other peers' selections, in `text` coordinates.
@@ -121,6 +124,7 @@ impl Doc {
             unapproved: None,
             editor: None,
             dirty: false,
+            disk: None,
             my_selections: None,
             presence: HashMap::new(),
         }
@@ -175,6 +179,35 @@ impl Doc {
         self.dirty = false;
         // The editor shows it, and writes it when its user saves.
         self.unapproved = None;
+        effects
+    }
+
+    /// The file changed on disk (no editor has it open) from `base`, what it was last known to hold, to `disk`:
+    /// that change is ours, merged into the text (which may hold others' changes not yet written) and sent.
+    pub fn disk_changed(&mut self, disk: String) -> Effects {
+        let mut effects = Effects::default();
+        let current = self.text.to_string();
+        let base = self.disk.take().unwrap_or_else(|| current.clone());
+        let deadline = Some(Instant::now() + MERGE_DEADLINE);
+        let ours = merge::diff(&base, &disk, deadline);
+        match merge::merge(&base, &ours, &current, deadline) {
+            Ok(merged) if !merged.ours.is_noop() => {
+                if merged.ours.apply_to(&mut self.text).is_ok() {
+                    for selections in self.presence.values_mut() {
+                        Selection::transform_all(selections, &merged.ours, Bias::Before);
+                    }
+                    match self.ot.apply_local(merged.ours) {
+                        Ok(out) => effects.send = out,
+                        Err(error) => tracing::error!(%error, "the OT client refused a change on disk"),
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(path = %self.path, %error, "a change on disk could not be merged"),
+        }
+        // What others changed meanwhile is written back around it.
+        self.dirty = self.text != disk.as_str();
+        self.disk = Some(disk);
         effects
     }
 

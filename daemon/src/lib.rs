@@ -25,6 +25,7 @@ pub mod position;
 pub mod relay;
 pub mod session;
 pub mod transport;
+pub mod watcher;
 pub mod workspace;
 
 use tokio::io::{AsyncRead, AsyncWrite};

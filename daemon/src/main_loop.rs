@@ -62,6 +62,8 @@ pub enum Event {
     },
     /// Files or folders the editor deleted (`workspace/didDeleteFiles`), by URI.
     FilesDeleted(Vec<String>),
+    /// Paths under the shared folder that changed on disk (see `crate::watcher`).
+    DiskChanged(Vec<PathBuf>),
     Relay(RelayEvent),
     /// Time to try connecting again (if `epoch` is still the current attempt).
     Reconnect {
@@ -225,6 +227,13 @@ impl MainLoop {
             Event::FilesDeleted(uris) => {
                 if let Some((session, io)) = self.session_io() {
                     session.files_deleted(uris, &io);
+                }
+            }
+            Event::DiskChanged(paths) => {
+                if let Some((session, io)) = self.session_io() {
+                    if let Err(ended) = session.disk_changed(paths, &io) {
+                        self.ended(ended);
+                    }
                 }
             }
             Event::Relay(event) => self.relay_event(event),

@@ -117,6 +117,27 @@ fn create_parents(root: &Path, path: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The ignore rules of the folder's top `.gitignore` and `.ignore` (the watcher's: a share honours nested ones too).
+pub fn top_ignore(root: &Path) -> TopIgnore {
+    let mut builder = ignore::gitignore::GitignoreBuilder::new(root);
+    for name in [".gitignore", ".ignore"] {
+        let _ = builder.add(root.join(name));
+    }
+    TopIgnore(builder.build().unwrap_or_else(|_| ignore::gitignore::Gitignore::empty()))
+}
+
+/// See [`top_ignore`].
+#[derive(Debug)]
+pub struct TopIgnore(ignore::gitignore::Gitignore);
+
+impl TopIgnore {
+    /// Whether `path` (under the root) or a folder above it is ignored.
+    pub fn ignored(&self, path: &Path) -> bool {
+        let is_dir = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+        self.0.matched_path_or_any_parents(path, is_dir).is_ignore()
+    }
+}
+
 /// The text files to share under `root`: `.gitignore` (and `.ignore`) honoured, version-control internals and
 /// symbolic links skipped, paths the session rules refuse, binaries (a NUL byte, or not UTF-8) and files over
 /// [`MAX_FILE_BYTES`] left out. Sorted by path.

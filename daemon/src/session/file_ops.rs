@@ -1,10 +1,13 @@
-//! Files the editor created, renamed or deleted (LSP's `workspace/didCreateFiles`, `willRenameFiles`,
-//! `didRenameFiles` and `didDeleteFiles`), carried into the session: a new file is created there with its text, a
-//! rename (of a file or a folder) moves the session's documents, a deletion deletes them.
+//! Files created, renamed or deleted by the editor (LSP's `workspace/didCreateFiles`, `willRenameFiles`,
+//! `didRenameFiles` and `didDeleteFiles`) or on disk (the watcher), carried into the session: a new file is created
+//! there with its text, a rename (of a file or a folder) moves the session's documents, a deletion deletes them,
+//! and a change on disk to a file no editor has open is merged in as an edit.
 
-use codecollab_protocol::wire::{ClientMsg, Role};
+use std::path::PathBuf;
 
-use super::{op_bytes, Io, Session};
+use codecollab_protocol::wire::{ClientMsg, DocId, Role};
+
+use super::{op_bytes, Ended, Io, Session};
 use crate::workspace;
 
 impl Session {
@@ -33,27 +36,158 @@ impl Session {
     pub fn files_created(&mut self, uris: Vec<String>, io: &Io) {
         for uri in uris {
             let Some(path) = self.session_path(&uri) else { continue };
-            if self.docs.values().any(|d| d.path == path) || self.pending_opens.contains_key(&path) {
-                continue; // Already in the session (the editor opened it, or a peer created it).
-            }
-            if let Some(why) = self.refusal_of(&path, None) {
-                self.refused_on_disk(&path, &why, io);
+            self.create_from_disk(path, io);
+        }
+    }
+
+    /// Creates `path` in the session with its text on disk, unless the session holds it or is getting it, or it is
+    /// not a text file we share.
+    fn create_from_disk(&mut self, path: String, io: &Io) {
+        let known = self.docs.values().any(|d| d.path == path)
+            || self.pending_opens.contains_key(&path)
+            || self.fetching.contains_key(&path)
+            || self.created_here.contains(&path);
+        if known {
+            return; // The editor opened it, a peer created it, or we are creating it.
+        }
+        if let Some(why) = self.refusal_of(&path, None) {
+            return self.refused_on_disk(&path, &why, io);
+        }
+        let Some(bytes) = workspace::existing(&self.root, &path) else { return }; // A folder, a link, or gone.
+        let Ok(text) = String::from_utf8(bytes) else {
+            return tracing::info!(%path, "not shared: not UTF-8 text");
+        };
+        if text.contains('\0') {
+            return tracing::info!(%path, "not shared: binary");
+        }
+        if text.len() > op_bytes(&self.limits) || text.len() as u64 > workspace::MAX_FILE_BYTES {
+            return io.editor.warning(format!("{path} is not shared: it is too large to create in one piece"));
+        }
+        if !self.may_change_files("created", &path, io) {
+            return;
+        }
+        self.created_here.insert(path.clone());
+        io.send(ClientMsg::Create { path, text });
+    }
+
+    /// Starts watching the shared folder for changes on disk (once the share or join is done).
+    pub(super) fn watch(&mut self, io: &Io) {
+        match crate::watcher::watch(&self.root, io.events.clone()) {
+            Ok(watcher) => self.watcher = Some(watcher),
+            Err(error) => io.editor.warning(format!(
+                "changes made on disk outside an editor are not shared: watching {} failed ({error:#})",
+                self.root.display()
+            )),
+        }
+    }
+
+    /// Paths under the shared folder changed on disk: a file no editor has open that differs from what it last
+    /// held is merged in as an edit; a new file is created in the session; a file gone is deleted, or renamed if
+    /// a new file holds exactly its text. Our own writes hold what we wrote, so they are no change. The session
+    /// rules and the folder's top `.gitignore` apply, as to a share.
+    pub fn disk_changed(&mut self, paths: Vec<PathBuf>, io: &Io) -> Result<(), Ended> {
+        if self.role == Role::View {
+            return Ok(());
+        }
+        let ignore = workspace::top_ignore(&self.root);
+        let (mut created, mut gone) = (Vec::new(), Vec::<DocId>::new());
+        for full in paths {
+            let Some(path) = workspace::relative(&self.root, &full) else { continue };
+            let temporary = path.rsplit('/').next().is_some_and(|name| name.ends_with(".codecollab-tmp"));
+            if temporary || codecollab_protocol::path::check(&path).is_err() || ignore.ignored(&full) {
                 continue;
             }
-            let Some(bytes) = workspace::existing(&self.root, &path) else { continue }; // A folder, or gone.
-            let Ok(text) = String::from_utf8(bytes) else {
-                io.editor.warning(format!("{path} is not shared: it is not UTF-8 text"));
+            let Some((&doc, d)) = self.docs.iter_mut().find(|(_, d)| d.path == path) else {
+                match std::fs::symlink_metadata(&full) {
+                    Ok(meta) if meta.is_file() => created.push(path),
+                    // A folder moved or copied in: its files are new (the watch reports the folder alone).
+                    Ok(meta) if meta.is_dir() => match workspace::scan(&full) {
+                        Ok(files) => created.extend(files.into_iter().map(|(inner, _)| format!("{path}/{inner}"))),
+                        Err(error) => tracing::warn!(%path, error = %format!("{error:#}"), "reading a new folder"),
+                    },
+                    Ok(_) => {}
+                    // A folder moved away or deleted: the files under it we hold that are gone with it.
+                    Err(_) => {
+                        let prefix = format!("{path}/");
+                        let root = &self.root;
+                        gone.extend(self.docs.iter().filter_map(|(&doc, d)| {
+                            let lost = d.path.starts_with(&prefix) && d.editor.is_none();
+                            (lost && workspace::existing(root, &d.path).is_none()).then_some(doc)
+                        }));
+                    }
+                }
                 continue;
             };
-            if text.len() > op_bytes(&self.limits) || text.len() as u64 > workspace::MAX_FILE_BYTES {
-                io.editor.warning(format!("{path} is not shared: it is too large to create in one piece"));
-                continue;
+            if d.editor.is_some() {
+                continue; // The editor's: it reloads the file, and its edits carry the change.
             }
-            if !self.may_change_files("created", &path, io) {
-                continue;
+            match workspace::existing(&self.root, &path) {
+                Some(bytes) => {
+                    let Ok(text) = String::from_utf8(bytes) else { continue };
+                    if d.disk.as_deref() == Some(text.as_str()) {
+                        continue; // Our own write, or no change.
+                    }
+                    tracing::debug!(%path, "changed on disk");
+                    let effects = d.disk_changed(text);
+                    self.apply(doc, Ok(effects), io)?;
+                }
+                None if std::fs::symlink_metadata(&full).is_err() => gone.push(doc),
+                None => {}
             }
-            self.created_here.insert(path.clone());
-            io.send(ClientMsg::Create { path, text });
+        }
+        gone.sort_unstable();
+        gone.dedup();
+        created.sort();
+        created.dedup();
+        // A file gone and a new one holding exactly its text: moved (`mv`, `git mv`), kept as one document.
+        created.retain(|path| {
+            let Some(text) = workspace::existing(&self.root, path).and_then(|b| String::from_utf8(b).ok()) else {
+                return true;
+            };
+            let Some(at) =
+                gone.iter().position(|doc| self.docs.get(doc).and_then(|d| d.disk.as_deref()) == Some(&text))
+            else {
+                return true;
+            };
+            let doc = gone.swap_remove(at);
+            self.rename_doc(doc, path.clone(), io);
+            false
+        });
+        for doc in gone {
+            self.delete_doc(doc, io);
+        }
+        for path in created {
+            self.create_from_disk(path, io);
+        }
+        Ok(())
+    }
+
+    /// Moves document `doc` to `path` in the session (carried out here already: the file is there).
+    fn rename_doc(&mut self, doc: DocId, path: String, io: &Io) {
+        if let Some(why) = self.refusal_of(&path, Some(doc)) {
+            return io.editor.warning(format!("{path} is not renamed in the session: {why}"));
+        }
+        let Some(from) = self.docs.get(&doc).map(|d| d.path.clone()) else { return };
+        if !self.may_change_files("renamed", &from, io) {
+            return;
+        }
+        if let Some(d) = self.docs.get_mut(&doc) {
+            d.path = path.clone();
+        }
+        self.release(&from);
+        self.claim(doc, &path);
+        io.send(ClientMsg::Rename { doc, path });
+    }
+
+    /// Deletes document `doc` for everyone (its file is gone here already).
+    fn delete_doc(&mut self, doc: DocId, io: &Io) {
+        let Some(path) = self.docs.get(&doc).map(|d| d.path.clone()) else { return };
+        if !self.may_change_files("deleted", &path, io) {
+            return;
+        }
+        if let Some(d) = self.docs.remove(&doc) {
+            self.release(&d.path);
+            io.send(ClientMsg::Delete { doc });
         }
     }
 
@@ -66,7 +200,7 @@ impl Session {
                 continue; // Into or out of the shared folder: the creation or deletion that it is follows.
             };
             let prefix = format!("{from}/");
-            let moves: Vec<(u64, String)> = self
+            let moves: Vec<(DocId, String)> = self
                 .docs
                 .iter()
                 .filter_map(|(&doc, d)| {
@@ -74,19 +208,8 @@ impl Session {
                     rest.map(|rest| (doc, if rest.is_empty() { to.clone() } else { format!("{to}/{rest}") }))
                 })
                 .collect();
-            if moves.is_empty() || !self.may_change_files("renamed", &from, io) {
-                continue;
-            }
             for (doc, path) in moves {
-                if let Some(why) = self.refusal_of(&path, Some(doc)) {
-                    io.editor.warning(format!("{path} is not renamed in the session: {why}"));
-                    continue;
-                }
-                let Some(d) = self.docs.get_mut(&doc) else { continue };
-                let old = std::mem::replace(&mut d.path, path.clone());
-                self.release(&old);
-                self.claim(doc, &path);
-                io.send(ClientMsg::Rename { doc, path });
+                self.rename_doc(doc, path, io);
             }
         }
     }
@@ -97,20 +220,14 @@ impl Session {
         for uri in uris {
             let Some(path) = self.session_path(&uri) else { continue };
             let prefix = format!("{path}/");
-            let gone: Vec<u64> = self
+            let gone: Vec<DocId> = self
                 .docs
                 .iter()
                 .filter(|(_, d)| d.path == path || d.path.starts_with(&prefix))
                 .map(|(&doc, _)| doc)
                 .collect();
-            if gone.is_empty() || !self.may_change_files("deleted", &path, io) {
-                continue;
-            }
             for doc in gone {
-                if let Some(d) = self.docs.remove(&doc) {
-                    self.release(&d.path);
-                    io.send(ClientMsg::Delete { doc });
-                }
+                self.delete_doc(doc, io);
             }
         }
     }

@@ -93,6 +93,10 @@ impl Session {
             let by = self.created_by.remove(&doc).unwrap_or_else(|| "the session".to_owned());
             entry.unapproved = Some(Unapproved { by: [by].into(), told: false });
         }
+        if !entry.dirty {
+            // On disk as it is (we shared it, or it was there already).
+            entry.disk = Some(text.clone());
+        }
         let adopted = self.pending_opens.remove(&path).map(|open| entry.adopt(open, io.editor.encoding));
         self.claim(doc, &path);
         self.docs.insert(doc, entry);
@@ -170,6 +174,7 @@ impl Session {
                 let message = format!("{} files shared", self.docs.len());
                 io.editor.progress(Progress::End { token: "codecollab/share".into(), message });
                 let _ = reply.send(Ok(ShareResult { session: self.id.clone(), invite, view_invite }));
+                self.watch(io);
             }
             Some(Starting::Join { reply, waiting: 0, on_conflict, mut conflicts }) => {
                 conflicts.sort();
@@ -191,6 +196,7 @@ impl Session {
                 let mut files: Vec<String> = self.docs.values().map(|d| d.path.clone()).collect();
                 files.sort();
                 let _ = reply.send(Ok(JoinResult { session: self.id.clone(), files, backup }));
+                self.watch(io);
             }
             other => self.starting = other,
         }
@@ -397,8 +403,10 @@ impl Session {
             // A failure is told once and not retried on every tick; the next change tries again.
             d.dirty = false;
             d.unapproved = None;
-            if let Err(error) = workspace::write(&self.root, &d.path, &d.text.to_string()) {
-                refused.push((d.path.clone(), format!("{error:#}")));
+            let text = d.text.to_string();
+            match workspace::write(&self.root, &d.path, &text) {
+                Ok(()) => d.disk = Some(text),
+                Err(error) => refused.push((d.path.clone(), format!("{error:#}"))),
             }
         }
         for (path, why) in refused {
@@ -420,8 +428,12 @@ impl Session {
         if d.editor.is_some() {
             return true;
         }
-        match workspace::write(&self.root, &d.path, &d.text.to_string()) {
-            Ok(()) => true,
+        let text = d.text.to_string();
+        match workspace::write(&self.root, &d.path, &text) {
+            Ok(()) => {
+                d.disk = Some(text);
+                true
+            }
             Err(error) => {
                 self.refused_on_disk(&path, &format!("{error:#}"), io);
                 false

@@ -125,6 +125,8 @@ pub struct Session {
     /// Paths of files new on disk that we asked the server to create (`workspace/didCreateFiles`): their snapshot is
     /// ours, already on disk.
     created_here: HashSet<String>,
+    /// The watch on the shared folder, once the share or join is done.
+    watcher: Option<crate::watcher::Watcher>,
 }
 
 /// The most text one operation (or a created file's first frame) carries toward this server: a quarter of its frame
@@ -155,6 +157,7 @@ impl Session {
             created_by: HashMap::new(),
             backup: None,
             created_here: HashSet::new(),
+            watcher: None,
             removing: None,
             case_keys: HashMap::new(),
             starting: None,

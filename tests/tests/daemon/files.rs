@@ -191,3 +191,133 @@ async fn until_server(invite: &str, path: &str, done: impl Fn(&str) -> bool) -> 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The host's disk changes under the session while the guest types in a file it has open: `git checkout` of a
+/// branch that adds, deletes, renames and changes files, then `mv` of a folder, `rm`, and a formatter rewriting a
+/// file. At the end the guest's folder equals the host's byte for byte, the server holds exactly those files, and
+/// every token the guest typed is in its file everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_on_the_hosts_disk_reach_the_guest_while_it_types() {
+    let files = [
+        ("typed.txt", "the guest types here\n"),
+        ("keep.txt", "kept as it is\n"),
+        ("change.txt", "one\ntwo\nthree\n"),
+        ("delete.txt", "deleted on the branch\n"),
+        ("rename.txt", "renamed on the branch\n"),
+        ("src/a.rs", "fn a() {}\n"),
+        ("src/b.rs", "fn b() {}\n"),
+        ("fmt.rs", "fn  f( )  {  }\n"),
+    ];
+    let mut pair = Pair::start_with(
+        |root| {
+            for (path, text) in files {
+                let file = root.join(path);
+                std::fs::create_dir_all(file.parent().expect("a folder")).expect("mkdir");
+                std::fs::write(file, text).expect("write");
+            }
+            std::fs::write(root.join(".gitignore"), "target/\n").expect("write");
+            git(root, &["init", "-q", "-b", "main"]);
+            git(root, &["add", "-A"]);
+            git(root, &["commit", "-q", "-m", "main"]);
+            git(root, &["checkout", "-q", "-b", "other"]);
+            std::fs::write(root.join("change.txt"), "one\n2\nthree\nfour\n").expect("write");
+            std::fs::write(root.join("added.txt"), "added on the branch\n").expect("write");
+            git(root, &["rm", "-q", "delete.txt"]);
+            git(root, &["mv", "rename.txt", "renamed.txt"]);
+            git(root, &["add", "-A"]);
+            git(root, &["commit", "-q", "-m", "other"]);
+            git(root, &["checkout", "-q", "main"]);
+        },
+        (Encoding::Utf16, Encoding::Utf8),
+    )
+    .await;
+    let host = pair.host.path().to_owned();
+    let (_, ub) = pair.uris("typed.txt");
+    pair.b.open(&ub, "the guest types here\n").await.expect("b opens");
+    let mut typed = Vec::new();
+    let mut counter = 0;
+    let mut step = 0;
+    let steps: Vec<Box<dyn Fn()>> = vec![
+        Box::new(|| git(&host, &["checkout", "-q", "other"])),
+        Box::new(|| std::fs::rename(host.join("src"), host.join("lib")).expect("mv")),
+        Box::new(|| std::fs::remove_file(host.join("keep.txt")).expect("rm")),
+        Box::new(|| std::fs::write(host.join("fmt.rs"), "fn f() {}\n").expect("format")),
+        Box::new(|| std::fs::create_dir_all(host.join("target")).expect("mkdir")),
+        Box::new(|| std::fs::write(host.join("target/ignored.txt"), "build output\n").expect("write")),
+    ];
+    for _ in 0..60 {
+        typed.push(pair.b.type_token(&ub, 'b', &mut counter).await.expect("b types"));
+        pair.b.drain(Duration::from_millis(20)).await.expect("drains");
+        if counter % 10 == 0 && step < steps.len() {
+            steps[step]();
+            step += 1;
+        }
+    }
+    let guest = pair.guest.path().to_owned();
+    let tree = |root: &std::path::Path| {
+        let mut files = std::collections::BTreeMap::new();
+        for entry in walk(root) {
+            let relative = entry.strip_prefix(root).expect("under").to_string_lossy().into_owned();
+            let skip = [".git/", ".gitignore", "target/"].iter().any(|p| relative.starts_with(p));
+            if !skip {
+                files.insert(relative, std::fs::read(&entry).expect("reads"));
+            }
+        }
+        files
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        pair.a.drain(Duration::from_millis(50)).await.expect("a");
+        pair.b.drain(Duration::from_millis(50)).await.expect("b");
+        // typed.txt is open in the guest's editor, which saves it when its user does: on the guest's side it is the
+        // buffer that must match.
+        let (mut ours, mut theirs) = (tree(&host), tree(&guest));
+        let host_typed = String::from_utf8(ours.remove("typed.txt").unwrap_or_default()).expect("UTF-8");
+        theirs.remove("typed.txt");
+        let all_typed = typed.iter().all(|token| host_typed.contains(token.as_str()));
+        if ours == theirs && all_typed && pair.b.text(&ub) == host_typed {
+            break;
+        }
+        let differing: Vec<&String> =
+            ours.keys().chain(theirs.keys()).filter(|k| ours.get(*k) != theirs.get(*k)).collect();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the folders differ in {differing:?} (every token typed on the host's disk: {all_typed})"
+        );
+    }
+    let expected = ["added.txt", "change.txt", "fmt.rs", "lib/a.rs", "lib/b.rs", "renamed.txt", "typed.txt"];
+    assert_eq!(tree(&host).keys().collect::<Vec<_>>(), expected);
+    assert_eq!(std::fs::read_to_string(guest.join("change.txt")).expect("reads"), "one\n2\nthree\nfour\n");
+    assert_eq!(std::fs::read_to_string(guest.join("fmt.rs")).expect("reads"), "fn f() {}\n");
+    let paths = codecollab_tests::editor::invite_server_paths(&pair.invite).await.expect("the session's files");
+    let mut with_gitignore: Vec<&str> = expected.to_vec();
+    with_gitignore.insert(0, ".gitignore");
+    assert_eq!(paths, with_gitignore);
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let status = std::process::Command::new("git")
+        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .expect("git runs");
+    assert!(status.success(), "git {args:?}");
+}
+
+/// Every file under `root`, following no links.
+fn walk(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut folders = vec![root.to_owned()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).expect("lists").flatten() {
+            let kind = entry.file_type().expect("type");
+            if kind.is_dir() {
+                folders.push(entry.path());
+            } else if kind.is_file() {
+                files.push(entry.path());
+            }
+        }
+    }
+    files
+}
