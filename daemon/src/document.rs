@@ -42,7 +42,8 @@ pub struct Doc {
     pub dirty: bool,
     /// The text the file on disk was last known to hold (we wrote it, read it, or shared it): a change on disk is
     /// what differs from it, merged as an edit of ours (see [`Doc::disk_changed`]); our own writes are not changes.
-    pub disk: Option<String>,
+    /// A rope cloned from `text` when written, so it shares every node `text` has not changed since.
+    pub disk: Option<Rope>,
     /// Our selections, in `text` coordinates, not yet sent (sent once every local edit is acknowledged).
     my_selections: Option<Vec<Selection>>,
     /// Other peers' selections, in `text` coordinates.
@@ -187,7 +188,7 @@ impl Doc {
     pub fn disk_changed(&mut self, disk: String) -> Effects {
         let mut effects = Effects::default();
         let current = self.text.to_string();
-        let base = self.disk.take().unwrap_or_else(|| current.clone());
+        let base = self.disk.take().map_or_else(|| current.clone(), String::from);
         let deadline = Some(Instant::now() + MERGE_DEADLINE);
         let ours = merge::diff(&base, &disk, deadline);
         match merge::merge(&base, &ours, &current, deadline) {
@@ -207,7 +208,7 @@ impl Doc {
         }
         // What others changed meanwhile is written back around it.
         self.dirty = self.text != disk.as_str();
-        self.disk = Some(disk);
+        self.disk = Some(if self.dirty { Rope::from_str(&disk) } else { self.text.clone() });
         effects
     }
 

@@ -124,7 +124,7 @@ impl Session {
             match workspace::existing(&self.root, &path) {
                 Some(bytes) => {
                     let Ok(text) = String::from_utf8(bytes) else { continue };
-                    if d.disk.as_deref() == Some(text.as_str()) {
+                    if d.disk.as_ref().is_some_and(|disk| *disk == text.as_str()) {
                         continue; // Our own write, or no change.
                     }
                     tracing::debug!(%path, "changed on disk");
@@ -144,9 +144,9 @@ impl Session {
             let Some(text) = workspace::existing(&self.root, path).and_then(|b| String::from_utf8(b).ok()) else {
                 return true;
             };
-            let Some(at) =
-                gone.iter().position(|doc| self.docs.get(doc).and_then(|d| d.disk.as_deref()) == Some(&text))
-            else {
+            let held =
+                |doc: &DocId| self.docs.get(doc).and_then(|d| d.disk.as_ref()).is_some_and(|r| *r == text.as_str());
+            let Some(at) = gone.iter().position(held) else {
                 return true;
             };
             let doc = gone.swap_remove(at);

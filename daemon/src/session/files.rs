@@ -95,7 +95,7 @@ impl Session {
         }
         if !entry.dirty {
             // On disk as it is (we shared it, or it was there already).
-            entry.disk = Some(text.clone());
+            entry.disk = Some(entry.text.clone());
         }
         let adopted = self.pending_opens.remove(&path).map(|open| entry.adopt(open, io.editor.encoding));
         self.claim(doc, &path);
@@ -403,9 +403,8 @@ impl Session {
             // A failure is told once and not retried on every tick; the next change tries again.
             d.dirty = false;
             d.unapproved = None;
-            let text = d.text.to_string();
-            match workspace::write(&self.root, &d.path, &text) {
-                Ok(()) => d.disk = Some(text),
+            match workspace::write(&self.root, &d.path, &d.text.to_string()) {
+                Ok(()) => d.disk = Some(d.text.clone()),
                 Err(error) => refused.push((d.path.clone(), format!("{error:#}"))),
             }
         }
@@ -428,10 +427,9 @@ impl Session {
         if d.editor.is_some() {
             return true;
         }
-        let text = d.text.to_string();
-        match workspace::write(&self.root, &d.path, &text) {
+        match workspace::write(&self.root, &d.path, &d.text.to_string()) {
             Ok(()) => {
-                d.disk = Some(text);
+                d.disk = Some(d.text.clone());
                 true
             }
             Err(error) => {
