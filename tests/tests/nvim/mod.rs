@@ -7,6 +7,7 @@ mod encodings;
 mod file_names;
 mod health;
 mod join_conflicts;
+mod line_endings;
 mod removal;
 mod restart;
 mod typing;
