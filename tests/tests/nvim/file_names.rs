@@ -11,6 +11,8 @@ use serde_json::json;
 fn saveas_shares_the_buffer_under_its_new_name_and_leaves_the_old_file() {
     let NvimPair { server: _server, data: _data, host_dir, guest_dir: _guest_dir, a: _ana, b: mut ben, invite } =
         NvimPair::start();
+    // Ben's buffer shows the file before he gives it another name.
+    ben.wait_for("Ben's buffer", Duration::from_secs(20), |n| Ok(n.text()? == DOC)).expect("loaded");
     ben.command("saveas copy.txt").expect("saveas");
     ben.input("ggIben in the copy <Esc>").expect("types");
     ben.settle_input().expect("settled");
