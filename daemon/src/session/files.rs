@@ -1,15 +1,15 @@
 //! A session's files and buffers: a document arriving (a snapshot: new, taken up by a buffer that waited for it,
 //! or a resync), the editor opening, editing, pointing into and closing buffers, files created from the editor,
-//! writing what no editor shows to disk (files that run by themselves only on the user's yes), and the progress of
-//! the share or join that started the session.
+//! writing what no editor shows to disk (files that run by themselves only on the user's yes), never over a local
+//! file that differs (a join's conflicts, a peer's file landing on one of ours), and the progress of the share or
+//! join that started the session.
 
 use codecollab_protocol::wire::{ClientMsg, DocId, DocInfo, Role};
 use codecollab_protocol::Revision;
+use tower_lsp_server::jsonrpc;
 
 use super::{op_bytes, Ended, Io, Session, Starting};
 use crate::document::{Doc, PendingOpen, Unapproved, MAX_DOCUMENT_CHARS};
-use tower_lsp_server::jsonrpc;
-
 use crate::lsp_ext::{
     ApprovalParams, BackupInfo, CloseParams, CursorParams, EditParams, JoinResult, OnConflict, OpenParams, ShareResult,
     JOIN_CONFLICTS,
