@@ -5,6 +5,7 @@
 
 mod file_ops;
 mod files;
+mod starting;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

@@ -1,0 +1,48 @@
+//! Unit tests of one document's transitions: editor edits against the server's limit, with pastes pending.
+
+use tower_lsp_server::lsp_types::{Position, Range};
+
+use super::*;
+
+fn insert_at(line: u32, character: u32, text: &str, revision: u64) -> EditParams {
+    let at = Position { line, character };
+    let changes = vec![Change { range: Range { start: at, end: at }, text: text.into() }];
+    EditParams { uri: "file:///t.txt".into(), revision, changes }
+}
+
+/// Found by the end-to-end test under load: our own paste is pending (the server will refuse it: the document
+/// would grow past the limit), another peer's paste arrives, then we type a word. The word is small: it is
+/// not undone as if it made the file too large, and when the server refuses the paste, the word stays.
+#[test]
+fn a_small_edit_after_a_pending_paste_over_the_limit_is_kept_when_the_paste_is_refused() {
+    let limit = 1_000;
+    let mut doc = Doc::new("t.txt".into(), 0, "<s1>", 1 << 20);
+    doc.open(OpenParams { uri: "file:///t.txt".into(), text: "<s1>".into() }, Encoding::Utf32);
+    let paste = "b".repeat(600);
+    let sent = doc.editor_edit(&insert_at(0, 0, &paste, 0), false, limit).expect("fits the buffer");
+    assert!(sent.send.is_some() && sent.messages.is_empty(), "the paste alone fits: sent");
+    let theirs = TextOperation::replace(4, 4, 4, &"a".repeat(600)).expect("in bounds");
+    let shown = doc.remote_op(1, theirs, "ada").expect("applies");
+    assert_eq!(shown.edits.len(), 1);
+    // The editor types before it has applied the other peer's paste (its revision says 0 daemon edits).
+    let typed = doc.editor_edit(&insert_at(0, 0, "<b-after>", 0), false, limit).expect("fits the buffer");
+    assert!(typed.messages.is_empty(), "not undone: {:?}", typed.messages);
+    let refused = doc.reject("the document would grow past its limit").expect("undoes the paste");
+    let next = refused.send.expect("the word goes out on its own");
+    assert_eq!(
+        next.op.apply(&format!("<s1>{}", "a".repeat(600))).expect("fits"),
+        format!("<b-after><s1>{}", "a".repeat(600))
+    );
+    assert_eq!(doc.text.to_string(), format!("<b-after><s1>{}", "a".repeat(600)));
+}
+
+#[test]
+fn an_edit_that_alone_grows_the_file_past_the_limit_is_undone_at_once() {
+    let mut doc = Doc::new("t.txt".into(), 0, "<s1>", 1 << 20);
+    doc.open(OpenParams { uri: "file:///t.txt".into(), text: "<s1>".into() }, Encoding::Utf32);
+    let effects = doc.editor_edit(&insert_at(0, 0, &"x".repeat(2_000), 0), false, 1_000).expect("fits");
+    assert!(effects.send.is_none(), "nothing goes to the server");
+    assert_eq!(effects.edits.len(), 1, "the editor is sent the undo");
+    assert!(effects.messages.iter().any(|(_, m)| m.contains("over the server's limit")), "{:?}", effects.messages);
+    assert_eq!(doc.text.to_string(), "<s1>");
+}
