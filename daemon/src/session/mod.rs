@@ -7,6 +7,8 @@ mod file_ops;
 mod files;
 mod starting;
 
+pub use starting::Starting;
+
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,7 +18,6 @@ use codecollab_protocol::{Outgoing, MAX_OP_BYTES};
 use tokio::sync::mpsc;
 
 use crate::document::{Doc, Effects, PendingOpen, Trouble};
-use crate::lsp_ext::{JoinResult, OnConflict, ShareResult};
 use crate::main_loop::{rpc_error, Event, Reply};
 use crate::output::Editor;
 use crate::relay::Relay;
@@ -62,13 +63,6 @@ pub enum Ended {
     Lost(String),
     /// A join was refused before it wrote anything (its answer says why): the daemon leaves without more words.
     JoinRefused,
-}
-
-/// The share or join this session started with, answered once every file is up (or down).
-#[derive(Debug)]
-pub enum Starting {
-    Share { reply: Reply<ShareResult>, uploads: usize, invites: (String, String) },
-    Join { reply: Reply<JoinResult>, waiting: usize, on_conflict: OnConflict, conflicts: Vec<String> },
 }
 
 /// What the server's `welcome` says about us.

@@ -4,11 +4,18 @@
 use codecollab_protocol::wire::{ClientMsg, DocInfo};
 use tower_lsp_server::jsonrpc;
 
-use super::{Ended, Io, Session, Starting};
+use super::{Ended, Io, Session};
 use crate::lsp_ext::{BackupInfo, JoinResult, OnConflict, ShareResult, JOIN_CONFLICTS};
-use crate::main_loop::rpc_error;
+use crate::main_loop::{rpc_error, Reply};
 use crate::output::Progress;
 use crate::workspace;
+
+/// The share or join this session started with, answered once every file is up (or down).
+#[derive(Debug)]
+pub enum Starting {
+    Share { reply: Reply<ShareResult>, uploads: usize, invites: (String, String) },
+    Join { reply: Reply<JoinResult>, waiting: usize, on_conflict: OnConflict, conflicts: Vec<String> },
+}
 
 impl Session {
     /// A snapshot arrived: counts it toward the share or join in progress, and answers that once all are in.
