@@ -1,4 +1,5 @@
-//! The `codecollab-daemon` binary: speaks the editor protocol on stdin/stdout (`--version` prints the version).
+//! The `codecollab-daemon` binary: speaks the editor protocol on stdin/stdout (`--version` prints the version,
+//! `--help` what it is and how it is used).
 //! Logs go to stderr, never stdout, which is the protocol.
 #![deny(clippy::print_stdout)]
 
@@ -8,6 +9,11 @@ fn main() -> std::process::ExitCode {
         // The version is this flag's output (no protocol runs), so it goes to stdout.
         use std::io::Write;
         let _ = writeln!(std::io::stdout(), "codecollab-daemon {}", env!("CARGO_PKG_VERSION"));
+        return std::process::ExitCode::SUCCESS;
+    }
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        use std::io::Write;
+        let _ = write!(std::io::stdout(), "{USAGE}");
         return std::process::ExitCode::SUCCESS;
     }
     // `--stdio` is what many LSP clients pass; stdio is the only transport, so it changes nothing.
@@ -35,6 +41,23 @@ fn main() -> std::process::ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     std::process::ExitCode::SUCCESS
 }
+
+/// What `--help` prints.
+const USAGE: &str = "\
+codecollab-daemon: real-time collaborative editing for your editor (CodeCollab).
+
+Your editor's plugin starts it and speaks to it on stdin/stdout (LSP framing, JSON-RPC); you do not run it by
+hand. The Neovim plugin (:CodeCollab share, :CodeCollab join {invite}) and the VS Code extension (CodeCollab:
+Share Folder, CodeCollab: Join Session) do.
+
+Usage: codecollab-daemon [--stdio]
+       codecollab-daemon --version | --help
+
+Environment:
+  CODECOLLAB_SERVER   the server a share uses when the editor names none (default ws://127.0.0.1:7830)
+  CODECOLLAB_CA_FILE  PEM certificates to trust for wss://, beside the system's
+  CODECOLLAB_LOG      log filter (default info); logs go to stderr
+";
 
 /// Makes glibc give every block of 128 KiB or more back to the system when it is freed.
 ///

@@ -1,4 +1,4 @@
-//! The daemon's lifecycle and bad input from the editor: it answers `--version`, exits promptly on `exit` and on
+//! The daemon's lifecycle and bad input from the editor: it answers `--version` and `--help`, exits promptly on `exit` and on
 //! the end of stdin, and refuses malformed requests, unknown URIs and positions past the end while it keeps
 //! serving.
 
@@ -19,6 +19,12 @@ async fn version_exit_and_end_of_stdin() {
         .expect("runs");
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("codecollab-daemon "));
+    let output = std::process::Command::new(binary("codecollab-daemon", "codecollab-daemon"))
+        .arg("--help")
+        .output()
+        .expect("runs");
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success() && help.contains("Usage: codecollab-daemon"), "{help}");
     let editor = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("starts");
     let started = std::time::Instant::now();
     assert!(editor.exit().await.expect("exits").success());
