@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use codecollab_tests::editor::invite_rename;
 use codecollab_tests::fixtures::scripted::{join, server_text, share, Pair};
-use codecollab_tests::fixtures::uri;
+use codecollab_tests::fixtures::{files_under, uri};
 use codecollab_tests::harness::{TempDir, TestServer};
 use codecollab_tests::lsp::{Encoding, ScriptedEditor};
 use serde_json::json;
@@ -256,11 +256,11 @@ async fn changes_on_the_hosts_disk_reach_the_guest_while_it_types() {
     let guest = pair.guest.path().to_owned();
     let tree = |root: &std::path::Path| {
         let mut files = std::collections::BTreeMap::new();
-        for entry in walk(root) {
-            let relative = entry.strip_prefix(root).expect("under").to_string_lossy().into_owned();
+        for relative in files_under(root) {
             let skip = [".git/", ".gitignore", "target/"].iter().any(|p| relative.starts_with(p));
             if !skip {
-                files.insert(relative, std::fs::read(&entry).expect("reads"));
+                let bytes = std::fs::read(root.join(&relative)).expect("reads");
+                files.insert(relative, bytes);
             }
         }
         files
@@ -303,21 +303,4 @@ fn git(dir: &std::path::Path, args: &[&str]) {
         .status()
         .expect("git runs");
     assert!(status.success(), "git {args:?}");
-}
-
-/// Every file under `root`, following no links.
-fn walk(root: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    let mut folders = vec![root.to_owned()];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder).expect("lists").flatten() {
-            let kind = entry.file_type().expect("type");
-            if kind.is_dir() {
-                folders.push(entry.path());
-            } else if kind.is_file() {
-                files.push(entry.path());
-            }
-        }
-    }
-    files
 }

@@ -13,25 +13,7 @@ use codecollab_tests::lsp::{Encoding, ScriptedEditor};
 use serde_json::json;
 
 use codecollab_tests::fixtures::scripted::{join, share};
-use codecollab_tests::fixtures::uri;
-
-/// Every file under `dir`, as paths relative to it (links listed, not followed).
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(next) = stack.pop() {
-        for entry in std::fs::read_dir(&next).expect("lists").flatten() {
-            let kind = entry.file_type().expect("type");
-            if kind.is_dir() {
-                stack.push(entry.path());
-            } else {
-                found.push(entry.path().strip_prefix(dir).expect("under").display().to_string());
-            }
-        }
-    }
-    found.sort();
-    found
-}
+use codecollab_tests::fixtures::{files_under, uri};
 
 fn snapshot(doc: u64, path: &str, text: &str) -> Reply {
     Reply::Msg(ServerMsg::Snapshot { doc, path: path.into(), revision: 0, text: text.into(), last_seq: None })
