@@ -3,20 +3,17 @@
 use std::time::Duration;
 
 use codecollab_tests::editor::server_text_of_invite;
-use codecollab_tests::fixtures::vscode::{invite_in, serial, Setup};
+use codecollab_tests::fixtures::vscode::{serial, Setup};
 use codecollab_tests::harness::poll_until;
 use codecollab_tests::nvim::Nvim;
-use codecollab_tests::vscode::VsCode;
 use serde_json::json;
 
 #[test]
 fn vscode_asks_before_writing_a_task_a_guest_created_and_the_host_removes_the_guest() {
     let _serial = serial();
-    let Setup { data: _data, server, host_dir, guest_dir } = Setup::start();
-    let mut vscode = VsCode::start(host_dir.path(), Some(&server.url()), "vera").expect("VS Code");
-    vscode.palette("CodeCollab: Share Folder").expect("share");
-    let invite = invite_in(&vscode.notification("Invite").expect("the share's notification"));
-    let mut nvim = Nvim::join(&invite, guest_dir.path(), "nora").expect("Neovim joins");
+    let setup = Setup::start();
+    let (mut vscode, mut nvim, invite) = setup.vscode_shares_neovim_joins();
+    let Setup { host_dir, guest_dir, .. } = &setup;
 
     // Nora creates .vscode/tasks.json, which VS Code may run by itself when the folder opens.
     nvim.command("edit .vscode/tasks.json").expect("edit");

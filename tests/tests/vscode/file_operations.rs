@@ -4,21 +4,17 @@
 use std::time::Duration;
 
 use codecollab_tests::editor::invite_server_paths;
-use codecollab_tests::fixtures::vscode::{invite_in, serial, Setup};
+use codecollab_tests::fixtures::vscode::{serial, Setup};
 use codecollab_tests::harness::poll_until;
-use codecollab_tests::nvim::Nvim;
-use codecollab_tests::vscode::VsCode;
 use serde_json::json;
 
 #[test]
 fn a_rename_and_a_delete_in_the_vscode_explorer_reach_a_neovim_guest() {
     let _serial = serial();
-    let Setup { data: _data, server, host_dir, guest_dir } = Setup::start();
-    std::fs::write(host_dir.path().join("other.txt"), "to be deleted\n").expect("write");
-    let mut vscode = VsCode::start(host_dir.path(), Some(&server.url()), "vera").expect("VS Code");
-    vscode.palette("CodeCollab: Share Folder").expect("share");
-    let invite = invite_in(&vscode.notification("Invite").expect("the share's notification"));
-    let _nvim = Nvim::join(&invite, guest_dir.path(), "nora").expect("Neovim joins");
+    let setup = Setup::start();
+    std::fs::write(setup.host_dir.path().join("other.txt"), "to be deleted\n").expect("write");
+    let (mut vscode, _nvim, invite) = setup.vscode_shares_neovim_joins();
+    let guest_dir = &setup.guest_dir;
 
     vscode.open("doc.txt").expect("open");
     vscode.call("focus", json!({ "keys": ["Control+Home"] })).expect("focus");

@@ -2,9 +2,7 @@
 
 use std::time::Duration;
 
-use codecollab_tests::fixtures::vscode::{converge, invite_in, serial, Setup, DOC};
-use codecollab_tests::nvim::Nvim;
-use codecollab_tests::vscode::VsCode;
+use codecollab_tests::fixtures::vscode::{converge, serial, Setup, DOC};
 use serde_json::json;
 
 /// What VS Code types at full speed: several lines, non-ASCII (accents, CJK, an emoji outside the BMP, which is
@@ -14,13 +12,9 @@ const VSCODE_TEXT: &str = "fast typing from VS Code é 日本 😀 ok\nsecond li
 #[test]
 fn shared_from_vscode_joined_from_neovim_both_typing_at_once() {
     let _serial = serial();
-    let Setup { data: _data, server, host_dir, guest_dir } = Setup::start();
-
-    let mut vscode = VsCode::start(host_dir.path(), Some(&server.url()), "vera").expect("VS Code");
-    vscode.palette("CodeCollab: Share Folder").expect("share");
-    let invite = invite_in(&vscode.notification("Invite").expect("the share's notification"));
-
-    let mut nvim = Nvim::join(&invite, guest_dir.path(), "nora").expect("Neovim joins");
+    let setup = Setup::start();
+    let (mut vscode, mut nvim, invite) = setup.vscode_shares_neovim_joins();
+    let Setup { guest_dir, .. } = &setup;
     assert_eq!(std::fs::read_to_string(guest_dir.path().join("doc.txt")).expect("joined file"), DOC);
     nvim.command("edit doc.txt").expect("edit");
     vscode.open("doc.txt").expect("open");
