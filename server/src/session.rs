@@ -122,11 +122,13 @@ struct SessionTask {
     /// Documents by path, case folded ([`path::case_key`]): two paths that differ only in letter case would be one
     /// file on a case-insensitive file system, so the second is refused.
     paths: HashMap<String, DocId>,
-    next_peer: PeerId,
+    /// The last peer id handed out: see [`SessionTask::new_peer_id`].
+    last_peer: PeerId,
     context: SessionContext,
 }
 
-/// Cursor colours, assigned in join order so every editor shows a peer in the same colour.
+/// Cursor colours: a peer gets the first one no one in the session has, so every editor shows it in the same colour
+/// and, up to eight people, no two share one.
 const COLORS: &[&str] = &["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324"];
 
 /// Starts the task of a session whose record was loaded from the store.
@@ -139,7 +141,7 @@ pub fn spawn(id: String, record: SessionRecord, context: SessionContext) -> Sess
         peers: HashMap::new(),
         docs: HashMap::new(),
         paths: HashMap::new(),
-        next_peer: 1,
+        last_peer: 0,
         context,
     };
     for doc in record.documents {
@@ -226,9 +228,8 @@ impl SessionTask {
         if self.removed.contains(&identity.name) {
             return Err(Refusal::new(ErrorCode::Unauthorized, "you were removed from this session"));
         }
-        let peer = self.next_peer;
-        self.next_peer += 1;
-        let color = COLORS[(peer as usize - 1) % COLORS.len()].to_owned();
+        let peer = self.new_peer_id();
+        let color = self.free_color();
         let info = PeerInfo { peer, name: identity.name.clone(), role: identity.role, color };
         self.broadcast(&ServerMsg::PeerJoined { peer: info.clone() }, None);
         self.peers.insert(peer, PeerEntry { info, outbox: outbox.clone() });
@@ -244,6 +245,23 @@ impl SessionTask {
             limits: Some(self.context.limits),
         });
         Ok(Joined { peer })
+    }
+
+    /// An id for a new peer that no other connection to this session ever had, on this server process or on one
+    /// before it: daemons that reconnect after a restart still know the old ids, so a reused one would put another
+    /// person's name on an old cursor. Ids are the microseconds since the Unix epoch (later than any id an earlier
+    /// process handed out, unless the clock went back), one more than the last when joins come faster, so they keep
+    /// join order; they stay below 2^53, exact as JSON numbers in JavaScript, until the year 2255.
+    fn new_peer_id(&mut self) -> PeerId {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros());
+        self.last_peer = (now as PeerId).max(self.last_peer + 1);
+        self.last_peer
+    }
+
+    /// The first colour no peer in the session has (in palette order), or the least used one.
+    fn free_color(&self) -> String {
+        let uses = |color: &&&str| self.peers.values().filter(|p| p.info.color == **color).count();
+        COLORS.iter().min_by_key(uses).map_or("#888888", |c| c).to_owned()
     }
 
     async fn create(&mut self, peer: PeerId, path: String, text: String) -> Result<DocHandle, Refusal> {

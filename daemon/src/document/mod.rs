@@ -44,8 +44,11 @@ pub struct Doc {
     /// what differs from it, merged as an edit of ours (see [`Doc::disk_changed`]); our own writes are not changes.
     /// A rope cloned from `text` when written, so it shares every node `text` has not changed since.
     pub disk: Option<Rope>,
-    /// Our selections, in `text` coordinates, not yet sent (sent once every local edit is acknowledged).
+    /// Our latest selections, in `text` coordinates: sent once every local edit is acknowledged, and again after a
+    /// reconnect (the server forgets a peer's presence when its connection drops).
     my_selections: Option<Vec<Selection>>,
+    /// `my_selections` changed since the server last heard them.
+    cursor_unsent: bool,
     /// Other peers' selections, in `text` coordinates.
     pub presence: HashMap<PeerId, Vec<Selection>>,
 }
@@ -127,6 +130,7 @@ impl Doc {
             dirty: false,
             disk: None,
             my_selections: None,
+            cursor_unsent: false,
             presence: HashMap::new(),
         }
     }
@@ -323,6 +327,9 @@ impl Doc {
             tracing::error!("an editor edit did not fit the daemon's text");
             return Ok(effects);
         }
+        if let Some(mine) = self.my_selections.as_mut() {
+            Selection::transform_all(mine, &op, Bias::Before);
+        }
         for selections in self.presence.values_mut() {
             Selection::transform_all(selections, &op, Bias::Before);
         }
@@ -348,6 +355,7 @@ impl Doc {
             selections.push(Selection { anchor, head });
         }
         self.my_selections = Some(selections);
+        self.cursor_unsent = true;
         true
     }
 
@@ -356,7 +364,18 @@ impl Doc {
         if !self.ot.is_synchronized() {
             return None;
         }
-        Some((self.ot.revision(), self.my_selections.take()?))
+        if !self.cursor_unsent {
+            return None;
+        }
+        self.cursor_unsent = false;
+        Some((self.ot.revision(), self.my_selections.clone()?))
+    }
+
+    /// The connection was resumed, perhaps on a restarted server: others' presence is forgotten (it arrives again,
+    /// under the peers' ids on the new connection, never relabelled), and ours is sent again.
+    pub fn forget_presence(&mut self) {
+        self.presence.clear();
+        self.cursor_unsent = self.my_selections.is_some();
     }
 
     /// The server refused our outstanding operation for good: undo it in our text and the editor's (what we typed

@@ -202,9 +202,18 @@ impl Session {
         self.peers = welcome.peers.into_iter().map(|p| (p.peer, p)).collect();
         self.limits = welcome.limits.unwrap_or(DEFAULT_LIMITS);
         self.host = welcome.host;
-        for (&doc, d) in &self.docs {
+        // Presence from before the drop names peers by their old connections' ids, which a restarted server may
+        // have handed to someone else: it is dropped, and arrives again from the peers still here.
+        self.last_doc.clear();
+        for (&doc, d) in self.docs.iter_mut() {
+            let had_presence = !d.presence.is_empty();
+            d.forget_presence();
+            if had_presence {
+                io.editor.cursors(d, &self.peers);
+            }
             io.send(ClientMsg::Subscribe { doc, since: Some(d.ot.revision()) });
         }
+        io.editor.peers(Some(self));
         for doc in docs {
             if !self.docs.contains_key(&doc.doc) {
                 self.fetch(doc, io);

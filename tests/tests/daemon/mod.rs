@@ -8,4 +8,5 @@ mod faults;
 mod files;
 mod hostile;
 mod lifecycle;
+mod presence;
 mod resync;
