@@ -92,6 +92,20 @@ pub struct StatusResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
     pub peers: Vec<Peer>,
+    /// Files (paths relative to the shared folder) holding edits the server has not acknowledged yet, sorted (an
+    /// addition to the first protocol): leaving now would keep them in this folder only.
+    #[serde(default)]
+    pub unsent: Vec<String>,
+}
+
+/// `collab/leave`'s params (all optional: `{}` leaves at once).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaveParams {
+    /// Leave only once the server has acknowledged every edit (the answer comes then); a later `collab/leave`
+    /// without it leaves at once. An addition to the first protocol.
+    #[serde(default)]
+    pub when_sent: bool,
 }
 
 /// A change, LSP `didChange` style: applied in order, each relative to the text left by the previous one.

@@ -57,8 +57,15 @@ impl Backend {
         self.ask(|reply| Event::Join { params, reply })
     }
 
-    pub fn leave(&self, _: serde_json::Value) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
-        self.ask(|reply| Event::Leave { reply })
+    /// `collab/leave`: its params are optional (`{}`, `null` or none leave at once).
+    pub fn leave(&self, params: serde_json::Value) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        let params = match params {
+            serde_json::Value::Null => Ok(LeaveParams::default()),
+            params => serde_json::from_value::<LeaveParams>(params)
+                .map_err(|error| jsonrpc::Error::invalid_params(format!("collab/leave: {error}"))),
+        };
+        let asked = params.map(|params| self.ask(move |reply| Event::Leave { when_sent: params.when_sent, reply }));
+        async move { asked?.await }
     }
 
     pub fn status(

@@ -35,6 +35,7 @@ pub enum Event {
         reply: Reply<JoinResult>,
     },
     Leave {
+        when_sent: bool,
         reply: Reply<()>,
     },
     Status {
@@ -100,6 +101,8 @@ pub struct MainLoop {
     /// This daemon's id toward the server, the same across reconnects.
     pub(crate) client_id: u64,
     pub(crate) connection: Connection,
+    /// A `collab/leave {whenSent}` waiting for the server to acknowledge every edit.
+    leaving: Option<Reply<()>>,
 }
 
 impl MainLoop {
@@ -112,6 +115,7 @@ impl MainLoop {
             epoch: 0,
             client_id: random_client_id(),
             connection: Connection::Idle,
+            leaving: None,
         }
     }
 
@@ -134,6 +138,7 @@ impl MainLoop {
                 break;
             }
             self.handle(event);
+            self.leave_once_sent();
         }
         flusher.abort();
         self.flush_disk();
@@ -156,6 +161,18 @@ impl MainLoop {
         Some((session, io))
     }
 
+    /// Leaves, answering the `collab/leave {whenSent}` waiting, once the server has every edit (or at once if the
+    /// session is gone).
+    fn leave_once_sent(&mut self) {
+        if self.leaving.is_none() || self.connection.session().is_some_and(|s| !s.unsent().is_empty()) {
+            return;
+        }
+        self.leave();
+        if let Some(reply) = self.leaving.take() {
+            let _ = reply.send(Ok(()));
+        }
+    }
+
     pub(crate) fn flush_disk(&mut self) {
         if let Some((session, io)) = self.session_io() {
             session.flush_disk(&io);
@@ -171,8 +188,16 @@ impl MainLoop {
             }
             Event::Share { params, reply } => self.share(params, reply),
             Event::Join { params, reply } => self.join(params, reply),
-            Event::Leave { reply } => {
+            Event::Leave { when_sent: true, reply } => {
+                if let Some(earlier) = self.leaving.replace(reply) {
+                    let _ = earlier.send(Err(rpc_error("a later collab/leave replaced this one")));
+                }
+            }
+            Event::Leave { when_sent: false, reply } => {
                 self.leave();
+                if let Some(waiting) = self.leaving.take() {
+                    let _ = waiting.send(Ok(()));
+                }
                 let _ = reply.send(Ok(()));
             }
             Event::Status { reply } => {
@@ -181,6 +206,7 @@ impl MainLoop {
                     state: self.connection.state_name().into(),
                     session: session.map(|s| s.id.clone()),
                     peers: output::peer_list(session),
+                    unsent: session.map(Session::unsent).unwrap_or_default(),
                 }));
             }
             Event::Allow { params, reply } => {

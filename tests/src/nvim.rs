@@ -144,6 +144,9 @@ impl Nvim {
         nvim.wait_for("the share", Duration::from_secs(20), |n| {
             Ok(n.lua("return require('codecollab').state.invite ~= nil", json!([]))? == json!(true))
         })?;
+        // Without a clipboard the invite is shown in a floating window, which has the focus: close it, as the user
+        // would once they have the invite.
+        nvim.lua("if vim.api.nvim_win_get_config(0).relative ~= '' then vim.cmd.close() end", json!([]))?;
         let invite = nvim.lua("return require('codecollab').state.invite", json!([]))?;
         let invite = invite.as_str().context("the invite is a string")?.to_owned();
         Ok((nvim, invite))

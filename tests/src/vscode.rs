@@ -217,6 +217,12 @@ impl VsCode {
         Ok(killed)
     }
 
+    /// The active editor's caret as VS Code's status bar shows it: (line, column), both 1-based.
+    pub fn caret(&mut self) -> anyhow::Result<Option<(u64, u64)>> {
+        let reply = self.call("caret", json!({}))?;
+        Ok(reply["line"].as_u64().zip(reply["column"].as_u64()))
+    }
+
     /// The CodeCollab status bar item's text.
     pub fn status(&mut self) -> anyhow::Result<String> {
         Ok(self.call("status", json!({}))?["text"].as_str().unwrap_or_default().trim().to_owned())

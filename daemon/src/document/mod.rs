@@ -74,6 +74,8 @@ pub struct PendingOpen {
     edits: u64,
     /// What we sent the server to create it with, if we asked it to.
     pub sent: Option<String>,
+    /// The editor's latest selections in it (in its positions), sent once the session holds the file.
+    pub cursor: Option<Vec<Range>>,
 }
 
 /// What a transition asks of the daemon.
@@ -102,7 +104,14 @@ pub enum Trouble {
 
 impl PendingOpen {
     pub fn new(params: OpenParams) -> PendingOpen {
-        PendingOpen { uri: params.uri, opened: params.text.clone(), text: params.text, edits: 0, sent: None }
+        PendingOpen {
+            uri: params.uri,
+            opened: params.text.clone(),
+            text: params.text,
+            edits: 0,
+            sent: None,
+            cursor: None,
+        }
     }
 
     /// An edit the editor made to this buffer. No daemon edit was sent to it yet, so every edit is made on the

@@ -90,11 +90,19 @@ impl Session {
             // On disk as it is (we shared it, or it was there already).
             entry.disk = Some(entry.text.clone());
         }
-        let adopted = self.pending_opens.remove(&path).map(|open| entry.adopt(open, io.editor.encoding));
+        let pending = self.pending_opens.remove(&path);
+        let cursor = pending.as_ref().and_then(|open| open.cursor.clone());
+        let adopted = pending.map(|open| entry.adopt(open, io.editor.encoding));
         self.claim(doc, &path);
         self.docs.insert(doc, entry);
         if let Some(effects) = adopted {
             self.apply(doc, Ok(effects), io)?;
+        }
+        // Where the editor's cursor was meanwhile: where others see this peer.
+        if let (Some(ranges), Some(d)) = (cursor, self.docs.get_mut(&doc)) {
+            if d.cursor(&ranges, io.editor.encoding) {
+                self.flush_cursor(doc, io);
+            }
         }
         self.received(io)
     }
@@ -179,7 +187,13 @@ impl Session {
 
     /// `collab/cursor`: the editor's selections in a buffer.
     pub fn editor_cursor(&mut self, params: CursorParams, io: &Io) {
-        let Some(doc) = self.doc_for_uri(&params.uri) else { return };
+        let Some(doc) = self.doc_for_uri(&params.uri) else {
+            // A buffer whose file the session does not hold yet: its cursor is sent once it does.
+            if let Some(open) = self.pending_opens.values_mut().find(|o| o.uri == params.uri) {
+                open.cursor = Some(params.ranges);
+            }
+            return;
+        };
         let Some(d) = self.docs.get_mut(&doc) else { return };
         if !d.cursor(&params.ranges, io.editor.encoding) {
             tracing::warn!(uri = %params.uri, "cursor ignored: position past the end");

@@ -183,6 +183,16 @@ impl Session {
         }
     }
 
+    /// The files holding edits the server has not acknowledged yet (sent or not), and files created here that it
+    /// does not hold yet; sorted.
+    pub fn unsent(&self) -> Vec<String> {
+        let docs = self.docs.values().filter(|d| !d.ot.is_synchronized()).map(|d| d.path.clone());
+        let mut paths: Vec<String> = docs.chain(self.pending_opens.keys().cloned()).collect();
+        paths.sort_unstable();
+        paths.dedup();
+        paths
+    }
+
     /// The connection dropped: every document waits to resume, and a removal in progress is answered.
     pub fn disconnected(&mut self) {
         self.retries = 0;

@@ -30,7 +30,12 @@ import {
   PeersParams,
   ShareResult,
   StateParams,
+  StatusResult,
 } from './protocol';
+
+/** Leave's choices when edits have not reached the server. */
+const WAIT_AND_LEAVE = 'Wait and Leave';
+const LEAVE_NOW = 'Leave Now';
 
 /** The button that lets a join move local files that differ from the session's into a backup folder. */
 const MOVE_ASIDE = 'Move Mine Aside and Join';
@@ -39,17 +44,20 @@ let controller: Controller | undefined;
 
 export function activate(context: vscode.ExtensionContext): void {
   controller = new Controller(context);
-  const commands: [string, () => Promise<unknown>][] = [
+  const commands: [string, (arg?: unknown) => Promise<unknown>][] = [
     ['codecollab.share', () => controller!.share()],
     ['codecollab.join', () => controller!.join()],
     ['codecollab.leave', () => controller!.leave()],
     ['codecollab.copyInvite', () => controller!.copyInvite()],
-    ['codecollab.followPeer', () => controller!.followPeer()],
+    ['codecollab.followPeer', (name?: unknown) => controller!.followPeer(typeof name === 'string' ? name : undefined)],
+    ['codecollab.stopFollowing', () => controller!.stopFollowing()],
     ['codecollab.showPeers', () => controller!.showPeers()],
     ['codecollab.removePeer', () => controller!.removePeer()],
   ];
   for (const [id, run] of commands) {
-    context.subscriptions.push(vscode.commands.registerCommand(id, () => run().catch((e) => controller!.fail(e))));
+    context.subscriptions.push(
+      vscode.commands.registerCommand(id, (arg?: unknown) => run(arg).catch((e) => controller!.fail(e))),
+    );
   }
   context.subscriptions.push(controller);
 }
@@ -88,11 +96,14 @@ class Controller implements vscode.Disposable {
   private root: vscode.Uri | undefined;
   private invites: { edit: string; view: string } | undefined;
   private peers: Peer[] = [];
-  private following: number | undefined;
+  /** The name of the peer being followed (a name, not an id: a peer's id changes when it reconnects). */
+  private following: string | undefined;
   /** Documents this extension made read-only (view-only session), to make writable again. */
   private readonly madeReadonly = new Set<string>();
   /** Set while the extension itself moves the selection (following), so it does not stop the follow. */
   private moving = false;
+  /** A `collab/leave {whenSent}` is waiting for the server to take the unsent edits. */
+  private waitingToLeave = false;
 
   constructor(private readonly context: vscode.ExtensionContext) {
     this.bridge = new DocumentBridge({
@@ -155,9 +166,13 @@ class Controller implements vscode.Disposable {
     });
     this.invites = { edit: result.invite, view: result.viewInvite };
     this.begin(folder.uri, result.session);
-    await vscode.env.clipboard.writeText(result.invite).then(undefined, () => undefined);
+    const copied = await vscode.env.clipboard.writeText(result.invite).then(
+      () => true,
+      () => false,
+    );
+    const where = copied ? 'copied to the clipboard' : 'copy it from here; Copy Invite Link gives it again';
     const choice = await vscode.window.showInformationMessage(
-      `CodeCollab: sharing ${folder.name}. Invite (copied to the clipboard): ${result.invite}`,
+      `CodeCollab: sharing ${folder.name}. Invite (${where}): ${result.invite}`,
       'Copy View-Only Invite',
     );
     if (choice) {
@@ -207,13 +222,53 @@ class Controller implements vscode.Disposable {
     }
   }
 
+  /**
+   * Leaves the session. Edits the server has not acknowledged (typed while offline) are never dropped silently:
+   * the user is told which files hold them and chooses to leave once the server has them, or now (they then stay
+   * in the local files only), or to stay.
+   */
   async leave(): Promise<void> {
-    if (!this.client || !this.session) {
+    const client = this.client;
+    if (!client || !this.session) {
       void vscode.window.showInformationMessage('CodeCollab: not in a session.');
       return;
     }
-    await this.client.sendRequest(Methods.leave, {});
-    this.end();
+    const status = await client.sendRequest<StatusResult>(Methods.status, {});
+    const unsent = status.unsent ?? [];
+    if (unsent.length === 0) {
+      await client.sendRequest(Methods.leave, {});
+      this.end();
+      return;
+    }
+    const files = unsent.join(', ');
+    const choice = await vscode.window.showWarningMessage(
+      `CodeCollab: your edits in ${files} have not reached the server yet (${this.state}). ` +
+        'Leave once they have, or now (they then stay in your files only)?',
+      WAIT_AND_LEAVE,
+      LEAVE_NOW,
+    );
+    if (choice === LEAVE_NOW) {
+      await client.sendRequest(Methods.leave, {});
+      this.end();
+      void vscode.window.showWarningMessage(
+        `CodeCollab: left the session; your edits in ${files} never reached the server and are in your files only.`,
+      );
+    } else if (choice === WAIT_AND_LEAVE) {
+      this.waitingToLeave = true;
+      this.renderStatus();
+      void vscode.window.showInformationMessage(
+        `CodeCollab: leaving once the server has your edits in ${files} (Leave again to leave now).`,
+      );
+      try {
+        await client.sendRequest(Methods.leave, { whenSent: true });
+      } finally {
+        this.waitingToLeave = false;
+      }
+      if (this.session) {
+        this.end();
+        void vscode.window.showInformationMessage('CodeCollab: every edit reached the server; left the session.');
+      }
+    }
   }
 
   async copyInvite(): Promise<void> {
@@ -234,14 +289,39 @@ class Controller implements vscode.Disposable {
     }
   }
 
-  async followPeer(): Promise<void> {
-    const peer = (await this.pickPeer('CodeCollab: Follow Peer'))?.peer;
-    if (peer) {
-      this.following = peer.id;
-      this.output.appendLine(`following ${peer.name} (${peer.id})`);
+  /**
+   * Follows a peer (`name`, else picked from a list): into every file they open and to their cursor, until the user
+   * moves the selection or runs Stop Following.
+   */
+  async followPeer(name?: string): Promise<void> {
+    if (name !== undefined && !this.peers.some((p) => !p.you && p.name === name)) {
+      const here = this.peers.filter((p) => !p.you).map((p) => p.name);
+      const who = here.length ? `here: ${here.join(', ')}` : 'nobody else is here';
+      void vscode.window.showErrorMessage(`CodeCollab: no one called ${name} is in the session (${who}).`);
+      return;
+    }
+    const chosen = name ?? (await this.pickPeer('CodeCollab: Follow Peer'))?.peer.name;
+    if (chosen) {
+      this.following = chosen;
+      this.output.appendLine(`following ${chosen}`);
       this.renderStatus();
       await this.followStep();
     }
+  }
+
+  async stopFollowing(): Promise<void> {
+    if (this.following === undefined) {
+      void vscode.window.showInformationMessage('CodeCollab: not following anyone.');
+      return;
+    }
+    this.unfollow('stopped');
+  }
+
+  private unfollow(why: string): void {
+    this.output.appendLine(`stopped following ${this.following}: ${why}`);
+    void vscode.window.setStatusBarMessage(`CodeCollab: stopped following ${this.following}`, 3000);
+    this.following = undefined;
+    this.renderStatus();
   }
 
   async showPeers(): Promise<void> {
@@ -438,9 +518,7 @@ class Controller implements vscode.Disposable {
     }
     const byUser = event.kind !== undefined && event.kind !== vscode.TextEditorSelectionChangeKind.Command;
     if (this.following !== undefined && !this.moving && byUser) {
-      this.output.appendLine(`stopped following: the selection moved (${event.kind})`);
-      this.following = undefined; // the user moved: stop following
-      this.renderStatus();
+      this.unfollow(`the selection moved (${event.kind})`); // the user moved: stop following
     }
     const ranges = event.selections.map((s) => ({
       start: { line: s.anchor.line, character: s.anchor.character },
@@ -532,10 +610,13 @@ class Controller implements vscode.Disposable {
       reconnecting: '$(sync~spin)',
       readonly: '$(eye)',
     };
+    // Counted as Neovim's statusline counts: the others, not this editor.
     const others = this.peers.filter((p) => !p.you).length;
-    const follow = this.following !== undefined ? ' $(eye) following' : '';
-    this.status.text = `${icon[this.state]} CodeCollab: ${this.state} · ${others}${follow}`;
-    this.status.tooltip = `Session ${this.session}: ${others} other ${others === 1 ? 'person' : 'people'}. Click to list them.`;
+    const count = others === 1 ? '1 other' : `${others} others`;
+    const follow = this.following !== undefined ? ` · $(eye) following ${this.following}` : '';
+    const leaving = this.waitingToLeave ? ' · leaving once sent' : '';
+    this.status.text = `${icon[this.state]} CodeCollab: ${this.state} · ${count}${follow}${leaving}`;
+    this.status.tooltip = `Session ${this.session}: ${count} here. Click to list them.`;
     this.status.show();
   }
 
@@ -585,15 +666,19 @@ class Controller implements vscode.Disposable {
     });
   }
 
+  /** Takes the editor to the followed peer (if they are here: one who reconnects is followed again). */
   private async followStep(): Promise<void> {
-    if (this.following === undefined) {
-      return;
+    const peer = this.peers.find((p) => !p.you && p.name === this.following);
+    if (peer) {
+      await this.reveal(peer.id, true);
     }
-    await this.reveal(this.following);
   }
 
-  private async reveal(peer: number): Promise<void> {
-    // The peer list says which file the peer is in; the cursors say where in it (once this editor has it open).
+  /**
+   * Shows `peer`'s file and caret; with `move`, the selection goes there too (following). The peer list says which
+   * file the peer is in; the cursors say where in it (once this editor has it open).
+   */
+  private async reveal(peer: number, move = false): Promise<void> {
     const file = this.peers.find((p) => p.id === peer)?.uri;
     const caret = this.cursors.caretOf(peer, file);
     const where = file ?? caret?.uri;
@@ -605,6 +690,9 @@ class Controller implements vscode.Disposable {
       const editor = await vscode.window.showTextDocument(vscode.Uri.parse(where), { preserveFocus: false });
       if (caret) {
         const range = new vscode.Range(caret.position, caret.position);
+        if (move && !editor.selection.isEqual(range)) {
+          editor.selection = new vscode.Selection(caret.position, caret.position);
+        }
         editor.revealRange(range, vscode.TextEditorRevealType.InCenterIfOutsideViewport);
       }
     } finally {

@@ -107,6 +107,8 @@ export interface StatusResult {
   state: ConnectionState;
   session?: string;
   peers: Peer[];
+  /** Files holding edits the server has not acknowledged (a daemon addition). */
+  unsent?: string[];
 }
 
 /**

@@ -101,3 +101,39 @@ async fn after_a_server_restart_every_cursor_keeps_its_owners_name() {
     assert_eq!(you, ["ada"]);
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peer_list_says_which_file_a_peer_moved_to_even_a_new_one() {
+    let mut pair =
+        codecollab_tests::fixtures::scripted::Pair::start(&[("c.txt", TEXT)], (Encoding::Utf8, Encoding::Utf8)).await;
+    let (ua, _ub) = pair.open_both("c.txt", TEXT).await;
+    let where_is_ada = |b: &ScriptedEditor| {
+        let peers = b.peers.as_array().cloned().unwrap_or_default();
+        peers.iter().find(|p| p["name"] == "ada").and_then(|p| p["uri"].as_str().map(str::to_owned))
+    };
+    pair.a.notify("collab/cursor", json!({"uri": ua, "ranges": [caret(1)]})).await.expect("cursor");
+    let guest_c = uri(&pair.guest.path().join("c.txt"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while where_is_ada(&pair.b).as_deref() != Some(guest_c.as_str()) {
+        assert!(tokio::time::Instant::now() < deadline, "ada not seen in c.txt: {:?}", pair.b.peers);
+        pair.b.pump(Duration::from_millis(50)).await.expect("pump");
+    }
+    // Ada opens a new file, types in it, and her caret is there.
+    let (na, _) = pair.uris("new.txt");
+    pair.a.open(&na, "").await.expect("open");
+    pair.a.type_at(&na, 0, 0, "hello").await.expect("type");
+    pair.a
+        .notify(
+            "collab/cursor",
+            json!({"uri": na, "ranges": [{"start": {"line": 0, "character": 5}, "end": {"line": 0, "character": 5}}]}),
+        )
+        .await
+        .expect("cursor");
+    let guest_new = uri(&pair.guest.path().join("new.txt"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while where_is_ada(&pair.b).as_deref() != Some(guest_new.as_str()) {
+        assert!(tokio::time::Instant::now() < deadline, "ada not seen in new.txt: {:?}", pair.b.peers);
+        pair.a.pump(Duration::from_millis(10)).await.expect("pump");
+        pair.b.pump(Duration::from_millis(50)).await.expect("pump");
+    }
+}

@@ -7,6 +7,8 @@ local M = {}
 
 --- bufnr -> { uri, sent, applied, applying }
 M.tracked = {}
+--- Called with the buffer after a daemon edit was applied to it (the init module sets it).
+M.on_remote_edit = nil
 
 local function newline(bufnr)
   return vim.bo[bufnr].fileformat == 'dos' and '\r\n' or (vim.bo[bufnr].fileformat == 'mac' and '\r' or '\n')
@@ -80,10 +82,10 @@ function M.diff(old, new)
   return { range = range, text = new:sub(prefix + 1, #new - suffix) }
 end
 
---- Sends what changed in `bufnr` since the last edit sent (if anything).
+--- Sends what changed in `bufnr` since the last edit sent (if anything: `scheduled` says a change is waiting).
 function M.flush(bufnr)
   local state = M.tracked[bufnr]
-  if not state or not vim.api.nvim_buf_is_loaded(bufnr) then
+  if not state or not state.scheduled or not vim.api.nvim_buf_is_loaded(bufnr) then
     return
   end
   state.scheduled = false
@@ -213,6 +215,9 @@ function M.apply(params)
   state.shadow = M.text(bufnr)
   if ok then
     state.applied = state.applied + 1
+    if M.on_remote_edit then
+      M.on_remote_edit(bufnr)
+    end
   else
     send_edit(state, {})
   end

@@ -15,6 +15,7 @@ local state = {
   view_invite = nil,
   peers = {},
   following = nil, -- name of the peer being followed
+  follow_at = nil, -- { buf, row?, col? }: where following last put the cursor (no row: switched, caret to come)
   approvals = {}, -- session path -> uri: files that run by themselves, changed by others, waiting for a yes
 }
 
@@ -54,24 +55,81 @@ local function track_if_shared(bufnr)
   end
 end
 
-local function follow_step()
+--- Redraws statuslines, and tells statusline plugins (`User CodeCollabStatus`) that status() changed.
+local function status_changed()
+  vim.cmd('redrawstatus!')
+  vim.api.nvim_exec_autocmds('User', { pattern = 'CodeCollabStatus', modeline = false })
+end
+
+--- Everyone in the session but this editor.
+local function others()
+  return vim.tbl_filter(function(peer)
+    return not peer.you
+  end, state.peers)
+end
+
+local function peer_named(name)
+  for _, peer in ipairs(others()) do
+    if peer.name == name then
+      return peer
+    end
+  end
+end
+
+local function stop_following(why)
   if not state.following then
     return
   end
-  for uri, _ in pairs(cursors.by_uri) do
-    local row, col = cursors.caret_of(uri, state.following)
-    if row then
-      local bufnr = buffer.bufnr_for(uri)
-      if bufnr then
-        if vim.api.nvim_get_current_buf() ~= bufnr then
-          vim.api.nvim_set_current_buf(bufnr)
-        end
-        state.moving = true
-        pcall(vim.api.nvim_win_set_cursor, 0, { row + 1, col })
-        state.moving = false
-      end
-      return
+  local name = state.following
+  state.following, state.follow_at = nil, nil
+  status_changed()
+  notify(('stopped following %s%s'):format(name, why and (' (' .. why .. ')') or ''))
+end
+
+--- Takes the cursor to the followed peer: into the file the peer is in (the peer list says which, opening it if
+--- needed), then to the peer's caret there once the daemon has sent it.
+local function follow_step()
+  local peer = state.following and peer_named(state.following)
+  if not peer or not peer.uri then
+    return
+  end
+  local bufnr = buffer.bufnr_for(peer.uri)
+  if bufnr ~= vim.api.nvim_get_current_buf() then
+    local target = bufnr or vim.fn.bufadd(vim.uri_to_fname(peer.uri))
+    state.follow_at = { buf = target }
+    local ok, err = pcall(vim.api.nvim_set_current_buf, target)
+    if not ok then
+      return stop_following('could not open ' .. vim.uri_to_fname(peer.uri) .. ': ' .. tostring(err))
     end
+    bufnr = buffer.bufnr_for(peer.uri)
+    if not bufnr then
+      return -- tracked once loaded; the daemon then sends the cursors
+    end
+  end
+  local row, col = cursors.caret_of(peer.uri, peer.id)
+  if not row then
+    return
+  end
+  pcall(vim.api.nvim_win_set_cursor, 0, { row + 1, col })
+  local pos = vim.api.nvim_win_get_cursor(0)
+  state.follow_at = { buf = bufnr, row = pos[1], col = pos[2] }
+end
+
+--- Whether the cursor is where following put it (so a CursorMoved is ours, not the user's).
+local function at_follow_position()
+  local at = state.follow_at
+  if not at or at.buf ~= vim.api.nvim_get_current_buf() then
+    return false
+  end
+  local pos = vim.api.nvim_win_get_cursor(0)
+  return at.row == nil or (at.row == pos[1] and at.col == pos[2])
+end
+
+-- Text others typed moves our cursor too: that is not the user moving.
+buffer.on_remote_edit = function(bufnr)
+  if state.following and state.follow_at and state.follow_at.row and bufnr == vim.api.nvim_get_current_buf() then
+    local pos = vim.api.nvim_win_get_cursor(0)
+    state.follow_at.row, state.follow_at.col = pos[1], pos[2]
   end
 end
 
@@ -89,6 +147,8 @@ local handlers = {
   end,
   ['collab/peers'] = function(_, params)
     state.peers = params.peers
+    status_changed()
+    follow_step()
   end,
   ['collab/approval'] = function(_, params)
     state.approvals[params.path] = params.uri
@@ -115,7 +175,7 @@ local handlers = {
         vim.bo[bufnr].modifiable = params.state ~= 'readonly'
       end
     end
-    vim.cmd('redrawstatus')
+    status_changed()
   end,
 }
 
@@ -158,11 +218,13 @@ local function watch_buffers()
   vim.api.nvim_create_autocmd({ 'CursorMoved', 'CursorMovedI' }, {
     group = augroup,
     callback = function(args)
-      if state.following and not state.moving then
-        state.following = nil -- the user moved: stop following
+      if state.following and not at_follow_position() then
+        stop_following('you moved')
       end
       local tracked = buffer.tracked[args.buf]
       if tracked then
+        -- The edit that moved the cursor goes first, so the daemon places the cursor in the text it is in.
+        buffer.flush(args.buf)
         local pos = vim.api.nvim_win_get_cursor(0)
         local caret = { line = pos[1] - 1, character = pos[2] }
         client.notify('collab/cursor', { uri = tracked.uri, ranges = { { start = caret, ['end'] = caret } } })
@@ -204,14 +266,53 @@ local function start_session(method, dir, params, on_success, callback, on_error
   end)
 end
 
+--- Shows `text` in a small floating window the user can select and yank from (`q` closes it).
+local function show_selectable(title, text)
+  local buf = vim.api.nvim_create_buf(false, true)
+  vim.api.nvim_buf_set_lines(buf, 0, -1, false, { text })
+  vim.bo[buf].modifiable = false
+  vim.bo[buf].bufhidden = 'wipe'
+  local width = math.max(20, math.min(#text, vim.o.columns - 4))
+  local win = vim.api.nvim_open_win(buf, true, {
+    relative = 'editor',
+    row = math.max(0, math.floor((vim.o.lines - 5) / 2)),
+    col = math.max(0, math.floor((vim.o.columns - width - 2) / 2)),
+    width = width,
+    height = math.min(vim.o.lines - 4, math.ceil(#text / width)),
+    border = 'rounded',
+    title = ' ' .. title .. ' (q closes) ',
+    style = 'minimal',
+  })
+  vim.wo[win].wrap = true
+  vim.keymap.set('n', 'q', '<Cmd>close<CR>', { buffer = buf, nowait = true })
+  return win
+end
+
+--- Gives the user `invite` (`what`: "invite" or "view-only invite"): copied to the clipboard when there is one,
+--- else shown in a window to select and copy from. The unnamed register is left alone: a `p` meant for
+--- something else must not paste an invite into a shared file.
+local function hand_over(invite, what, prefix)
+  local copied = vim.fn.has('clipboard') == 1 and pcall(vim.fn.setreg, '+', invite)
+  if copied then
+    notify(('%s%s copied to the clipboard (:CodeCollab invite shows it again)'):format(prefix, what))
+  else
+    show_selectable('CodeCollab ' .. what, invite)
+    notify(
+      ('%sno clipboard here: the %s is in the window, to select or yank (yy); :CodeCollab invite%s shows it again'):format(
+        prefix,
+        what,
+        what == 'invite' and '' or ' view'
+      )
+    )
+  end
+end
+
 --- Shares `dir` (default: the current directory).
 function M.share(dir, callback)
   local params = { server = config.server(), name = config.values.name, token = config.values.token }
   start_session('collab/share', dir, params, function(result, root)
     state.invite, state.view_invite = result.invite, result.viewInvite
-    vim.fn.setreg('+', result.invite)
-    vim.fn.setreg('"', result.invite)
-    notify('sharing ' .. root .. '. Invite copied to the clipboard (view-only: :CodeCollab invite view)')
+    hand_over(result.invite, 'invite', 'sharing ' .. root .. '. ')
   end, callback)
 end
 
@@ -241,16 +342,63 @@ function M.join(invite, dir, callback, backup)
   end)
 end
 
-function M.leave()
+--- Forgets the session here: buffers stop being tracked and become modifiable, remote cursors go.
+local function left()
   for bufnr, _ in pairs(buffer.tracked) do
     vim.api.nvim_buf_clear_namespace(bufnr, cursors.ns, 0, -1)
     vim.bo[bufnr].modifiable = true
   end
   buffer.tracked = {}
-  client.request('collab/leave', {}, function() end)
   vim.api.nvim_clear_autocmds({ group = augroup })
-  state.session, state.root, state.following = nil, nil, nil
+  state.session, state.root, state.following, state.follow_at = nil, nil, nil, nil
   state.approvals = {}
+  state.peers = {}
+  status_changed()
+end
+
+--- Leaves the session. Edits the server has not acknowledged (typed offline, say) are never dropped silently:
+--- `how` nil stays in the session and says which files hold them; 'wait' leaves once the server has them (a
+--- later `:CodeCollab leave!` still leaves at once); 'now' leaves at once and says they stay in this folder only.
+--- `callback(left)` when done.
+function M.leave(how, callback)
+  if not state.session then
+    notify('not in a session')
+    return callback and callback(false)
+  end
+  for bufnr, _ in pairs(buffer.tracked) do
+    buffer.flush(bufnr) -- what the daemon has not seen yet counts too
+  end
+  local function leave(params, message)
+    client.request('collab/leave', params, function(err)
+      if err then
+        notify('leave: ' .. (err.message or vim.inspect(err)), vim.log.levels.WARN)
+        return callback and callback(false)
+      end
+      left()
+      notify(message)
+      return callback and callback(true)
+    end)
+  end
+  client.request('collab/status', {}, function(err, result)
+    local unsent = (not err and result and result.unsent) or {}
+    local files = table.concat(unsent, ', ')
+    if #unsent == 0 then
+      return leave({}, 'left the session')
+    elseif how == 'now' then
+      return leave({}, ('left the session; your edits in %s never reached the server and are in your files only'):format(files))
+    elseif how == 'wait' then
+      notify(('waiting for the server to take your edits in %s, then leaving (:CodeCollab leave! leaves now)'):format(files))
+      return leave({ whenSent = true }, 'every edit reached the server; left the session')
+    end
+    notify(
+      ('still in the session: your edits in %s have not reached the server (%s). :CodeCollab leave wait leaves once they have; :CodeCollab leave! leaves now, keeping them in your files only'):format(
+        files,
+        state.connection
+      ),
+      vim.log.levels.WARN
+    )
+    return callback and callback(false)
+  end)
 end
 
 --- Writes the files waiting for a yes (`path`, or all of them): others' changes to files that run by themselves.
@@ -293,27 +441,74 @@ function M.remove(name)
   end)
 end
 
---- For a statusline: the connection state and the number of peers.
+--- For a statusline: the connection state, how many others are here (as VS Code's status bar counts them), and
+--- whom you follow, e.g. `collab: connected · 2 others · following ben`. Redrawn when any of it changes, and the
+--- `User CodeCollabStatus` autocommand fires for statusline plugins.
 function M.status()
   if state.connection == 'idle' then
     return ''
   end
-  return ('collab: %s (%d)'):format(state.connection, #state.peers)
+  local count = #others()
+  local parts = { 'collab: ' .. state.connection, count == 1 and '1 other' or (count .. ' others') }
+  if state.following then
+    table.insert(parts, 'following ' .. state.following)
+  end
+  return table.concat(parts, ' · ')
 end
 
+local function names_of(peers)
+  return table.concat(
+    vim.tbl_map(function(p)
+      return p.name
+    end, peers),
+    ', '
+  )
+end
+
+--- Follows the peer called `name` (the only other one if nil): into the files they open and to their cursor,
+--- until you move the cursor or run :CodeCollab unfollow.
 function M.follow(name)
+  if not state.session then
+    return notify('not in a session', vim.log.levels.WARN)
+  end
+  local candidates = others()
+  if not name or name == '' then
+    if #candidates ~= 1 then
+      return notify(
+        #candidates == 0 and 'nobody else is here to follow'
+          or ('follow whom? :CodeCollab follow {name}, one of: ' .. names_of(candidates)),
+        vim.log.levels.WARN
+      )
+    end
+    name = candidates[1].name
+  end
+  if not peer_named(name) then
+    local here = #candidates == 0 and 'nobody else is here' or ('here: ' .. names_of(candidates))
+    return notify(('no one called %s is in the session (%s)'):format(name, here), vim.log.levels.ERROR)
+  end
+  local pos = vim.api.nvim_win_get_cursor(0)
   state.following = name
+  state.follow_at = { buf = vim.api.nvim_get_current_buf(), row = pos[1], col = pos[2] }
+  status_changed()
+  notify(('following %s (move the cursor or :CodeCollab unfollow to stop)'):format(name))
   follow_step()
 end
 
-local subcommands = { 'share', 'join', 'leave', 'peers', 'follow', 'invite', 'allow', 'remove' }
+function M.unfollow()
+  if not state.following then
+    return notify('not following anyone')
+  end
+  stop_following()
+end
+
+local subcommands = { 'share', 'join', 'leave', 'peers', 'follow', 'unfollow', 'invite', 'allow', 'remove' }
 
 --- Runs `:CodeCollab {args}`; `bang` (`:CodeCollab! join`, also written `:CodeCollab join!`) lets a join move
 --- differing local files aside.
 function M.command(args, bang)
   local sub = args[1]
-  if sub == 'join!' then
-    sub, bang = 'join', true
+  if sub and sub:sub(-1) == '!' then
+    sub, bang = sub:sub(1, -2), true
   end
   if sub == 'share' then
     M.share(args[2])
@@ -323,16 +518,18 @@ function M.command(args, bang)
     end
     M.join(args[2], args[3], nil, bang)
   elseif sub == 'leave' then
-    M.leave()
+    M.leave((bang or args[2] == 'now') and 'now' or (args[2] == 'wait' and 'wait' or nil))
   elseif sub == 'peers' then
     local lines = {}
-    for _, peer in ipairs(state.peers) do
+    for _, peer in ipairs(others()) do
       local where = peer.uri and vim.fn.fnamemodify(vim.uri_to_fname(peer.uri), ':~:.') or ''
       table.insert(lines, ('%s (%s) %s'):format(peer.name, peer.role, where))
     end
     notify(#lines > 0 and table.concat(lines, '\n') or 'nobody else is here')
   elseif sub == 'follow' then
     M.follow(args[2])
+  elseif sub == 'unfollow' then
+    M.unfollow()
   elseif sub == 'allow' then
     M.allow(args[2])
   elseif sub == 'remove' then
@@ -345,9 +542,7 @@ function M.command(args, bang)
     if not invite then
       return notify('no invite: only the person who shared has one', vim.log.levels.WARN)
     end
-    vim.fn.setreg('+', invite)
-    vim.fn.setreg('"', invite)
-    notify('invite copied')
+    hand_over(invite, args[2] == 'view' and 'view-only invite' or 'invite', '')
   else
     notify('unknown subcommand; use one of: ' .. table.concat(subcommands, ', '), vim.log.levels.ERROR)
   end
@@ -376,6 +571,9 @@ function M.complete(arg_lead, cmdline)
   end
   if words[2] == 'invite' then
     return { 'view' }
+  end
+  if words[2] == 'leave' then
+    return { 'wait', 'now' }
   end
   return {}
 end

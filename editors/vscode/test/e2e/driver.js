@@ -369,6 +369,13 @@ class Workbench {
     return { label: label || '' };
   }
 
+  /** Where the active editor's caret is, from VS Code's own status bar item ("Ln 3, Col 7"), 1-based. */
+  async caret() {
+    const texts = await this.page.locator('.statusbar-item').allInnerTexts();
+    const found = texts.map((t) => /Ln (\d+), Col (\d+)/.exec(t)).find(Boolean);
+    return found ? { line: Number(found[1]), column: Number(found[2]) } : {};
+  }
+
   /** The text of the status bar item that belongs to CodeCollab. */
   async status() {
     const texts = await this.page.locator('.statusbar-item').allInnerTexts();
