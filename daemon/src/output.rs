@@ -122,6 +122,10 @@ pub fn peer_list(session: Option<&Session>) -> Vec<Peer> {
         let last = session.last_doc.get(&peer).and_then(|doc| docs.get(doc));
         let doc = last.filter(|d| d.presence.contains_key(&peer));
         let doc = doc.or_else(|| docs.values().find(|d| d.presence.contains_key(&peer)))?;
+        // A file that is not on disk here yet (its first write is due) is not one an editor can open.
+        if doc.editor.is_none() && doc.disk.is_none() {
+            return None;
+        }
         let path = workspace::resolve(&session.root, &doc.path).ok()?;
         Some(workspace::path_to_uri(&path))
     };

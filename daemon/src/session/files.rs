@@ -217,6 +217,8 @@ impl Session {
     /// user's yes (`collab/approval`, told once per waiting period).
     pub fn flush_disk(&mut self, io: &Io) {
         let mut refused = Vec::new();
+        // Files a peer is in that are on disk for the first time: the peer list can point editors at them now.
+        let mut first_written = false;
         for d in self.docs.values_mut() {
             if !d.dirty || d.editor.is_some() {
                 continue;
@@ -236,12 +238,15 @@ impl Session {
             d.dirty = false;
             d.unapproved = None;
             match workspace::write(&self.root, &d.path, &d.text.to_string()) {
-                Ok(()) => d.disk = Some(d.text.clone()),
+                Ok(()) => first_written |= d.disk.replace(d.text.clone()).is_none() && !d.presence.is_empty(),
                 Err(error) => refused.push((d.path.clone(), format!("{error:#}"))),
             }
         }
         for (path, why) in refused {
             self.refused_on_disk(&path, &why, io);
+        }
+        if first_written {
+            io.editor.peers(Some(self));
         }
     }
 

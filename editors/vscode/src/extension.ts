@@ -687,7 +687,16 @@ class Controller implements vscode.Disposable {
     }
     this.moving = true;
     try {
-      const editor = await vscode.window.showTextDocument(vscode.Uri.parse(where), { preserveFocus: false });
+      const editor = await vscode.window.showTextDocument(vscode.Uri.parse(where), { preserveFocus: false }).then(
+        (shown) => shown,
+        (error: unknown) => {
+          this.output.appendLine(`could not show ${where}: ${error}`);
+          return undefined;
+        },
+      );
+      if (!editor) {
+        return;
+      }
       if (caret) {
         const range = new vscode.Range(caret.position, caret.position);
         if (move && !editor.selection.isEqual(range)) {

@@ -3,8 +3,10 @@
 
 mod approval;
 mod file_operations;
+mod follow;
 mod join;
 mod join_conflicts;
+mod leave;
 mod restart;
 mod typing;
 mod view_only;
