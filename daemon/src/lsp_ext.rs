@@ -228,6 +228,33 @@ impl Notification for CursorsNotification {
     const METHOD: &'static str = "collab/cursors";
 }
 
+/// `collab/files`: file operations from peers or from the disk, carried out on disk here, so that open buffers
+/// follow (shared/DESIGN.md §2, additions).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FilesParams {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renamed: Vec<RenamedFile>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deleted: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RenamedFile {
+    pub old_uri: String,
+    pub new_uri: String,
+}
+
+#[derive(Debug)]
+pub enum FilesNotification {}
+impl Notification for FilesNotification {
+    type Params = FilesParams;
+    const METHOD: &'static str = "collab/files";
+}
+
 #[derive(Debug)]
 pub enum PeersNotification {}
 impl Notification for PeersNotification {

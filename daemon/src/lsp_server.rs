@@ -194,6 +194,7 @@ pub async fn forward_output(client: Client, mut output: mpsc::UnboundedReceiver<
             Output::Edit(params) => client.send_notification::<EditNotification>(params).await,
             Output::Cursors(params) => client.send_notification::<CursorsNotification>(params).await,
             Output::Peers(params) => client.send_notification::<PeersNotification>(params).await,
+            Output::Files(params) => client.send_notification::<FilesNotification>(params).await,
             Output::State(params) => client.send_notification::<StateNotification>(params).await,
             Output::Approval(params) => client.send_notification::<ApprovalNotification>(params).await,
             Output::Message(kind, message) => client.show_message(kind, message).await,

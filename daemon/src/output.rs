@@ -1,5 +1,5 @@
 //! What the daemon tells its editor, built here and nowhere else: the notifications (`collab/edit`,
-//! `collab/cursors`, `collab/peers`, `collab/state`, `collab/approval`), messages and work-done progress. The LSP
+//! `collab/cursors`, `collab/peers`, `collab/files`, `collab/state`, `collab/approval`), messages and work-done progress. The LSP
 //! side ([`crate::lsp_server::forward_output`]) sends them, in order.
 
 use std::collections::HashMap;
@@ -21,6 +21,7 @@ pub enum Output {
     Edit(EditParams),
     Cursors(CursorsParams),
     Peers(PeersParams),
+    Files(FilesParams),
     State(StateParams),
     Approval(ApprovalParams),
     Message(MessageType, String),
@@ -78,6 +79,13 @@ impl Editor {
     /// `collab/state`: `idle`, `connecting`, `connected`, `readonly` or `reconnecting`, and why if it changed.
     pub fn state(&self, state: &str, session: Option<String>, message: Option<String>) {
         self.send(Output::State(StateParams { state: state.into(), session, message }));
+    }
+
+    /// `collab/files`: files created, renamed or deleted here by the session (peers, or the disk seen by us).
+    pub fn files(&self, files: FilesParams) {
+        if !(files.created.is_empty() && files.renamed.is_empty() && files.deleted.is_empty()) {
+            self.send(Output::Files(files));
+        }
     }
 
     /// `collab/approval`: others changed or created a file that runs by itself; it waits for the user's yes.

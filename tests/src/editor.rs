@@ -253,13 +253,32 @@ pub async fn invite_server_state(invite: &str, path: &str) -> anyhow::Result<(St
 /// Renames `from` to `to` in the session of `invite`, as a peer with a plain wire-protocol client would; returns
 /// once the server has done it.
 pub async fn invite_rename(invite: &str, from: &str, to: &str) -> anyhow::Result<()> {
+    invite_file_op(invite, from, Some(to)).await
+}
+
+/// Deletes `path` from the session of `invite`, as a peer with a plain wire-protocol client would; returns once the
+/// server has done it.
+pub async fn invite_delete(invite: &str, path: &str) -> anyhow::Result<()> {
+    invite_file_op(invite, path, None).await
+}
+
+/// Renames `path` to `to`, or deletes it (`None`), in the session of `invite`; returns once the server has done it.
+async fn invite_file_op(invite: &str, path: &str, to: Option<&str>) -> anyhow::Result<()> {
     let (url, token) = invite.split_once('#').context("an invite ends in #TOKEN")?;
     let url = url.split('?').next().unwrap_or(url).trim_end_matches('/');
-    let mut editor = Editor::open(url, token, "renamer", from, "").await?;
+    let mut editor = Editor::open(url, token, "renamer", path, "").await?;
     let doc = editor.doc;
     let ws = editor.ws.as_mut().context("connected")?;
-    ws.send(&ClientMsg::Rename { doc, path: to.to_owned() }).await?;
-    ws.recv_until(|m| matches!(m, ServerMsg::Renamed { doc: d, .. } if *d == doc).then_some(())).await?;
+    match to {
+        Some(to) => {
+            ws.send(&ClientMsg::Rename { doc, path: to.to_owned() }).await?;
+            ws.recv_until(|m| matches!(m, ServerMsg::Renamed { doc: d, .. } if *d == doc).then_some(())).await?;
+        }
+        None => {
+            ws.send(&ClientMsg::Delete { doc }).await?;
+            ws.recv_until(|m| matches!(m, ServerMsg::Deleted { doc: d } if *d == doc).then_some(())).await?;
+        }
+    }
     if let Some(ws) = editor.ws.take() {
         ws.close().await;
     }

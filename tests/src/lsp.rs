@@ -153,6 +153,8 @@ pub struct ScriptedEditor {
     pub messages: Vec<String>,
     /// `collab/approval` notifications received (files that run by themselves, waiting for a yes).
     pub approvals: Vec<Value>,
+    /// `collab/files` notifications received (files created, renamed or deleted by the session), in order.
+    pub files: Vec<Value>,
     /// `$/progress` values received (begin, report, end), in order.
     pub progress: Vec<Value>,
     /// Notifications that arrived while waiting for a response.
@@ -236,6 +238,7 @@ impl ScriptedEditor {
             peers: Value::Null,
             messages: Vec::new(),
             approvals: Vec::new(),
+            files: Vec::new(),
             progress: Vec::new(),
             backlog: VecDeque::new(),
             refuse_rate: 0.0,
@@ -370,6 +373,7 @@ impl ScriptedEditor {
             }
             "collab/peers" => self.peers = params["peers"].clone(),
             "collab/approval" => self.approvals.push(params.clone()),
+            "collab/files" => self.files.push(params.clone()),
             "$/progress" => self.progress.push(params["value"].clone()),
             "window/showMessage" | "window/logMessage" => {
                 self.messages.push(params["message"].as_str().unwrap_or_default().to_owned())

@@ -8,7 +8,7 @@ use codecollab_protocol::Revision;
 
 use super::{op_bytes, Ended, Io, Session, Starting};
 use crate::document::{Doc, PendingOpen, Unapproved, MAX_DOCUMENT_CHARS};
-use crate::lsp_ext::{ApprovalParams, CloseParams, CursorParams, EditParams, OpenParams};
+use crate::lsp_ext::{ApprovalParams, CloseParams, CursorParams, EditParams, FilesParams, OpenParams, RenamedFile};
 use crate::workspace;
 
 impl Session {
@@ -219,7 +219,9 @@ impl Session {
         let mut refused = Vec::new();
         // Files a peer is in that are on disk for the first time: the peer list can point editors at them now.
         let mut first_written = false;
-        for d in self.docs.values_mut() {
+        // Files peers created, on this disk for the first time: `collab/files`.
+        let mut created = Vec::new();
+        for (id, d) in self.docs.iter_mut() {
             if !d.dirty || d.editor.is_some() {
                 continue;
             }
@@ -238,7 +240,14 @@ impl Session {
             d.dirty = false;
             d.unapproved = None;
             match workspace::write(&self.root, &d.path, &d.text.to_string()) {
-                Ok(()) => first_written |= d.disk.replace(d.text.clone()).is_none() && !d.presence.is_empty(),
+                Ok(()) => {
+                    let first = d.disk.replace(d.text.clone()).is_none();
+                    first_written |= first && !d.presence.is_empty();
+                    if self.announced.remove(id) {
+                        created
+                            .extend(workspace::resolve(&self.root, &d.path).ok().map(|f| workspace::path_to_uri(&f)));
+                    }
+                }
                 Err(error) => refused.push((d.path.clone(), format!("{error:#}"))),
             }
         }
@@ -248,6 +257,7 @@ impl Session {
         if first_written {
             io.editor.peers(Some(self));
         }
+        io.editor.files(FilesParams { created, ..FilesParams::default() });
     }
 
     /// The user allowed writing the file at `uri` (`collab/allow`): writes it now, as the session has it, if it was
@@ -276,16 +286,22 @@ impl Session {
         }
     }
 
-    /// The server deleted a document: its file goes too, unless an editor has it open.
+    /// The server deleted a document: its file goes too, and the editor is told (`collab/files`). A buffer an
+    /// editor has open keeps its text (everything in it is what the session had) and leaves the session: its user
+    /// is told, and saving it creates the file again, for everyone.
     pub(super) fn deleted(&mut self, doc: DocId, io: &Io) {
         self.fetching.retain(|_, fetched| *fetched != doc);
+        self.announced.remove(&doc);
         let Some(d) = self.docs.remove(&doc) else { return };
         self.release(&d.path);
-        // A file an editor has open stays: its user decides.
-        if d.editor.is_none() {
-            if let Err(error) = workspace::remove(&self.root, &d.path) {
-                self.refused_on_disk(&d.path, &format!("{error:#}"), io);
-            }
+        let Ok(file) = workspace::resolve(&self.root, &d.path) else { return };
+        let existed = file.exists();
+        if let Err(error) = workspace::remove(&self.root, &d.path) {
+            return self.refused_on_disk(&d.path, &format!("{error:#}"), io);
+        }
+        if existed || d.editor.is_some() {
+            let uri = d.editor.as_ref().map_or_else(|| workspace::path_to_uri(&file), |e| e.uri.clone());
+            io.editor.files(FilesParams { deleted: vec![uri], ..FilesParams::default() });
         }
     }
 
@@ -314,11 +330,21 @@ impl Session {
         let result = workspace::rename(&self.root, &from, &path);
         self.release(&from);
         self.claim(doc, &path);
+        let mut editor_uri = None;
         if let Some(d) = self.docs.get_mut(&doc) {
             d.path = path.clone();
+            editor_uri = d.editor.as_ref().map(|e| e.uri.clone());
         }
-        if let Err(error) = result {
-            self.refused_on_disk(&path, &format!("{error:#}"), io);
+        match result {
+            Err(error) => self.refused_on_disk(&path, &format!("{error:#}"), io),
+            Ok(()) => {
+                let uri_of = |p: &str| workspace::resolve(&self.root, p).ok().map(|f| workspace::path_to_uri(&f));
+                // The buffer showing it (by the URI the editor opened it with) is to follow it.
+                if let (Some(old_uri), Some(new_uri)) = (editor_uri.or_else(|| uri_of(&from)), uri_of(&path)) {
+                    io.editor
+                        .files(FilesParams { renamed: vec![RenamedFile { old_uri, new_uri }], ..Default::default() });
+                }
+            }
         }
     }
 

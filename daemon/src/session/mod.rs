@@ -109,6 +109,9 @@ pub struct Session {
     warned: HashSet<String>,
     /// Who created the documents announced as created while we fetch them (for telling who changed what).
     created_by: HashMap<DocId, String>,
+    /// Documents a peer created during the session whose file is not on our disk yet: its first write is told to
+    /// the editor (`collab/files`).
+    announced: HashSet<DocId>,
     /// A `collab/removePeer` waiting for the server: the name, and the answer to give.
     removing: Option<(String, Reply<()>)>,
     /// The documents held or being fetched, by case-folded path ([`codecollab_protocol::path::case_key`]): a second
@@ -150,6 +153,7 @@ impl Session {
             retry_scheduled: false,
             warned: HashSet::new(),
             created_by: HashMap::new(),
+            announced: HashSet::new(),
             backup: None,
             created_here: HashSet::new(),
             watcher: None,
@@ -278,6 +282,7 @@ impl Session {
                 if let Some(name) = peer.and_then(|p| self.peers.get(&p)).map(|p| p.name.clone()) {
                     self.created_by.insert(doc.doc, name);
                 }
+                self.announced.insert(doc.doc);
                 self.fetch(doc, io);
             }
             ServerMsg::Deleted { doc } => self.deleted(doc, io),

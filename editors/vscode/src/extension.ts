@@ -22,6 +22,7 @@ import {
   ConnectionState,
   CursorsParams,
   EditParams,
+  FilesParams,
   JOIN_CONFLICTS,
   JoinParams,
   JoinResult,
@@ -32,6 +33,9 @@ import {
   StateParams,
   StatusResult,
 } from './protocol';
+
+/** The button that closes the editor of a file deleted in the session. */
+const CLOSE_EDITOR = 'Close Editor';
 
 /** Leave's choices when edits have not reached the server. */
 const WAIT_AND_LEAVE = 'Wait and Leave';
@@ -102,6 +106,8 @@ class Controller implements vscode.Disposable {
   private readonly madeReadonly = new Set<string>();
   /** Set while the extension itself moves the selection (following), so it does not stop the follow. */
   private moving = false;
+  /** `collab/files` notifications are carried out one after the other (each moves editors around). */
+  private fileOps: Promise<void> = Promise.resolve();
   /** A `collab/leave {whenSent}` is waiting for the server to take the unsent edits. */
   private waitingToLeave = false;
 
@@ -412,6 +418,9 @@ class Controller implements vscode.Disposable {
     });
     client.onNotification(Methods.state, (params: StateParams) => this.onState(params));
     client.onNotification(Methods.approval, (params: ApprovalParams) => void this.onApproval(params));
+    client.onNotification(Methods.files, (params: FilesParams) => {
+      this.fileOps = this.fileOps.then(() => this.onFiles(params)).catch((error) => this.fail(error));
+    });
     await client.start();
     return client;
   }
@@ -449,6 +458,8 @@ class Controller implements vscode.Disposable {
         }),
       ),
       vscode.window.onDidChangeTextEditorSelection((event) => this.onSelection(event)),
+      // A file deleted in the session whose editor was kept open is shared again when the user saves it.
+      vscode.workspace.onDidSaveTextDocument((doc) => this.track(doc)),
       vscode.window.onDidChangeVisibleTextEditors(() => this.cursors.render()),
     );
     vscode.workspace.textDocuments.forEach((doc) => this.track(doc));
@@ -531,6 +542,58 @@ class Controller implements vscode.Disposable {
     this.cursors.update(params);
     if (this.following !== undefined) {
       void this.followStep();
+    }
+  }
+
+  /**
+   * Files the session renamed or deleted (a peer did, or the disk changed), already carried out on disk: an open
+   * editor follows a rename (the tab moves to the new name, where the cursor was); an open editor of a deleted file
+   * stays open with its text, untracked, and the user is told that saving it creates the file again for everyone.
+   */
+  private async onFiles(params: FilesParams): Promise<void> {
+    for (const { oldUri, newUri } of params.renamed ?? []) {
+      const old = openDocument(oldUri);
+      if (!old) {
+        continue;
+      }
+      this.output.appendLine(`renamed: ${oldUri} -> ${newUri}; its editor follows`);
+      const shown = vscode.window.visibleTextEditors.find((e) => e.document === old);
+      const wasActive = vscode.window.activeTextEditor?.document === old;
+      const selection = shown?.selection;
+      const viewColumn = shown?.viewColumn;
+      // The session has every edit of it: the old editor goes without a save prompt (its file is gone anyway), and
+      // the new one shows the session's text (the daemon brings the file's text in line when it is opened).
+      this.bridge.close(oldUri);
+      if (shown) {
+        await vscode.window.showTextDocument(old, { viewColumn, preserveFocus: false });
+        await vscode.commands.executeCommand('workbench.action.revertAndCloseActiveEditor');
+        await vscode.window.showTextDocument(vscode.Uri.parse(newUri), {
+          viewColumn,
+          preview: false,
+          preserveFocus: !wasActive,
+          selection,
+        });
+      }
+    }
+    for (const uri of params.deleted ?? []) {
+      const doc = openDocument(uri);
+      if (!doc) {
+        continue;
+      }
+      this.bridge.close(uri);
+      const name = this.root ? path.relative(this.root.fsPath, doc.uri.fsPath) : doc.uri.fsPath;
+      void vscode.window
+        .showWarningMessage(
+          `CodeCollab: ${name} was deleted in the session. Its editor keeps the text; saving it creates the file ` +
+            'again, for everyone.',
+          CLOSE_EDITOR,
+        )
+        .then(async (choice) => {
+          if (choice === CLOSE_EDITOR && !doc.isClosed) {
+            await vscode.window.showTextDocument(doc);
+            await vscode.commands.executeCommand('workbench.action.revertAndCloseActiveEditor');
+          }
+        });
     }
   }
 

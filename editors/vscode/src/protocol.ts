@@ -115,6 +115,16 @@ export interface StatusResult {
  * `collab/approval` (an addition): a file that editors or shells run by themselves was created or changed by others
  * and is not written to disk until the user allows it with `collab/allow`.
  */
+/**
+ * `collab/files` (an addition): files a peer (or the disk) created, renamed or deleted, already carried out on disk
+ * by the daemon, so that open editors follow.
+ */
+export interface FilesParams {
+  created?: string[];
+  renamed?: { oldUri: string; newUri: string }[];
+  deleted?: string[];
+}
+
 export interface ApprovalParams {
   uri: string;
   path: string;
@@ -148,6 +158,7 @@ export const Methods = {
   peers: 'collab/peers',
   state: 'collab/state',
   approval: 'collab/approval',
+  files: 'collab/files',
   allow: 'collab/allow',
   removePeer: 'collab/removePeer',
 } as const;

@@ -7,7 +7,7 @@ use codecollab_tests::fixtures::scripted::{join, server_text, share, Pair};
 use codecollab_tests::fixtures::{files_under, uri};
 use codecollab_tests::harness::{TempDir, TestServer};
 use codecollab_tests::lsp::{Encoding, ScriptedEditor};
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// 1,000 files of 9-10 KB each: the size at which a share once hung without a word.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,6 +176,19 @@ async fn files_created_renamed_and_deleted_in_the_editor_reach_the_others() {
     assert_eq!(server_text(&invite, "new.txt").await, "fresh\n");
     let paths = codecollab_tests::editor::invite_server_paths(&invite).await.expect("the session's files");
     assert_eq!(paths, ["lib/b.txt", "new.txt", "renamed.txt"]);
+
+    // b's editor was told each, in its own URIs, so its buffers can follow (`collab/files`); the file it has open
+    // under its old name is named by the URI it opened it with.
+    let told = |kind: &str| -> Vec<Value> {
+        pair.b.files.iter().flat_map(|f| f[kind].as_array().cloned().unwrap_or_default()).collect()
+    };
+    let at = |p: &str| json!(uri(&guest.join(p)));
+    assert_eq!(told("created"), [at("new.txt")]);
+    let renamed = told("renamed");
+    for (from, to) in [("a.txt", "renamed.txt"), ("dir/b.txt", "lib/b.txt"), ("dir/c.txt", "lib/c.txt")] {
+        assert!(renamed.contains(&json!({"oldUri": at(from), "newUri": at(to)})), "{from} → {to}: {renamed:?}");
+    }
+    assert_eq!(told("deleted"), [at("lib/c.txt")]);
 }
 
 /// The server's text of `path` once `done` holds for it, or a failure after 30 s.

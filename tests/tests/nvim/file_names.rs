@@ -1,9 +1,10 @@
-//! A shared buffer given another name in Neovim (`:saveas`) is shared as that new file from then on; the file it
-//! was stays as it was, for everyone.
+//! Buffers and file names in Neovim: a buffer given another name (`:saveas`) is shared as that new file, the old one
+//! staying as it was; a buffer follows a peer's rename; a deleted file's buffer keeps its text and is shared again
+//! when written.
 
 use std::time::Duration;
 
-use codecollab_tests::fixtures::nvim::{server_text, NvimPair, DOC};
+use codecollab_tests::fixtures::nvim::{messages, server_text, NvimPair, DOC};
 use codecollab_tests::harness::poll_until;
 use serde_json::json;
 
@@ -31,4 +32,57 @@ fn saveas_shares_the_buffer_under_its_new_name_and_leaves_the_old_file() {
         json!([]),
     );
     assert_eq!(tracked.expect("lua"), json!(true), "the buffer is tracked under its new name");
+}
+
+/// The server's text of `path` once `done` holds for it.
+fn until_server(invite: &str, path: &str, done: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    let waited = poll_until("the server's text", Duration::from_secs(20), Duration::from_millis(100), || {
+        last = codecollab_tests::editor::server_text_of_invite(invite, path).unwrap_or_default();
+        Ok(done(&last))
+    });
+    waited.unwrap_or_else(|error| panic!("{error}: {path} is {last:?}"));
+    last
+}
+
+#[test]
+fn a_buffer_follows_a_peers_rename_and_keeps_its_text_when_the_file_is_deleted() {
+    let NvimPair { server: _server, data: _data, host_dir: _h, guest_dir, a: _ana, b: mut ben, invite } =
+        NvimPair::start();
+    ben.wait_for("Ben's buffer", Duration::from_secs(20), |n| Ok(n.text()? == DOC)).expect("loaded");
+    ben.input("ggIben: <Esc>").expect("types");
+    ben.settle_input().expect("settled");
+    until_server(&invite, "doc.txt", |t| t.starts_with("ben: alpha"));
+
+    // Someone renames the file: Ben's buffer is the new file's now, and what he types goes there.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(codecollab_tests::editor::invite_rename(&invite, "doc.txt", "moved.txt")).expect("rename");
+    let name = |n: &mut codecollab_tests::nvim::Nvim| -> anyhow::Result<String> {
+        Ok(n.lua("return vim.fn.expand('%:t')", json!([]))?.as_str().unwrap_or_default().to_owned())
+    };
+    ben.wait_for("the buffer to follow", Duration::from_secs(20), |n| Ok(name(n)? == "moved.txt")).expect("followed");
+    ben.input("GAmore<Esc>").expect("types");
+    ben.settle_input().expect("settled");
+    let text = until_server(&invite, "moved.txt", |t| t.contains("more"));
+    assert!(text.starts_with("ben: alpha beta"), "{text:?}");
+    ben.command("write").expect("writes without E13");
+    assert_eq!(std::fs::read_to_string(guest_dir.path().join("moved.txt")).expect("moved.txt"), text);
+    assert!(!guest_dir.path().join("doc.txt").exists(), "the old name is gone from Ben's disk");
+    assert!(messages(&mut ben).contains("doc.txt was renamed to moved.txt"), "{}", messages(&mut ben));
+
+    // Someone deletes it: the file goes from Ben's disk, his buffer keeps the text, and he is told.
+    runtime.block_on(codecollab_tests::editor::invite_delete(&invite, "moved.txt")).expect("delete");
+    ben.wait_for("the warning", Duration::from_secs(20), |n| Ok(messages(n).contains("was deleted in the session")))
+        .expect("told");
+    assert!(!guest_dir.path().join("moved.txt").exists(), "deleted on Ben's disk");
+    assert_eq!(ben.text().expect("text"), text, "the buffer keeps its text");
+    // Writing it creates the file again, for everyone, with what he typed since.
+    ben.input("GAback<Esc>").expect("types");
+    ben.settle_input().expect("settled");
+    ben.command("write").expect("write");
+    let again = until_server(&invite, "moved.txt", |t| t.contains("moreback"));
+    assert!(again.starts_with("ben: alpha beta"), "{again:?}");
+    ben.input("ggIagain <Esc>").expect("types");
+    ben.settle_input().expect("settled");
+    until_server(&invite, "moved.txt", |t| t.starts_with("again ben: "));
 }

@@ -150,6 +150,39 @@ local handlers = {
     status_changed()
     follow_step()
   end,
+  -- Files the session renamed or deleted (a peer, or the disk), already carried out on disk. A buffer follows a
+  -- rename (BufFilePost then shares it under the new name). A deleted file's buffer keeps its text, leaves the
+  -- session, and the user is told: writing it creates the file again, for everyone.
+  ['collab/files'] = function(_, params)
+    for _, r in ipairs(params.renamed or {}) do
+      local old, new = vim.uri_to_fname(r.oldUri), vim.uri_to_fname(r.newUri)
+      local bufnr = buffer.bufnr_for(r.oldUri) or vim.fn.bufnr(old)
+      if bufnr > 0 and vim.api.nvim_buf_is_loaded(bufnr) and vim.fn.bufnr(new) == -1 then
+        vim.api.nvim_buf_set_name(bufnr, new)
+        -- The buffer is the new file's now: writing it there (the session's text) lets the next :w go through
+        -- without E13, as after a rename by Neovim itself.
+        vim.api.nvim_buf_call(bufnr, function()
+          vim.cmd('silent! keepalt noautocmd write!')
+        end)
+        notify(('%s was renamed to %s; its buffer follows'):format(
+          vim.fn.fnamemodify(old, ':~:.'),
+          vim.fn.fnamemodify(new, ':~:.')
+        ))
+      end
+    end
+    for _, uri in ipairs(params.deleted or {}) do
+      local bufnr = buffer.bufnr_for(uri)
+      if bufnr then
+        buffer.untrack(bufnr)
+        notify(
+          ('%s was deleted in the session. Its buffer keeps the text: :w creates the file again, for everyone; :bdelete! drops it'):format(
+            vim.fn.fnamemodify(vim.uri_to_fname(uri), ':~:.')
+          ),
+          vim.log.levels.WARN
+        )
+      end
+    end
+  end,
   ['collab/approval'] = function(_, params)
     state.approvals[params.path] = params.uri
     local verb = params.created and 'created' or 'changed'
@@ -191,7 +224,8 @@ local augroup = vim.api.nvim_create_augroup('codecollab', { clear = true })
 
 local function watch_buffers()
   vim.api.nvim_clear_autocmds({ group = augroup })
-  vim.api.nvim_create_autocmd({ 'BufReadPost', 'BufNewFile' }, {
+  -- BufWritePost: a buffer whose file was deleted in the session is shared again when written.
+  vim.api.nvim_create_autocmd({ 'BufReadPost', 'BufNewFile', 'BufWritePost' }, {
     group = augroup,
     callback = function(args)
       track_if_shared(args.buf)
