@@ -232,15 +232,25 @@ pub fn random_client_id() -> ClientId {
     hasher.finish()
 }
 
-/// Opens a fresh connection and returns the server's current text and revision of `path`.
+/// Opens a fresh connection and returns the server's current text and revision of `path`; an error if the session
+/// has no such document (looking never creates one).
 pub async fn server_text(url: &str, token: &str, path: &str) -> anyhow::Result<(String, Revision)> {
-    let mut editor = Editor::open(url, token, "observer", path, "").await?;
-    let text = editor.text.to_string();
-    let revision = editor.ot.revision();
-    if let Some(ws) = editor.ws.take() {
+    let connect = Connect { token: Some(token.into()), ..Default::default() };
+    let (mut ws, welcome) = join(url, &connect, random_client_id(), "observer").await?;
+    let ServerMsg::Welcome { docs, .. } = welcome else { unreachable!("checked by join") };
+    let Some(doc) = docs.iter().find(|d| d.path == path).map(|d| d.doc) else {
         ws.close().await;
-    }
-    Ok((text, revision))
+        bail!("the session has no {path}");
+    };
+    ws.send(&ClientMsg::Subscribe { doc, since: None }).await?;
+    let snapshot = ws
+        .recv_until(|m| match m {
+            ServerMsg::Snapshot { doc: d, text, revision, .. } if *d == doc => Some((text.clone(), *revision)),
+            _ => None,
+        })
+        .await;
+    ws.close().await;
+    snapshot
 }
 
 /// The server's text of `path` in the session of `invite` (an editor's invite string), and its revision.

@@ -95,7 +95,7 @@ local function follow_step()
   end
   local bufnr = buffer.bufnr_for(peer.uri)
   if bufnr ~= vim.api.nvim_get_current_buf() then
-    local target = bufnr or vim.fn.bufadd(vim.uri_to_fname(peer.uri))
+    local target = bufnr or vim.fn.bufadd(vim.fn.fnamemodify(vim.uri_to_fname(peer.uri), ':~:.'))
     state.follow_at = { buf = target }
     local ok, err = pcall(vim.api.nvim_set_current_buf, target)
     if not ok then
