@@ -342,8 +342,8 @@ impl MainLoop {
                 start.invites = Some((invite(&server, &session, &edit_token), invite(&server, &session, &view_token)));
                 let _ = relay.send(ClientMsg::Join { client_id: self.client_id, name: Some(start.name.clone()) });
             }
-            ServerMsg::Welcome { session, peer, name: _, role, host, token, peers, docs, limits } => {
-                let welcome = Welcome { id: session, token, peer, role, host, peers, limits };
+            ServerMsg::Welcome { session, peer, name: _, role, host, token, peers, docs, limits, unshared } => {
+                let welcome = Welcome { id: session, token, peer, role, host, peers, limits, unshared };
                 self.welcome(welcome, docs);
             }
             ServerMsg::Error { code, message, doc } if self.connection.session().is_none() => {

@@ -59,6 +59,23 @@ pub struct JoinResult {
     /// Where local files that differed were moved, with `onConflict: "backup"` (addition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupInfo>,
+    /// Files of the session's folder that are not in the session (binary, too large, not UTF-8), and why
+    /// (addition): they stay with whoever has them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unshared: Vec<Unshared>,
+}
+
+/// A file that is in the shared folder but not in the session, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Unshared {
+    pub path: String,
+    pub reason: String,
+}
+
+impl Unshared {
+    pub fn new(path: &str, reason: &str) -> Unshared {
+        Unshared { path: path.to_owned(), reason: reason.to_owned() }
+    }
 }
 
 /// Local files a join moved aside: the folder (a path) and the files in it, relative to it and to the root alike.

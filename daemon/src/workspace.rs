@@ -12,6 +12,7 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context};
 use codecollab_protocol::path as session_path;
+use codecollab_protocol::wire::UnsharedFile;
 
 /// Files larger than this are not shared.
 pub const MAX_FILE_BYTES: u64 = 4 << 20;
@@ -138,11 +139,37 @@ impl TopIgnore {
     }
 }
 
-/// The text files to share under `root`: `.gitignore` (and `.ignore`) honoured, version-control internals and
-/// symbolic links skipped, paths the session rules refuse, binaries (a NUL byte, or not UTF-8) and files over
-/// [`MAX_FILE_BYTES`] left out. Sorted by path.
-pub fn scan(root: &Path) -> anyhow::Result<Vec<(String, String)>> {
-    let mut files = Vec::new();
+/// What a share finds under its folder.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// The text files to share: (path, text), sorted by path.
+    pub files: Vec<(String, String)>,
+    /// The files left out that a peer would expect to see (binaries, files not UTF-8, files over
+    /// [`MAX_FILE_BYTES`]), and why, sorted by path.
+    pub unshared: Vec<UnsharedFile>,
+}
+
+/// Why the file `bytes` (read from disk) is not shared as text, if it is not.
+pub fn not_text(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.contains(&0) {
+        Some("binary")
+    } else if std::str::from_utf8(bytes).is_err() {
+        Some("not UTF-8 text")
+    } else {
+        None
+    }
+}
+
+/// Why a file of `size` bytes is too large to share.
+pub fn too_large(size: u64) -> String {
+    format!("larger than {} MiB ({size} bytes)", MAX_FILE_BYTES >> 20)
+}
+
+/// The files to share under `root`: `.gitignore` (and `.ignore`) honoured, version-control internals and symbolic
+/// links skipped, paths the session rules refuse left out silently, and binaries (a NUL byte, or not UTF-8) and
+/// files over [`MAX_FILE_BYTES`] listed as unshared.
+pub fn scan(root: &Path) -> anyhow::Result<Scan> {
+    let mut scan = Scan::default();
     let walker = ignore::WalkBuilder::new(root)
         .hidden(false)
         .git_ignore(true)
@@ -160,27 +187,28 @@ pub fn scan(root: &Path) -> anyhow::Result<Vec<(String, String)>> {
         if !entry.file_type().is_some_and(|t| t.is_file()) {
             continue;
         }
-        let size = entry.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
-        if size > MAX_FILE_BYTES {
-            tracing::info!(path = %entry.path().display(), size, "not shared: too large");
-            continue;
-        }
         let Some(path) = relative(root, entry.path()) else { continue };
         if let Err(why) = session_path::check(&path) {
             tracing::info!(%path, %why, "not shared");
             continue;
         }
-        let bytes = std::fs::read(entry.path()).with_context(|| format!("reading {}", entry.path().display()))?;
-        if bytes.contains(&0) {
+        let size = entry.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+        if size > MAX_FILE_BYTES {
+            tracing::info!(%path, size, "not shared: too large");
+            scan.unshared.push(UnsharedFile { path, reason: too_large(size) });
             continue;
         }
-        match String::from_utf8(bytes) {
-            Ok(text) => files.push((path, text)),
-            Err(_) => tracing::info!(%path, "not shared: not UTF-8 text"),
+        let bytes = std::fs::read(entry.path()).with_context(|| format!("reading {}", entry.path().display()))?;
+        if let Some(reason) = not_text(&bytes) {
+            tracing::info!(%path, reason, "not shared");
+            scan.unshared.push(UnsharedFile { path, reason: reason.into() });
+            continue;
         }
+        scan.files.push((path, String::from_utf8(bytes).expect("checked by not_text")));
     }
-    files.sort();
-    Ok(files)
+    scan.files.sort();
+    scan.unshared.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(scan)
 }
 
 /// Writes `text` to session path `path` under `root`, atomically (a new temporary file, created without following

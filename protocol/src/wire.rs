@@ -77,6 +77,21 @@ pub struct DocInfo {
     pub path: String,
 }
 
+/// A file of the shared folder that is not in the session (binary, too large, not UTF-8 text), listed so that every
+/// peer sees it exists and why it is not there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnsharedFile {
+    /// Path relative to the shared folder, as a document's.
+    pub path: String,
+    /// Why it is not shared, for people ("binary", "larger than 4 MiB").
+    pub reason: String,
+}
+
+/// The most entries a session lists in [`UnsharedFile`]s; more are left out.
+pub const MAX_UNSHARED: usize = 10_000;
+/// The longest reason kept for an [`UnsharedFile`], in chars.
+pub const MAX_UNSHARED_REASON: usize = 200;
+
 /// Messages from a client (a daemon) to the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -107,6 +122,10 @@ pub enum ClientMsg {
     Rename { doc: DocId, path: String },
     /// Host only: remove a peer by name; tokens issued to that name are refused from now on.
     RemovePeer { name: String },
+    /// Files of this peer's folder that are not in the session, and why: added to (or updated in) the session's
+    /// list, which every peer receives as [`ServerMsg::Unshared`]. Kept while the server runs; a sharer sends its
+    /// list again when it reconnects.
+    Unshared { files: Vec<UnsharedFile> },
 }
 
 /// Messages from the server to a client.
@@ -136,6 +155,9 @@ pub enum ServerMsg {
         /// The server's limits (absent from servers older than this field; clients then assume the defaults).
         #[serde(default)]
         limits: Option<Limits>,
+        /// Files in the session's folder that are not in the session, and why (absent from older servers).
+        #[serde(default)]
+        unshared: Vec<UnsharedFile>,
     },
     /// A document's full text at `revision`. `last_seq` is the last sequence number of this client committed to
     /// it, if the server still knows it, so a client can tell whether its outstanding operation is included.
@@ -194,6 +216,10 @@ pub enum ServerMsg {
     /// its tokens refused from now on).
     PeerRemoved {
         name: String,
+    },
+    /// The session's whole list of files that are not in it, after a change.
+    Unshared {
+        files: Vec<UnsharedFile>,
     },
     /// A refusal. The connection stays open unless a close frame follows.
     Error {

@@ -1,12 +1,15 @@
 //! One task per session: the owner of who is in it (peers, names, removals) and which documents it holds (by
 //! path); it starts document tasks on demand and announces joins, leaves, creations, renames and deletions.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use codecollab_protocol::path;
-use codecollab_protocol::wire::{DocId, DocInfo, ErrorCode, Limits, PeerId, PeerInfo, Role, ServerMsg};
+use codecollab_protocol::wire::{
+    DocId, DocInfo, ErrorCode, Limits, PeerId, PeerInfo, Role, ServerMsg, UnsharedFile, MAX_UNSHARED,
+    MAX_UNSHARED_REASON,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::document::{self, DocCommand, DocHandle, DocSettings};
@@ -70,6 +73,11 @@ pub enum SessionCommand {
         name: String,
         reply: Reply<()>,
     },
+    Unshared {
+        peer: PeerId,
+        files: Vec<UnsharedFile>,
+        reply: Reply<()>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +130,9 @@ struct SessionTask {
     /// Documents by path, case folded ([`path::case_key`]): two paths that differ only in letter case would be one
     /// file on a case-insensitive file system, so the second is refused.
     paths: HashMap<String, DocId>,
+    /// Files of the session's folder that are not in the session, by path, with why (memory only: a sharer sends
+    /// its list again when it reconnects).
+    unshared: BTreeMap<String, String>,
     /// The last peer id handed out: see [`SessionTask::new_peer_id`].
     last_peer: PeerId,
     context: SessionContext,
@@ -142,6 +153,7 @@ pub fn spawn(id: String, record: SessionRecord, context: SessionContext) -> Sess
         docs: HashMap::new(),
         paths: HashMap::new(),
         last_peer: 0,
+        unshared: BTreeMap::new(),
         context,
     };
     for doc in record.documents {
@@ -221,6 +233,9 @@ impl SessionTask {
             SessionCommand::RemovePeer { peer, name, reply } => {
                 let _ = reply.send(self.remove_peer(peer, name).await);
             }
+            SessionCommand::Unshared { peer, files, reply } => {
+                let _ = reply.send(self.add_unshared(peer, files));
+            }
         }
     }
 
@@ -243,6 +258,7 @@ impl SessionTask {
             peers: self.peers.values().map(|p| p.info.clone()).collect(),
             docs: self.docs.iter().map(|(&doc, entry)| DocInfo { doc, path: entry.path.clone() }).collect(),
             limits: Some(self.context.limits),
+            unshared: self.unshared_list(),
         });
         Ok(Joined { peer })
     }
@@ -297,6 +313,9 @@ impl SessionTask {
         self.docs.insert(doc, DocEntry { path, handle: None });
         let handle = self.open(doc).await?;
         self.broadcast(&ServerMsg::Created { doc: self.doc_info(doc), peer: Some(peer) }, Some(peer));
+        if self.unshared.remove(&self.docs[&doc].path).is_some() {
+            self.broadcast(&ServerMsg::Unshared { files: self.unshared_list() }, None);
+        }
         Ok(handle)
     }
 
@@ -372,6 +391,32 @@ impl SessionTask {
         }
         self.paths.insert(path::case_key(&path), doc);
         self.broadcast(&ServerMsg::Renamed { doc, path }, None);
+        Ok(())
+    }
+
+    fn unshared_list(&self) -> Vec<UnsharedFile> {
+        self.unshared.iter().map(|(path, reason)| UnsharedFile { path: path.clone(), reason: reason.clone() }).collect()
+    }
+
+    /// Adds to the list of files not in the session (paths as for documents, reasons cut to a bound, at most
+    /// [`MAX_UNSHARED`] entries) and sends everyone the list if it changed.
+    fn add_unshared(&mut self, peer: PeerId, files: Vec<UnsharedFile>) -> Result<(), Refusal> {
+        self.is_peer(peer)?;
+        let mut changed = false;
+        for file in files {
+            let path = validate_path(&file.path)?;
+            if self.paths.contains_key(&path::case_key(&path)) {
+                continue; // A document after all.
+            }
+            if self.unshared.len() >= MAX_UNSHARED && !self.unshared.contains_key(&path) {
+                break;
+            }
+            let reason: String = file.reason.chars().filter(|c| !c.is_control()).take(MAX_UNSHARED_REASON).collect();
+            changed |= self.unshared.insert(path, reason.clone()).is_none_or(|old| old != reason);
+        }
+        if changed {
+            self.broadcast(&ServerMsg::Unshared { files: self.unshared_list() }, None);
+        }
         Ok(())
     }
 

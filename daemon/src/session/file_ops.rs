@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use codecollab_protocol::wire::{ClientMsg, DocId, Role};
+use codecollab_protocol::wire::{ClientMsg, DocId, Role, UnsharedFile};
 
 use super::{op_bytes, Ended, Io, Session};
 use crate::workspace;
@@ -54,13 +54,16 @@ impl Session {
             return self.refused_on_disk(&path, &why, io);
         }
         let Some(bytes) = workspace::existing(&self.root, &path) else { return }; // A folder, a link, or gone.
-        let Ok(text) = String::from_utf8(bytes) else {
-            return tracing::info!(%path, "not shared: not UTF-8 text");
-        };
-        if text.contains('\0') {
-            return tracing::info!(%path, "not shared: binary");
+        if let Some(reason) = workspace::not_text(&bytes) {
+            tracing::info!(%path, reason, "not shared");
+            return self.unshared_here(vec![UnsharedFile { path, reason: reason.into() }], io);
         }
-        if text.len() > op_bytes(&self.limits) || text.len() as u64 > workspace::MAX_FILE_BYTES {
+        if bytes.len() as u64 > workspace::MAX_FILE_BYTES {
+            let reason = workspace::too_large(bytes.len() as u64);
+            return self.unshared_here(vec![UnsharedFile { path, reason }], io);
+        }
+        let text = String::from_utf8(bytes).expect("checked by not_text");
+        if text.len() > op_bytes(&self.limits) {
             return io.editor.warning(format!("{path} is not shared: it is too large to create in one piece"));
         }
         if !self.may_change_files("created", &path, io) {
@@ -102,7 +105,7 @@ impl Session {
                     Ok(meta) if meta.is_file() => created.push(path),
                     // A folder moved or copied in: its files are new (the watch reports the folder alone).
                     Ok(meta) if meta.is_dir() => match workspace::scan(&full) {
-                        Ok(files) => created.extend(files.into_iter().map(|(inner, _)| format!("{path}/{inner}"))),
+                        Ok(scan) => created.extend(scan.files.into_iter().map(|(inner, _)| format!("{path}/{inner}"))),
                         Err(error) => tracing::warn!(%path, error = %format!("{error:#}"), "reading a new folder"),
                     },
                     Ok(_) => {}

@@ -9,11 +9,14 @@ mod starting;
 
 pub use starting::Starting;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use codecollab_protocol::wire::{ClientMsg, DocId, DocInfo, ErrorCode, Limits, PeerId, PeerInfo, Role, ServerMsg};
+use codecollab_protocol::wire::{
+    ClientMsg, DocId, DocInfo, ErrorCode, Limits, PeerId, PeerInfo, Role, ServerMsg, UnsharedFile, MAX_UNSHARED,
+    MAX_UNSHARED_REASON,
+};
 use codecollab_protocol::{Outgoing, MAX_OP_BYTES};
 use tokio::sync::mpsc;
 
@@ -75,6 +78,7 @@ pub struct Welcome {
     pub host: bool,
     pub peers: Vec<PeerInfo>,
     pub limits: Option<Limits>,
+    pub unshared: Vec<UnsharedFile>,
 }
 
 #[derive(Debug)]
@@ -123,8 +127,24 @@ pub struct Session {
     /// Paths of files new on disk that we asked the server to create (`workspace/didCreateFiles`): their snapshot is
     /// ours, already on disk.
     created_here: HashSet<String>,
+    /// Files of our folder we told the session are not in it (sent again after a reconnect: the server keeps the
+    /// list in memory only).
+    unshared_here: Vec<UnsharedFile>,
+    /// The session's list of files not in it, by path, with why.
+    pub unshared: BTreeMap<String, String>,
     /// The watch on the shared folder, once the share or join is done.
     watcher: Option<crate::watcher::Watcher>,
+}
+
+/// The session's list of files not in it, as a server sent it: what a daemon keeps of it is bounded (a server's
+/// word is not trusted with our memory); it is only ever shown, never written.
+fn unshared_map(files: Vec<UnsharedFile>) -> BTreeMap<String, String> {
+    let bounded = |s: String, n: usize| s.chars().filter(|c| !c.is_control()).take(n).collect::<String>();
+    files
+        .into_iter()
+        .take(MAX_UNSHARED)
+        .map(|f| (bounded(f.path, 4096), bounded(f.reason, MAX_UNSHARED_REASON)))
+        .collect()
 }
 
 /// The most text one operation (or a created file's first frame) carries toward this server: a quarter of its frame
@@ -157,6 +177,8 @@ impl Session {
             backup: None,
             created_here: HashSet::new(),
             watcher: None,
+            unshared_here: Vec::new(),
+            unshared: unshared_map(welcome.unshared),
             removing: None,
             case_keys: HashMap::new(),
             starting: None,
@@ -185,6 +207,18 @@ impl Session {
             }
             _ => None,
         }
+    }
+
+    /// Tells the session that these files of ours are not in it (and why), and remembers them for reconnects.
+    pub(super) fn unshared_here(&mut self, files: Vec<UnsharedFile>, io: &Io) {
+        if files.is_empty() {
+            return;
+        }
+        for file in &files {
+            self.unshared_here.retain(|mine| mine.path != file.path);
+        }
+        self.unshared_here.extend(files.iter().cloned());
+        io.send(ClientMsg::Unshared { files });
     }
 
     /// The files holding edits the server has not acknowledged yet (sent or not), and files created here that it
@@ -216,6 +250,10 @@ impl Session {
         self.peers = welcome.peers.into_iter().map(|p| (p.peer, p)).collect();
         self.limits = welcome.limits.unwrap_or(DEFAULT_LIMITS);
         self.host = welcome.host;
+        self.unshared = unshared_map(welcome.unshared);
+        if !self.unshared_here.is_empty() {
+            io.send(ClientMsg::Unshared { files: self.unshared_here.clone() });
+        }
         // Presence from before the drop names peers by their old connections' ids, which a restarted server may
         // have handed to someone else: it is dropped, and arrives again from the peers still here.
         self.last_doc.clear();
@@ -300,6 +338,21 @@ impl Session {
                     }
                 }
                 io.editor.peers(Some(self));
+            }
+            ServerMsg::Unshared { files } => {
+                let new: Vec<String> = files
+                    .iter()
+                    .filter(|f| !self.unshared.contains_key(&f.path))
+                    .filter(|f| !self.unshared_here.iter().any(|mine| mine.path == f.path))
+                    .map(|f| format!("{} ({})", f.path, f.reason))
+                    .collect();
+                self.unshared = unshared_map(files);
+                if !new.is_empty() && self.starting.is_none() {
+                    io.editor.message(
+                        tower_lsp_server::lsp_types::MessageType::INFO,
+                        format!("not in the session (they stay with whoever has them): {}", new.join(", ")),
+                    );
+                }
             }
             ServerMsg::PeerRemoved { name } => match self.removing.take() {
                 Some((waiting, reply)) if waiting == name => {

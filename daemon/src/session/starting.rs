@@ -5,7 +5,7 @@ use codecollab_protocol::wire::{ClientMsg, DocInfo};
 use tower_lsp_server::jsonrpc;
 
 use super::{Ended, Io, Session};
-use crate::lsp_ext::{BackupInfo, JoinResult, OnConflict, ShareResult, JOIN_CONFLICTS};
+use crate::lsp_ext::{BackupInfo, JoinResult, OnConflict, ShareResult, Unshared, JOIN_CONFLICTS};
 use crate::main_loop::{rpc_error, Reply};
 use crate::output::Progress;
 use crate::workspace;
@@ -107,7 +107,8 @@ impl Session {
                 io.editor.progress(Progress::End { token: "codecollab/join".into(), message });
                 let mut files: Vec<String> = self.docs.values().map(|d| d.path.clone()).collect();
                 files.sort();
-                let _ = reply.send(Ok(JoinResult { session: self.id.clone(), files, backup }));
+                let unshared = self.unshared.iter().map(|(path, reason)| Unshared::new(path, reason)).collect();
+                let _ = reply.send(Ok(JoinResult { session: self.id.clone(), files, backup, unshared }));
                 self.watch(io);
             }
             other => self.starting = other,
@@ -163,9 +164,10 @@ impl Session {
     fn upload(&mut self, io: &Io) -> anyhow::Result<usize> {
         // After a reconnect in the middle of a share, what the server already sent back is not sent again.
         let held: std::collections::HashSet<&str> = self.docs.values().map(|d| d.path.as_str()).collect();
-        let files = workspace::scan(&self.root)?;
+        let scan = workspace::scan(&self.root)?;
         let files: Vec<(String, String)> =
-            files.into_iter().filter(|(path, _)| !held.contains(path.as_str())).collect();
+            scan.files.into_iter().filter(|(path, _)| !held.contains(path.as_str())).collect();
+        self.unshared_here(scan.unshared, io);
         let count = files.len();
         if count > 0 {
             let title = format!("CodeCollab: sharing {count} files");

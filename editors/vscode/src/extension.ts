@@ -219,7 +219,21 @@ class Controller implements vscode.Disposable {
     }
     this.invites = undefined;
     this.begin(folder.uri, result.session);
-    void vscode.window.showInformationMessage(`CodeCollab: joined, ${result.files.length} files in ${folder.name}.`);
+    const unshared = result.unshared ?? [];
+    const left =
+      unshared.length === 0
+        ? ''
+        : ` ${unshared.length === 1 ? '1 file is' : `${unshared.length} files are`} not in the session and stay ` +
+          'with whoever has them: ' +
+          unshared
+            .slice(0, 5)
+            .map((f) => `${f.path} (${f.reason})`)
+            .join(', ') +
+          (unshared.length > 5 ? ', …' : '') +
+          '.';
+    void vscode.window.showInformationMessage(
+      `CodeCollab: joined, ${result.files.length} files in ${folder.name}.${left}`,
+    );
     if (result.backup) {
       const { files, folder: backup } = result.backup;
       void vscode.window.showWarningMessage(

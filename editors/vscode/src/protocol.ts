@@ -99,6 +99,8 @@ export const JOIN_CONFLICTS = -32010;
 export interface JoinResult {
   session: string;
   files: string[];
+  /** Files of the session's folder not in the session (binary, too large, not UTF-8), and why (addition). */
+  unshared?: { path: string; reason: string }[];
   /** Where `onConflict: 'backup'` moved the differing local files (addition). */
   backup?: { folder: string; files: string[] };
 }

@@ -184,6 +184,15 @@ impl Handler {
                     self.refuse_with(refusal, Some(doc));
                 }
             }
+            ClientMsg::Unshared { files } => {
+                let result = match may_edit {
+                    Ok(()) => session.ask(|reply| SessionCommand::Unshared { peer, files, reply }).await,
+                    Err(refusal) => Err(refusal),
+                };
+                if let Err(refusal) = result {
+                    self.refuse_with(refusal, None);
+                }
+            }
             ClientMsg::RemovePeer { name } => {
                 if let Err(refusal) = session.ask(|reply| SessionCommand::RemovePeer { peer, name, reply }).await {
                     self.refuse_with(refusal, None);

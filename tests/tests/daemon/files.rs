@@ -317,3 +317,41 @@ fn git(dir: &std::path::Path, args: &[&str]) {
         .expect("git runs");
     assert!(status.success(), "git {args:?}");
 }
+
+/// Files a share leaves out (binary, not UTF-8, over 4 MiB) are listed for every joiner, with why, and never
+/// written on their disks; one that appears on the host's disk later is told to the peers already in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_left_out_are_listed_for_joiners_with_why() {
+    let pair = Pair::start_with(
+        |root| {
+            std::fs::write(root.join("notes.txt"), "text\n").expect("write");
+            std::fs::write(root.join("image.png"), b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR").expect("write");
+            std::fs::write(root.join("latin1.txt"), b"caf\xe9\n").expect("write");
+            std::fs::write(root.join("big.log"), "x".repeat(5 << 20)).expect("write");
+        },
+        (Encoding::Utf8, Encoding::Utf8),
+    )
+    .await;
+    let Pair { mut b, joined, host, guest, .. } = pair;
+    assert_eq!(joined["files"], json!(["notes.txt"]));
+    assert_eq!(
+        joined["unshared"],
+        json!([
+            {"path": "big.log", "reason": format!("larger than 4 MiB ({} bytes)", 5 << 20)},
+            {"path": "image.png", "reason": "binary"},
+            {"path": "latin1.txt", "reason": "not UTF-8 text"},
+        ])
+    );
+    for path in ["big.log", "image.png", "latin1.txt"] {
+        assert!(!guest.path().join(path).exists(), "{path} is not written on the joiner's disk");
+    }
+    // A binary file the host's disk gains during the session is told to the peer already in.
+    std::fs::write(host.path().join("logo.ico"), b"\0\0\x01\0").expect("write");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !b.messages.iter().any(|m| m.contains("logo.ico")) {
+        assert!(tokio::time::Instant::now() < deadline, "never told of logo.ico: {:?}", b.messages);
+        b.drain(Duration::from_millis(50)).await.expect("the daemon runs");
+    }
+    let told = b.messages.iter().find(|m| m.contains("logo.ico")).cloned();
+    assert!(told.as_deref().is_some_and(|m| m.contains("logo.ico (binary)")), "{:?}", b.messages);
+}

@@ -47,6 +47,7 @@ async fn a_hostile_server_plants_nothing_and_the_session_goes_on() {
         peers: Vec::new(),
         docs: docs.iter().map(|(doc, path)| DocInfo { doc: *doc, path: path.clone() }).collect(),
         limits: Some(Limits { max_frame_bytes: 16 << 20, max_document_chars: 1 << 30, heartbeat_ms: 60_000 }),
+        unshared: Vec::new(),
     };
     let paths: HashMap<u64, String> = docs.into_iter().collect();
     let script = Box::new(move |msg: &ClientMsg| match msg {

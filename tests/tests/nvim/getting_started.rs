@@ -104,3 +104,18 @@ fn help_works_from_the_runtimepath_and_from_a_package_with_no_helptags_run() {
     let committed = std::fs::read_to_string(plugin_dir().join("doc/tags")).expect("doc/tags is committed");
     assert_eq!(committed, fresh, "editors/nvim/doc/tags is stale: run :helptags editors/nvim/doc");
 }
+
+#[test]
+fn a_joiner_is_told_which_files_stay_with_the_host_and_why() {
+    let data = TempDir::new("nvim-unshared");
+    let server = ServerProcess::spawn("127.0.0.1:0", data.path(), &[]).expect("server");
+    let (host, guest) = (TempDir::new("unshared-host"), TempDir::new("unshared-guest"));
+    std::fs::write(host.path().join("notes.txt"), "text\n").expect("write");
+    std::fs::write(host.path().join("photo.jpg"), b"\xff\xd8\xff\xe0\0\x10JFIF").expect("write");
+    let (_ana, invite) = Nvim::share(host.path(), &server.url(), "ana").expect("share");
+    let mut ben = Nvim::join(&invite, guest.path(), "ben").expect("join");
+    ben.wait_for("the message", Duration::from_secs(10), |n| Ok(messages(n).contains("photo.jpg (binary)")))
+        .expect("told");
+    assert!(messages(&mut ben).contains("1 file is not in the session"), "{}", messages(&mut ben));
+    assert!(!guest.path().join("photo.jpg").exists());
+}

@@ -1,4 +1,5 @@
-//! Shared from Neovim, joined from VS Code's palette; VS Code follows a peer into another file.
+//! Shared from Neovim, joined from VS Code's palette (which names the files left out, and why); VS Code follows a
+//! peer into another file.
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ fn shared_from_neovim_joined_from_the_vscode_palette() {
     let Setup { data: _data, server, host_dir, guest_dir } = Setup::start();
     std::fs::create_dir(host_dir.path().join("src")).expect("mkdir");
     std::fs::write(host_dir.path().join("src/lib.rs"), "fn main() {}\n").expect("write");
+    std::fs::write(host_dir.path().join("logo.png"), b"\x89PNG\r\n\x1a\n\0\0").expect("write");
 
     let (mut nvim, invite) = Nvim::share(host_dir.path(), &server.url(), "nils").expect("Neovim shares");
     nvim.command("edit doc.txt").expect("edit");
@@ -20,6 +22,8 @@ fn shared_from_neovim_joined_from_the_vscode_palette() {
     let mut vscode = VsCode::start(guest_dir.path(), None, "vic").expect("VS Code");
     let joined = vscode.join_from_palette(&invite).expect("join");
     assert!(joined.contains("joined, 2 files"), "{joined}");
+    assert!(joined.contains("1 file is not in the session") && joined.contains("logo.png (binary)"), "{joined}");
+    assert!(!guest_dir.path().join("logo.png").exists());
     assert_eq!(std::fs::read_to_string(guest_dir.path().join("src/lib.rs")).expect("joined file"), "fn main() {}\n");
 
     vscode.open("doc.txt").expect("open");

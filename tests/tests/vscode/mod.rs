@@ -7,6 +7,7 @@ mod follow;
 mod join;
 mod join_conflicts;
 mod leave;
+mod line_endings;
 mod peer_file_operations;
 mod restart;
 mod typing;

@@ -360,6 +360,20 @@ function M.join(invite, dir, callback, backup)
   local params = { invite = invite, name = config.values.name, onConflict = backup and 'backup' or nil }
   start_session('collab/join', dir, params, function(result, root)
     notify(('joined: %d files in %s'):format(#result.files, root))
+    local unshared = result.unshared or {}
+    if #unshared > 0 then
+      local shown = {}
+      for i = 1, math.min(#unshared, 5) do
+        shown[i] = ('%s (%s)'):format(unshared[i].path, unshared[i].reason)
+      end
+      notify(
+        ('%s not in the session and stay with whoever has them: %s%s'):format(
+          #unshared == 1 and '1 file is' or (#unshared .. ' files are'),
+          table.concat(shown, ', '),
+          #unshared > 5 and ', ...' or ''
+        )
+      )
+    end
     if result.backup then
       notify(
         ('your %d differing files were moved to %s'):format(#result.backup.files, result.backup.folder),
