@@ -173,9 +173,18 @@ impl Doc {
     /// line with the rest.
     pub fn adopt(&mut self, open: PendingOpen, encoding: Encoding) -> Effects {
         let mut effects = Effects::default();
-        let base = open.sent.as_deref().unwrap_or(&open.opened);
-        let ours = merge::diff(base, &open.text, Some(Instant::now() + MERGE_DEADLINE));
         let server = self.text.to_string();
+        let base = match open.sent.as_deref() {
+            // Our own creation: the server's answer to it holds what we sent and nothing since (nobody else can
+            // have had the document before it was answered), so only what the editor typed after is ours to merge.
+            Some(sent) if self.ot.revision() == 0 && server == sent => sent,
+            // Another peer created the same path first: the server answered our creation with theirs. Everything
+            // the editor has is ours, kept beside theirs.
+            Some(_) => "",
+            // A file the session held before we opened it: the editor opened what the disk had of it.
+            None => &open.opened,
+        };
+        let ours = merge::diff(base, &open.text, Some(Instant::now() + MERGE_DEADLINE));
         match merge::merge(base, &ours, &server, Some(Instant::now() + MERGE_DEADLINE)) {
             Ok(merged) if !merged.ours.is_noop() => {
                 if merged.ours.apply_to(&mut self.text).is_ok() {

@@ -293,6 +293,21 @@ async fn a_new_file_opened_in_two_editors_at_once_is_fetched_once_by_each() {
     assert_eq!(pair.server_text("new.txt").await, text);
 }
 
+/// Two peers create the same new path at once from their editors, each with its own text: the second creation
+/// finds the first's document, and its text is kept beside the first's, not dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_new_path_created_by_two_editors_at_once_keeps_both_texts() {
+    let mut pair = Pair::start(&[], (Encoding::Utf16, Encoding::Utf8)).await;
+    let (ua, ub) = pair.uris("same.txt");
+    pair.a.open(&ua, "ada's first line\n").await.expect("a opens");
+    pair.b.open(&ub, "bob's own text\n").await.expect("b opens");
+    let texts = pair.settle("same.txt").await;
+    for token in ["ada's first line\n", "bob's own text\n"] {
+        assert_eq!(texts[0].matches(token).count(), 1, "{token:?} in {:?}", texts[0]);
+    }
+    assert_eq!(pair.server_text("same.txt").await, texts[0]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typing_into_a_new_file_before_the_server_has_it_is_kept_and_merged() {
     let mut pair = Pair::start(&[], (Encoding::Utf16, Encoding::Utf8)).await;
