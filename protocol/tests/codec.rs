@@ -1,6 +1,6 @@
 //! The wire codec: every message round-trips; random, truncated and mutated frames never panic the decoder.
 
-use codecollab_protocol::wire::{ClientMsg, DocInfo, ErrorCode, Limits, PeerInfo, Role, ServerMsg};
+use codecollab_protocol::wire::{ClientMsg, DocInfo, ErrorCode, Limits, PeerInfo, Role, ServerMsg, UnsharedFile};
 use codecollab_protocol::{DecodeError, Selection, TextOperation};
 
 use crate::support::for_each_seed;
@@ -32,6 +32,9 @@ fn client_messages() -> Vec<ClientMsg> {
         ClientMsg::Delete { doc: 2 },
         ClientMsg::Rename { doc: 2, path: "b/c.txt".into() },
         ClientMsg::RemovePeer { name: "Eve".into() },
+        ClientMsg::Unshared {
+            files: vec![UnsharedFile { path: "big.log".into(), reason: "larger than 4 MiB".into() }],
+        },
     ]
 }
 
@@ -56,6 +59,7 @@ fn server_messages() -> Vec<ServerMsg> {
             peers: vec![peer.clone()],
             docs: vec![doc.clone()],
             limits: Some(Limits { max_frame_bytes: 16 << 20, max_document_chars: 1 << 24, heartbeat_ms: 15_000 }),
+            unshared: vec![UnsharedFile { path: "logo.png".into(), reason: "binary".into() }],
         },
         ServerMsg::Snapshot { doc: 1, path: "README.md".into(), revision: 12, text: "é\n".into(), last_seq: Some(3) },
         ServerMsg::Subscribed { doc: 1, revision: 12 },
@@ -68,6 +72,9 @@ fn server_messages() -> Vec<ServerMsg> {
         ServerMsg::PeerJoined { peer },
         ServerMsg::PeerLeft { peer: 4 },
         ServerMsg::PeerRemoved { name: "Bo".into() },
+        ServerMsg::Unshared {
+            files: vec![UnsharedFile { path: "big.log".into(), reason: "larger than 4 MiB".into() }],
+        },
         ServerMsg::Error { code: ErrorCode::ResyncNeeded, message: "reload".into(), doc: Some(1) },
     ]
 }
@@ -188,8 +195,8 @@ mod rmpv_like {
 }
 
 #[test]
-fn a_welcome_without_limits_from_an_older_server_decodes() {
-    // The fields of `welcome` before `limits` was added, as such a server encodes them.
+fn a_welcome_without_limits_or_unshared_from_an_older_server_decodes() {
+    // The fields of `welcome` before `limits` and `unshared` were added, as such a server encodes them.
     #[derive(serde::Serialize)]
     struct OldWelcome<'a> {
         r#type: &'a str,
@@ -215,7 +222,10 @@ fn a_welcome_without_limits_from_an_older_server_decodes() {
     };
     let frame = rmp_serde::to_vec_named(&(1u32, old)).expect("encodes");
     match ServerMsg::decode(&frame, 1 << 20) {
-        Ok(ServerMsg::Welcome { limits, peer, .. }) => assert_eq!((limits, peer), (None, 2)),
+        Ok(ServerMsg::Welcome { limits, peer, unshared, .. }) => {
+            assert_eq!((limits, peer), (None, 2));
+            assert!(unshared.is_empty());
+        }
         other => panic!("{other:?}"),
     }
 }
