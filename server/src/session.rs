@@ -402,16 +402,18 @@ impl SessionTask {
     /// [`MAX_UNSHARED`] entries) and sends everyone the list if it changed.
     fn add_unshared(&mut self, peer: PeerId, files: Vec<UnsharedFile>) -> Result<(), Refusal> {
         self.is_peer(peer)?;
+        // All or nothing: one path no document may have refuses the message.
+        let files: Vec<(String, String)> =
+            files.into_iter().map(|f| Ok((validate_path(&f.path)?, f.reason))).collect::<Result<_, Refusal>>()?;
         let mut changed = false;
-        for file in files {
-            let path = validate_path(&file.path)?;
+        for (path, reason) in files {
             if self.paths.contains_key(&path::case_key(&path)) {
                 continue; // A document after all.
             }
             if self.unshared.len() >= MAX_UNSHARED && !self.unshared.contains_key(&path) {
                 break;
             }
-            let reason: String = file.reason.chars().filter(|c| !c.is_control()).take(MAX_UNSHARED_REASON).collect();
+            let reason: String = reason.chars().filter(|c| !c.is_control()).take(MAX_UNSHARED_REASON).collect();
             changed |= self.unshared.insert(path, reason.clone()).is_none_or(|old| old != reason);
         }
         if changed {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use codecollab_protocol::wire::{ClientMsg, ErrorCode, ServerMsg};
+use codecollab_protocol::wire::{ClientMsg, ErrorCode, ServerMsg, UnsharedFile};
 use codecollab_protocol::{Selection, TextOperation};
 use codecollab_tests::client::{Connect, WsClient};
 use codecollab_tests::editor::{self, Editor};
@@ -304,4 +304,52 @@ async fn paths_into_version_control_or_clashing_in_letter_case_are_refused() {
     ws.recv_until(|m| matches!(m, ServerMsg::Renamed { path, .. } if path == "Tool.sh").then_some(()))
         .await
         .expect("renamed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_left_out_are_listed_for_everyone_checked_and_dropped_once_shared() {
+    let (server, tokens) = server_and_session().await;
+    let url = server.url();
+    let (mut sharer, _) = editor::join(&url, &connect_with(&tokens.edit_token), 1, "sharer").await.expect("join");
+    let (mut other, _) = editor::join(&url, &connect_with(&tokens.edit_token), 2, "other").await.expect("join");
+    let file = |path: &str, reason: &str| UnsharedFile { path: path.into(), reason: reason.into() };
+    // A path no document may have is refused, whole.
+    sharer
+        .send(&ClientMsg::Unshared { files: vec![file("ok.png", "binary"), file("../x.png", "binary")] })
+        .await
+        .expect("send");
+    expect_error(&mut sharer, ErrorCode::InvalidPath).await;
+    // Listed: everyone gets the whole list, reasons cut to their bound.
+    let long = "x".repeat(500);
+    sharer
+        .send(&ClientMsg::Unshared { files: vec![file("logo.png", "binary"), file("big.log", &long)] })
+        .await
+        .expect("send");
+    let listed = other
+        .recv_until(|m| match m {
+            ServerMsg::Unshared { files } => Some(files.clone()),
+            _ => None,
+        })
+        .await
+        .expect("list");
+    assert_eq!(listed.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["big.log", "logo.png"]);
+    assert_eq!(listed[0].reason.chars().count(), codecollab_protocol::wire::MAX_UNSHARED_REASON);
+    // A joiner finds it in its welcome.
+    let (_late, welcome) = editor::join(&url, &connect_with(&tokens.edit_token), 3, "late").await.expect("join");
+    let ServerMsg::Welcome { unshared, .. } = welcome else { unreachable!() };
+    assert_eq!(unshared, listed);
+    // Once a document is created at one of those paths, it is no longer listed.
+    let _creator = Editor::open(&url, &tokens.edit_token, "creator", "logo.png", "now text").await.expect("create");
+    let after = other
+        .recv_until(|m| match m {
+            ServerMsg::Unshared { files } => Some(files.clone()),
+            _ => None,
+        })
+        .await
+        .expect("list");
+    assert_eq!(after.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["big.log"]);
+    // A viewer may not add to it.
+    let (mut viewer, _) = editor::join(&url, &connect_with(&tokens.view_token), 4, "viewer").await.expect("join");
+    viewer.send(&ClientMsg::Unshared { files: vec![file("v.png", "binary")] }).await.expect("send");
+    expect_error(&mut viewer, ErrorCode::Forbidden).await;
 }
