@@ -86,3 +86,56 @@ fn a_buffer_follows_a_peers_rename_and_keeps_its_text_when_the_file_is_deleted()
     ben.settle_input().expect("settled");
     until_server(&invite, "moved.txt", |t| t.starts_with("again ben: "));
 }
+
+/// What file-explorer plugins (oil.nvim, nvim-tree, neo-tree, through their LSP file-operation support) do to
+/// rename a file: ask every LSP client that registered `willRename` for it, move the file, rename its buffer, then
+/// tell the clients that registered `didRename`.
+const EXPLORER_RENAME: &str = "local old, new = ... \
+    local files = { { oldUri = vim.uri_from_fname(old), newUri = vim.uri_from_fname(new) } } \
+    local asked = 0 \
+    for _, client in ipairs(vim.lsp.get_clients()) do \
+      if vim.tbl_get(client.server_capabilities, 'workspace', 'fileOperations', 'willRename') then \
+        client:request_sync('workspace/willRenameFiles', { files = files }, 5000) asked = asked + 1 \
+      end \
+    end \
+    assert(vim.uv.fs_rename(old, new)) \
+    local buf = vim.fn.bufnr(old) \
+    if buf > 0 then vim.api.nvim_buf_set_name(buf, new) vim.api.nvim_buf_call(buf, function() vim.cmd('silent! write!') end) end \
+    for _, client in ipairs(vim.lsp.get_clients()) do \
+      if vim.tbl_get(client.server_capabilities, 'workspace', 'fileOperations', 'didRename') then \
+        client:notify('workspace/didRenameFiles', { files = files }) \
+      end \
+    end \
+    return asked";
+
+#[test]
+fn a_rename_by_a_file_explorer_plugin_reaches_the_session_and_the_peers_buffer_follows() {
+    let NvimPair { server: _server, data: _data, host_dir, guest_dir, a: mut ana, b: mut ben, invite } =
+        NvimPair::start();
+    ben.wait_for("Ben's buffer", Duration::from_secs(20), |n| Ok(n.text()? == DOC)).expect("loaded");
+    let (old, new) = (host_dir.path().join("doc.txt"), host_dir.path().join("renamed.txt"));
+    let asked = ana.lua(EXPLORER_RENAME, json!([old, new])).expect("the explorer renames");
+    assert_eq!(asked, json!(1), "the daemon registered willRename and was asked");
+    // The session has the new name; Ben's disk and buffer follow; both go on typing into it.
+    until_server(&invite, "renamed.txt", |t| t == DOC);
+    let name = |n: &mut codecollab_tests::nvim::Nvim| -> anyhow::Result<String> {
+        Ok(n.lua("return vim.fn.expand('%:t')", json!([]))?.as_str().unwrap_or_default().to_owned())
+    };
+    ben.wait_for("Ben's buffer to follow", Duration::from_secs(20), |n| Ok(name(n)? == "renamed.txt"))
+        .expect("followed");
+    assert!(!guest_dir.path().join("doc.txt").exists());
+    ana.input("ggIana <Esc>").expect("types");
+    ben.input("GAben<Esc>").expect("types");
+    ana.settle_input().expect("settled");
+    ben.settle_input().expect("settled");
+    let text = until_server(&invite, "renamed.txt", |t| t.starts_with("ana alpha") && t.ends_with("xxxben\n"));
+    ana.wait_for("Ana's buffer", Duration::from_secs(20), |n| Ok(n.text()? == text)).expect("agrees");
+    ben.wait_for("Ben's buffer", Duration::from_secs(20), |n| Ok(n.text()? == text)).expect("agrees");
+    let paths = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(codecollab_tests::editor::invite_server_paths(&invite))
+        .expect("paths");
+    assert_eq!(paths, ["renamed.txt"]);
+}
