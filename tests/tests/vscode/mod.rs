@@ -2,6 +2,7 @@
 //! daemon, server and Neovim on the other side; one file per property, one workbench at a time.
 
 mod approval;
+mod disk_changes;
 mod file_operations;
 mod follow;
 mod join;

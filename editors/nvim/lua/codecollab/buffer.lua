@@ -122,6 +122,17 @@ function M.track(bufnr, uri)
   client.notify('collab/open', { uri = uri, text = text })
   vim.api.nvim_buf_attach(bufnr, false, {
     on_bytes = on_bytes,
+    -- The file was read again (`:edit`, 'autoread' after a formatter or `git checkout` rewrote it): no on_bytes
+    -- comes for that, so what changed is the difference from what was last sent.
+    on_reload = function()
+      local state = M.tracked[bufnr]
+      if state and not state.scheduled then
+        state.scheduled = true
+        vim.schedule(function()
+          M.flush(bufnr)
+        end)
+      end
+    end,
     on_detach = function()
       M.tracked[bufnr] = nil
     end,
