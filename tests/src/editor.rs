@@ -232,15 +232,27 @@ pub fn random_client_id() -> ClientId {
     hasher.finish()
 }
 
-/// Opens a fresh connection and returns the server's current text and revision of `path`; an error if the session
-/// has no such document (looking never creates one).
+/// The error of reading a document the session does not hold.
+#[derive(Debug)]
+pub struct NoSuchDocument(pub String);
+
+impl std::fmt::Display for NoSuchDocument {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the session has no {}", self.0)
+    }
+}
+
+impl std::error::Error for NoSuchDocument {}
+
+/// Opens a fresh connection and returns the server's current text and revision of `path`; [`NoSuchDocument`] if
+/// the session has no such document (looking never creates one).
 pub async fn server_text(url: &str, token: &str, path: &str) -> anyhow::Result<(String, Revision)> {
     let connect = Connect { token: Some(token.into()), ..Default::default() };
     let (mut ws, welcome) = join(url, &connect, random_client_id(), "observer").await?;
     let ServerMsg::Welcome { docs, .. } = welcome else { unreachable!("checked by join") };
     let Some(doc) = docs.iter().find(|d| d.path == path).map(|d| d.doc) else {
         ws.close().await;
-        bail!("the session has no {path}");
+        return Err(NoSuchDocument(path.to_owned()).into());
     };
     ws.send(&ClientMsg::Subscribe { doc, since: None }).await?;
     let snapshot = ws

@@ -48,7 +48,7 @@ fn shared_from_vscode_joined_from_neovim_both_typing_at_once() {
     vscode
         .wait_for("the status bar to count Nora", Duration::from_secs(20), |v| {
             let status = v.status()?;
-            Ok(status.contains("connected") && status.ends_with("· 1"))
+            Ok(status.contains("connected") && status.ends_with("· 1 other"))
         })
         .expect("status bar");
 
