@@ -25,6 +25,9 @@ fn git(dir: &Path, args: &[&str]) {
     assert!(status.success(), "git {args:?}");
 }
 
+/// One change on the host's disk (given the host's Neovim, for the one that must notice it).
+type Step<'a> = Box<dyn Fn(&mut Nvim) + 'a>;
+
 /// Every file under `root` (but version control and build output), with its bytes.
 fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
     files_under(root)
@@ -81,7 +84,7 @@ fn git_checkout_mv_rm_and_a_formatter_on_the_host_reach_vscode_and_neovim_joiner
     vscode.join_from_palette(&invite).expect("join");
     vscode.open("v.txt").expect("open");
 
-    let steps: Vec<Box<dyn Fn(&mut Nvim)>> = vec![
+    let steps: Vec<Step> = vec![
         Box::new(|_| git(&host, &["checkout", "-q", "other"])),
         Box::new(|_| std::fs::rename(host.join("src"), host.join("lib")).expect("mv")),
         Box::new(|_| std::fs::remove_file(host.join("keep.txt")).expect("rm")),
