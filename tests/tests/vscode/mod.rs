@@ -10,6 +10,7 @@ mod join_conflicts;
 mod leave;
 mod line_endings;
 mod peer_file_operations;
+mod reload;
 mod restart;
 mod typing;
 mod view_only;
