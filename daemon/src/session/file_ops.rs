@@ -23,13 +23,22 @@ impl Session {
             return false;
         }
         if io.relay.is_none() {
-            io.editor.warning(format!(
-                "{path} was {what} while the server is out of reach: the others do not see it (do it again once \
-                 reconnected)"
-            ));
-            return false;
+            io.editor.message(
+                tower_lsp_server::lsp_types::MessageType::INFO,
+                format!("{path} was {what} while the server is out of reach: the others see it once it is back"),
+            );
         }
         true
+    }
+
+    /// Sends a file operation (create, rename, delete), or keeps it for the reconnect if the server is out of
+    /// reach: sent, in order, right after the documents are resumed.
+    pub(super) fn send_file_op(&mut self, msg: ClientMsg, io: &Io) {
+        if io.relay.is_some() {
+            io.send(msg);
+        } else {
+            self.queued_file_ops.push(msg);
+        }
     }
 
     /// `workspace/didCreateFiles`: files new on disk, created from the editor, join the session with their text.
@@ -70,7 +79,7 @@ impl Session {
             return;
         }
         self.created_here.insert(path.clone());
-        io.send(ClientMsg::Create { path, text });
+        self.send_file_op(ClientMsg::Create { path, text }, io);
     }
 
     /// Starts watching the shared folder for changes on disk (once the share or join is done).
@@ -179,7 +188,7 @@ impl Session {
         }
         self.release(&from);
         self.claim(doc, &path);
-        io.send(ClientMsg::Rename { doc, path });
+        self.send_file_op(ClientMsg::Rename { doc, path }, io);
     }
 
     /// Deletes document `doc` for everyone (its file is gone here already).
@@ -190,7 +199,7 @@ impl Session {
         }
         if let Some(d) = self.docs.remove(&doc) {
             self.release(&d.path);
-            io.send(ClientMsg::Delete { doc });
+            self.send_file_op(ClientMsg::Delete { doc }, io);
         }
     }
 

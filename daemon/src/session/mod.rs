@@ -132,6 +132,8 @@ pub struct Session {
     unshared_here: Vec<UnsharedFile>,
     /// The session's list of files not in it, by path, with why.
     pub unshared: BTreeMap<String, String>,
+    /// File operations made while the server was out of reach, sent in order once it is back.
+    queued_file_ops: Vec<ClientMsg>,
     /// The watch on the shared folder, once the share or join is done.
     watcher: Option<crate::watcher::Watcher>,
 }
@@ -178,6 +180,7 @@ impl Session {
             created_here: HashSet::new(),
             watcher: None,
             unshared_here: Vec::new(),
+            queued_file_ops: Vec::new(),
             unshared: unshared_map(welcome.unshared),
             removing: None,
             case_keys: HashMap::new(),
@@ -264,6 +267,10 @@ impl Session {
                 io.editor.cursors(d, &self.peers);
             }
             io.send(ClientMsg::Subscribe { doc, since: Some(d.ot.revision()) });
+        }
+        // What was created, renamed or deleted here meanwhile: after the documents it names are resumed.
+        for msg in std::mem::take(&mut self.queued_file_ops) {
+            io.send(msg);
         }
         io.editor.peers(Some(self));
         for doc in docs {

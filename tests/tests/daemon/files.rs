@@ -355,3 +355,64 @@ async fn files_left_out_are_listed_for_joiners_with_why() {
     let told = b.messages.iter().find(|m| m.contains("logo.ico")).cloned();
     assert!(told.as_deref().is_some_and(|m| m.contains("logo.ico (binary)")), "{:?}", b.messages);
 }
+
+/// Files created, renamed and deleted in the editor while the server is down reach the others once it is back,
+/// with what was typed into the renamed file meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_operations_made_offline_reach_the_others_on_reconnect() {
+    let data = TempDir::new("files-offline");
+    let mut server = codecollab_tests::harness::ServerProcess::spawn("127.0.0.1:0", data.path(), &[]).expect("server");
+    let (host, guest) = (TempDir::new("host"), TempDir::new("guest"));
+    std::fs::write(host.path().join("a.txt"), "alpha\n").expect("write");
+    std::fs::write(host.path().join("gone.txt"), "to delete\n").expect("write");
+    let (mut a, mut b, invite, _) = codecollab_tests::fixtures::scripted::pair(
+        &server.url(),
+        host.path(),
+        guest.path(),
+        (Encoding::Utf8, Encoding::Utf8),
+    )
+    .await;
+    let read = |path: &str| std::fs::read_to_string(guest.path().join(path)).ok();
+    let ua = uri(&host.path().join("a.txt"));
+    a.open(&ua, "alpha\n").await.expect("open");
+
+    server.kill();
+    a.wait_state("reconnecting", Duration::from_secs(20)).await.expect("a sees the drop");
+    let at = |p: &str| uri(&host.path().join(p));
+    // Renamed (as an editor does it), typed into under its new name, a file created, one deleted.
+    let rename = json!({"files": [{"oldUri": at("a.txt"), "newUri": at("b.txt")}]});
+    a.request("workspace/willRenameFiles", rename.clone()).await.expect("will rename");
+    std::fs::rename(host.path().join("a.txt"), host.path().join("b.txt")).expect("mv");
+    a.notify("workspace/didRenameFiles", rename).await.expect("did rename");
+    a.notify("collab/close", json!({"uri": ua})).await.expect("close");
+    let ub_host = at("b.txt");
+    a.open(&ub_host, "alpha\n").await.expect("reopen");
+    a.type_at(&ub_host, 0, 0, "offline ").await.expect("type");
+    std::fs::write(host.path().join("new.txt"), "made offline\n").expect("write");
+    a.notify("workspace/didCreateFiles", json!({"files": [{"uri": at("new.txt")}]})).await.expect("create");
+    std::fs::remove_file(host.path().join("gone.txt")).expect("rm");
+    a.notify("workspace/didDeleteFiles", json!({"files": [{"uri": at("gone.txt")}]})).await.expect("delete");
+
+    let _server =
+        codecollab_tests::harness::ServerProcess::spawn(&server.addr.to_string(), data.path(), &[]).expect("restart");
+    a.wait_state("connected", Duration::from_secs(30)).await.expect("a reconnects");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        a.drain(Duration::from_millis(50)).await.expect("a");
+        b.drain(Duration::from_millis(50)).await.expect("b");
+        let done = read("b.txt").as_deref() == Some("offline alpha\n")
+            && read("new.txt").as_deref() == Some("made offline\n")
+            && read("a.txt").is_none()
+            && read("gone.txt").is_none();
+        if done {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b's folder: {:?}",
+            files_under(guest.path()).iter().map(|p| (p.clone(), read(p))).collect::<Vec<_>>()
+        );
+    }
+    let paths = codecollab_tests::editor::invite_server_paths(&invite).await.expect("paths");
+    assert_eq!(paths, ["b.txt", "new.txt"]);
+}
