@@ -74,6 +74,9 @@ pub struct ServeArgs {
     /// How long operations are kept in the store for peers that come back, at most, e.g. `7d` [default: 7d].
     #[arg(long, env = "CODECOLLAB_RETENTION_AGE", value_parser = parse_duration)]
     pub retention_age: Option<Duration>,
+    /// Creating a session needs a host token even on a loopback address (a machine shared by several users).
+    #[arg(long, env = "CODECOLLAB_REQUIRE_HOST_TOKEN")]
+    pub require_host_token: bool,
 }
 
 /// How long the store keeps each document's operations after they are committed, so that a peer that comes
@@ -165,6 +168,7 @@ struct FileConfig {
     retention_age: Option<String>,
     invite_ttl: Option<String>,
     limits: Option<Limits>,
+    require_host_token: Option<bool>,
 }
 
 /// The effective configuration.
@@ -187,6 +191,8 @@ pub struct Config {
     /// How long invite tokens minted for a new session are valid.
     pub invite_ttl: Duration,
     pub limits: Limits,
+    /// Creating a session needs a host token on any address, loopback included.
+    pub require_host_token: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -210,6 +216,7 @@ impl Default for Config {
             retention: Retention::default(),
             invite_ttl: Duration::from_secs(7 * 24 * 3600),
             limits: Limits::default(),
+            require_host_token: false,
         }
     }
 }
@@ -276,15 +283,17 @@ impl Config {
         if let Some(limits) = file.limits {
             config.limits = limits;
         }
+        config.require_host_token = args.require_host_token || file.require_host_token.unwrap_or(false);
         if config.heartbeat < Duration::from_millis(10) {
             bail!("heartbeat interval must be at least 10ms");
         }
         Ok(config)
     }
 
-    /// Creating sessions without a host token is allowed only on a loopback address.
+    /// Creating sessions without a host token is allowed only on a loopback address, and not there either with
+    /// `require_host_token`.
     pub fn open_session_creation(&self) -> bool {
-        self.listen.ip().is_loopback()
+        self.listen.ip().is_loopback() && !self.require_host_token
     }
 }
 
@@ -324,6 +333,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_in_deploy_loads() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/server.toml");
+        let config = Config::load(&ServeArgs { config: Some(path), ..Default::default() }).expect("valid");
+        assert!(config.require_host_token && !config.open_session_creation());
+        assert_eq!(config.public_url.as_deref(), Some("wss://collab.example.com"));
+    }
+
+    #[test]
     fn file_values_apply_under_flags() {
         let dir = std::env::temp_dir().join(format!("codecollab-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -349,6 +366,14 @@ mod tests {
         assert_eq!(config.retention, Retention { ops: 100, age: Duration::from_secs(7200) });
         std::fs::write(&path, "history = 64\nretention_ops = 10\n").expect("write");
         assert!(Config::load(&args).is_err(), "the store keeps at least the history");
+        // Loopback alone lets anyone create sessions, unless host tokens are required (file or flag).
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\n").expect("write");
+        assert!(Config::load(&args).expect("valid").open_session_creation());
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nrequire_host_token = true\n").expect("write");
+        assert!(!Config::load(&args).expect("valid").open_session_creation());
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\n").expect("write");
+        let required = ServeArgs { config: Some(path.clone()), require_host_token: true, ..Default::default() };
+        assert!(!Config::load(&required).expect("valid").open_session_creation());
         std::fs::write(&path, "no_such_key = 1\n").expect("write");
         assert!(Config::load(&args).is_err());
         std::fs::remove_dir_all(dir).ok();

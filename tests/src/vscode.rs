@@ -217,6 +217,11 @@ impl VsCode {
         Ok(killed)
     }
 
+    /// The workbench's own directory (its user data, settings and logs).
+    pub fn work_path(&self) -> &Path {
+        &self.work_path
+    }
+
     /// The active editor's caret as VS Code's status bar shows it: (line, column), both 1-based.
     pub fn caret(&mut self) -> anyhow::Result<Option<(u64, u64)>> {
         let reply = self.call("caret", json!({}))?;

@@ -34,6 +34,11 @@ import {
   StatusResult,
 } from './protocol';
 
+/** Where the host token is kept in VS Code's secret storage. */
+const HOST_TOKEN_KEY = 'codecollab.hostToken';
+/** The button that runs Set Host Token. */
+const SET_HOST_TOKEN = 'Set Host Token';
+
 /** The button that closes the editor of a file deleted in the session. */
 const CLOSE_EDITOR = 'Close Editor';
 
@@ -55,6 +60,7 @@ export function activate(context: vscode.ExtensionContext): void {
     ['codecollab.copyInvite', () => controller!.copyInvite()],
     ['codecollab.followPeer', (name?: unknown) => controller!.followPeer(typeof name === 'string' ? name : undefined)],
     ['codecollab.stopFollowing', () => controller!.stopFollowing()],
+    ['codecollab.setHostToken', () => controller!.setHostToken()],
     ['codecollab.showPeers', () => controller!.showPeers()],
     ['codecollab.removePeer', () => controller!.removePeer()],
   ];
@@ -165,11 +171,32 @@ class Controller implements vscode.Disposable {
     }
     const client = await this.start();
     const config = vscode.workspace.getConfiguration('codecollab');
-    const result = await client.sendRequest<ShareResult>(Methods.share, {
-      root: folder.uri.toString(),
-      server: config.get<string>('server') || undefined,
-      name: this.name(),
-    });
+    // The host token lives in VS Code's secret storage, never in settings.json.
+    const token = (await this.context.secrets.get(HOST_TOKEN_KEY)) || undefined;
+    let result: ShareResult;
+    try {
+      result = await client.sendRequest<ShareResult>(Methods.share, {
+        root: folder.uri.toString(),
+        server: config.get<string>('server') || undefined,
+        name: this.name(),
+        token,
+      });
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      if (!/token/i.test(message)) {
+        throw error;
+      }
+      const what = token ? 'The host token set here was refused' : 'This server needs a host token to share';
+      const choice = await vscode.window.showErrorMessage(
+        `CodeCollab: ${what} (${message}). Run "CodeCollab: Set Host Token" with a token from the server's admin ` +
+          '(codecollab-server token --name <you>).',
+        SET_HOST_TOKEN,
+      );
+      if (choice === SET_HOST_TOKEN) {
+        await this.setHostToken();
+      }
+      return;
+    }
     this.invites = { edit: result.invite, view: result.viewInvite };
     this.begin(folder.uri, result.session);
     const copied = await vscode.env.clipboard.writeText(result.invite).then(
@@ -183,6 +210,26 @@ class Controller implements vscode.Disposable {
     );
     if (choice) {
       await vscode.env.clipboard.writeText(result.viewInvite);
+    }
+  }
+
+  /** Asks for a host token and keeps it in VS Code's secret storage (an empty answer removes it). */
+  async setHostToken(): Promise<void> {
+    const token = await vscode.window.showInputBox({
+      title: 'CodeCollab: Set Host Token',
+      prompt: 'A host token from the server (codecollab-server token --name <you>); empty removes the one set',
+      password: true,
+      ignoreFocusOut: true,
+    });
+    if (token === undefined) {
+      return;
+    }
+    if (token.trim() === '') {
+      await this.context.secrets.delete(HOST_TOKEN_KEY);
+      void vscode.window.showInformationMessage('CodeCollab: host token removed.');
+    } else {
+      await this.context.secrets.store(HOST_TOKEN_KEY, token.trim());
+      void vscode.window.showInformationMessage('CodeCollab: host token saved (in secret storage); Share uses it.');
     }
   }
 

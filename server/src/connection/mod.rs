@@ -123,6 +123,6 @@ fn authenticate(head: &RequestHead, shared: &Shared) -> Result<Auth, String> {
     match head.bearer_token() {
         Some(token) => shared.secret.verify(token, unix_now()).map(Auth::Token).map_err(|e| e.to_string()),
         None if shared.config.open_session_creation() => Ok(Auth::Anonymous),
-        None => Err("a token is required (Authorization: Bearer ...)".into()),
+        None => Err("a token is required (Authorization: Bearer ...): a host token to create a session here, or an invite's to join one".into()),
     }
 }

@@ -5,6 +5,7 @@ mod approval;
 mod disk_changes;
 mod file_operations;
 mod follow;
+mod host_token;
 mod join;
 mod join_conflicts;
 mod leave;
