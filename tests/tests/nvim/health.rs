@@ -18,6 +18,16 @@ fn checkhealth_reports_ok_and_a_missing_daemon_clearly() {
         report.contains("ERROR") && report.contains("codecollab-daemon not found") && report.contains("cargo build"),
         "{report}"
     );
+    assert!(report.contains("looked in: /nonexistent/codecollab-daemon"), "{report}");
+    // With no `daemon` set and none on $PATH, the one built in the plugin's own checkout is found (what lazy.nvim's
+    // `build` step in the README makes), with no PATH change.
+    let mut checkout = Nvim::start(dir.path(), "{}", false).expect("nvim");
+    let report = checkout.lua(health, json!([])).expect("checkhealth").as_str().unwrap_or_default().to_owned();
+    let built = codecollab_tests::harness::binary("codecollab-daemon", "codecollab-daemon");
+    assert!(report.contains("OK") && report.contains("/target/"), "{report}");
+    assert!(
+        built.starts_with(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("repo"))
+    );
     // And :CodeCollab share says the same, as an error message, instead of failing obscurely.
     let error = missing.command("CodeCollab share").expect_err("reported as an error");
     assert!(error.to_string().contains("codecollab-daemon not found"), "{error}");

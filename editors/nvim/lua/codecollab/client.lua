@@ -52,7 +52,7 @@ function M.ensure(handlers)
   local daemon = config.daemon()
   if daemon == nil or daemon == '' or vim.fn.executable(daemon) ~= 1 then
     return nil,
-      'codecollab-daemon not found: install it (cargo build --release -p codecollab-daemon) and put it on PATH, or set `daemon` in setup()'
+      'codecollab-daemon not found: build it in the plugin\'s checkout (cargo build --release -p codecollab-daemon), or put it on PATH, or set `daemon` in setup(); :checkhealth codecollab says where it looked'
   end
   local capabilities = vim.lsp.protocol.make_client_capabilities()
   capabilities.general = capabilities.general or {}

@@ -49,8 +49,35 @@ function M.setup(opts)
 end
 
 --- The daemon command, from the configuration, else PATH.
+--- This plugin's folder (editors/nvim in a checkout of the repository, or the unpacked release tarball).
+local plugin_root = vim.fn.fnamemodify(debug.getinfo(1, 'S').source:sub(2), ':p:h:h:h')
+
+--- Where the daemon is looked for when setup() names none, in order: beside the plugin (the release tarball's bin/,
+--- built for this very plugin), $PATH (an install of your own), then built in the plugin's own checkout
+--- (`cargo build --release -p codecollab-daemon`, which lazy.nvim's `build` step runs; a debug build last).
+--- '$PATH' stands for the search of $PATH.
+function M.daemon_candidates()
+  local checkout = vim.fn.fnamemodify(plugin_root .. '/../..', ':p'):gsub('/$', '')
+  return {
+    plugin_root .. '/bin/codecollab-daemon',
+    '$PATH',
+    checkout .. '/target/release/codecollab-daemon',
+    checkout .. '/target/debug/codecollab-daemon',
+  }
+end
+
+--- The daemon to run: setup()'s `daemon`, else the first of daemon_candidates() that is there ('' if none).
 function M.daemon()
-  return M.values.daemon or vim.fn.exepath('codecollab-daemon')
+  if M.values.daemon then
+    return M.values.daemon
+  end
+  for _, path in ipairs(M.daemon_candidates()) do
+    local found = path == '$PATH' and vim.fn.exepath('codecollab-daemon') or path
+    if found ~= '' and vim.fn.executable(found) == 1 then
+      return found
+    end
+  end
+  return ''
 end
 
 function M.server()

@@ -13,9 +13,10 @@ function M.check()
   end
   local daemon = config.daemon()
   if daemon == nil or daemon == '' or vim.fn.executable(daemon) ~= 1 then
-    health.error('codecollab-daemon not found', {
-      'build it: cargo build --release -p codecollab-daemon',
-      'then put target/release on PATH, or call require("codecollab").setup({ daemon = "/path/to/codecollab-daemon" })',
+    local looked = config.values.daemon and { config.values.daemon } or config.daemon_candidates()
+    health.error('codecollab-daemon not found (looked in: ' .. table.concat(looked, ', ') .. ')', {
+      'build it in the plugin\'s checkout: cargo build --release -p codecollab-daemon (lazy.nvim: the `build` step in the README does it)',
+      'or put a codecollab-daemon on $PATH, or call require("codecollab").setup({ daemon = "/path/to/codecollab-daemon" })',
     })
   else
     local result = vim.system({ daemon, '--version' }, { text = true }):wait(5000)
