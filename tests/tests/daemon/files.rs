@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use codecollab_tests::editor::invite_rename;
 use codecollab_tests::fixtures::scripted::{join, server_text, share, Pair};
-use codecollab_tests::fixtures::{files_under, uri};
+use codecollab_tests::fixtures::{files_under, git, uri};
 use codecollab_tests::harness::{TempDir, TestServer};
 use codecollab_tests::lsp::{Encoding, ScriptedEditor};
 use serde_json::{json, Value};
@@ -306,16 +306,6 @@ async fn changes_on_the_hosts_disk_reach_the_guest_while_it_types() {
     let mut with_gitignore: Vec<&str> = expected.to_vec();
     with_gitignore.insert(0, ".gitignore");
     assert_eq!(paths, with_gitignore);
-}
-
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let status = std::process::Command::new("git")
-        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .status()
-        .expect("git runs");
-    assert!(status.success(), "git {args:?}");
 }
 
 /// Files a share leaves out (binary, not UTF-8, over 4 MiB) are listed for every joiner, with why, and never

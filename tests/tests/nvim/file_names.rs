@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use codecollab_tests::fixtures::nvim::{messages, server_text, NvimPair, DOC};
+use codecollab_tests::fixtures::until_server_text;
 use codecollab_tests::harness::poll_until;
 use serde_json::json;
 
@@ -34,17 +35,6 @@ fn saveas_shares_the_buffer_under_its_new_name_and_leaves_the_old_file() {
     assert_eq!(tracked.expect("lua"), json!(true), "the buffer is tracked under its new name");
 }
 
-/// The server's text of `path` once `done` holds for it.
-fn until_server(invite: &str, path: &str, done: impl Fn(&str) -> bool) -> String {
-    let mut last = String::new();
-    let waited = poll_until("the server's text", Duration::from_secs(20), Duration::from_millis(100), || {
-        last = codecollab_tests::editor::server_text_of_invite(invite, path).unwrap_or_default();
-        Ok(done(&last))
-    });
-    waited.unwrap_or_else(|error| panic!("{error}: {path} is {last:?}"));
-    last
-}
-
 #[test]
 fn a_buffer_follows_a_peers_rename_and_keeps_its_text_when_the_file_is_deleted() {
     let NvimPair { server: _server, data: _data, host_dir: _h, guest_dir, a: _ana, b: mut ben, invite } =
@@ -52,7 +42,7 @@ fn a_buffer_follows_a_peers_rename_and_keeps_its_text_when_the_file_is_deleted()
     ben.wait_for("Ben's buffer", Duration::from_secs(20), |n| Ok(n.text()? == DOC)).expect("loaded");
     ben.input("ggIben: <Esc>").expect("types");
     ben.settle_input().expect("settled");
-    until_server(&invite, "doc.txt", |t| t.starts_with("ben: alpha"));
+    until_server_text(&invite, "doc.txt", |t| t.starts_with("ben: alpha"));
 
     // Someone renames the file: Ben's buffer is the new file's now, and what he types goes there.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -63,7 +53,7 @@ fn a_buffer_follows_a_peers_rename_and_keeps_its_text_when_the_file_is_deleted()
     ben.wait_for("the buffer to follow", Duration::from_secs(20), |n| Ok(name(n)? == "moved.txt")).expect("followed");
     ben.input("GAmore<Esc>").expect("types");
     ben.settle_input().expect("settled");
-    let text = until_server(&invite, "moved.txt", |t| t.contains("more"));
+    let text = until_server_text(&invite, "moved.txt", |t| t.contains("more"));
     assert!(text.starts_with("ben: alpha beta"), "{text:?}");
     ben.command("write").expect("writes without E13");
     assert_eq!(std::fs::read_to_string(guest_dir.path().join("moved.txt")).expect("moved.txt"), text);
@@ -80,11 +70,11 @@ fn a_buffer_follows_a_peers_rename_and_keeps_its_text_when_the_file_is_deleted()
     ben.input("GAback<Esc>").expect("types");
     ben.settle_input().expect("settled");
     ben.command("write").expect("write");
-    let again = until_server(&invite, "moved.txt", |t| t.contains("moreback"));
+    let again = until_server_text(&invite, "moved.txt", |t| t.contains("moreback"));
     assert!(again.starts_with("ben: alpha beta"), "{again:?}");
     ben.input("ggIagain <Esc>").expect("types");
     ben.settle_input().expect("settled");
-    until_server(&invite, "moved.txt", |t| t.starts_with("again ben: "));
+    until_server_text(&invite, "moved.txt", |t| t.starts_with("again ben: "));
 }
 
 /// What file-explorer plugins (oil.nvim, nvim-tree, neo-tree, through their LSP file-operation support) do to
@@ -117,7 +107,7 @@ fn a_rename_by_a_file_explorer_plugin_reaches_the_session_and_the_peers_buffer_f
     let asked = ana.lua(EXPLORER_RENAME, json!([old, new])).expect("the explorer renames");
     assert_eq!(asked, json!(1), "the daemon registered willRename and was asked");
     // The session has the new name; Ben's disk and buffer follow; both go on typing into it.
-    until_server(&invite, "renamed.txt", |t| t == DOC);
+    until_server_text(&invite, "renamed.txt", |t| t == DOC);
     let name = |n: &mut codecollab_tests::nvim::Nvim| -> anyhow::Result<String> {
         Ok(n.lua("return vim.fn.expand('%:t')", json!([]))?.as_str().unwrap_or_default().to_owned())
     };
@@ -128,7 +118,7 @@ fn a_rename_by_a_file_explorer_plugin_reaches_the_session_and_the_peers_buffer_f
     ben.input("GAben<Esc>").expect("types");
     ana.settle_input().expect("settled");
     ben.settle_input().expect("settled");
-    let text = until_server(&invite, "renamed.txt", |t| t.starts_with("ana alpha") && t.ends_with("xxxben\n"));
+    let text = until_server_text(&invite, "renamed.txt", |t| t.starts_with("ana alpha") && t.ends_with("xxxben\n"));
     ana.wait_for("Ana's buffer", Duration::from_secs(20), |n| Ok(n.text()? == text)).expect("agrees");
     ben.wait_for("Ben's buffer", Duration::from_secs(20), |n| Ok(n.text()? == text)).expect("agrees");
     let paths = tokio::runtime::Builder::new_current_thread()

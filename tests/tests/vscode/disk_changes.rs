@@ -7,23 +7,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use codecollab_tests::editor::server_text_of_invite;
-use codecollab_tests::fixtures::files_under;
 use codecollab_tests::fixtures::vscode::{serial, Setup};
+use codecollab_tests::fixtures::{files_under, git, until_server_text};
 use codecollab_tests::harness::{poll_until, TempDir};
 use codecollab_tests::nvim::Nvim;
 use codecollab_tests::vscode::VsCode;
 use serde_json::json;
-
-fn git(dir: &Path, args: &[&str]) {
-    let status = std::process::Command::new("git")
-        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .status()
-        .expect("git runs");
-    assert!(status.success(), "git {args:?}");
-}
 
 /// One change on the host's disk (given the host's Neovim, for the one that must notice it).
 type Step<'a> = Box<dyn Fn(&mut Nvim) + 'a>;
@@ -112,11 +101,7 @@ fn git_checkout_mv_rm_and_a_formatter_on_the_host_reach_vscode_and_neovim_joiner
     }
     nora.settle_input().expect("settled");
     for (path, tokens) in [("v.txt", &typed.0), ("n.txt", &typed.1)] {
-        poll_until(&format!("every token in {path}"), Duration::from_secs(30), Duration::from_millis(200), || {
-            let text = server_text_of_invite(&invite, path).unwrap_or_default();
-            Ok(tokens.iter().all(|t| text.matches(t.as_str()).count() == 1))
-        })
-        .unwrap_or_else(|e| panic!("{e}: {:?}", server_text_of_invite(&invite, path)));
+        until_server_text(&invite, path, |text| tokens.iter().all(|t| text.matches(t.as_str()).count() == 1));
     }
     // The files the joiners have open are theirs to write: they save, as their users would.
     vscode.call("press", json!({ "key": "Control+s" })).expect("save");

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use codecollab_tests::editor::server_text_of_invite;
+use codecollab_tests::fixtures::until_server_text;
 use codecollab_tests::fixtures::vscode::{serial, Setup};
 use codecollab_tests::harness::poll_until;
 use codecollab_tests::nvim::Nvim;
@@ -25,12 +25,7 @@ fn a_crlf_file_stays_crlf_on_every_copy_when_vscode_types_into_it() {
     vscode.call("press", json!({ "key": "Control+s" })).expect("save");
 
     let expected = "Top line\r\nfirst\r\nsecond\r\nNew line from vic\r\n";
-    let mut last = String::new();
-    poll_until("the server's text", Duration::from_secs(30), Duration::from_millis(100), || {
-        last = server_text_of_invite(&invite, "dos.txt").unwrap_or_default();
-        Ok(last == expected)
-    })
-    .unwrap_or_else(|error| panic!("{error}: {last:?}"));
+    until_server_text(&invite, "dos.txt", |t| t == expected);
     for (who, dir) in [("the host (Neovim's daemon writes it)", host_dir.path()), ("VS Code's save", guest_dir.path())]
     {
         let file = dir.join("dos.txt");

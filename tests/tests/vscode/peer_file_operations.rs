@@ -3,23 +3,12 @@
 
 use std::time::Duration;
 
-use codecollab_tests::editor::{invite_delete, invite_rename, server_text_of_invite};
+use codecollab_tests::editor::{invite_delete, invite_rename};
+use codecollab_tests::fixtures::until_server_text;
 use codecollab_tests::fixtures::vscode::{serial, Setup};
-use codecollab_tests::harness::poll_until;
 use codecollab_tests::nvim::Nvim;
 use codecollab_tests::vscode::VsCode;
 use serde_json::json;
-
-/// The server's text of `path` once `done` holds for it.
-fn until_server(invite: &str, path: &str, done: impl Fn(&str) -> bool) -> String {
-    let mut last = String::new();
-    let waited = poll_until("the server's text", Duration::from_secs(30), Duration::from_millis(100), || {
-        last = server_text_of_invite(invite, path).unwrap_or_default();
-        Ok(done(&last))
-    });
-    waited.unwrap_or_else(|error| panic!("{error}: {path} is {last:?}"));
-    last
-}
 
 #[test]
 fn vscode_follows_a_peers_rename_and_keeps_a_deleted_files_text() {
@@ -32,7 +21,7 @@ fn vscode_follows_a_peers_rename_and_keeps_a_deleted_files_text() {
     vscode.open("doc.txt").expect("open");
     vscode.call("focus", json!({ "keys": ["Control+Home"] })).expect("focus");
     vscode.call("type", json!({ "text": "vic: " })).expect("type");
-    until_server(&invite, "doc.txt", |t| t.starts_with("vic: alpha"));
+    until_server_text(&invite, "doc.txt", |t| t.starts_with("vic: alpha"));
 
     // Someone renames it: the tab moves to the new name, and typing goes on into it.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -42,22 +31,22 @@ fn vscode_follows_a_peers_rename_and_keeps_a_deleted_files_text() {
         .expect("the tab moved");
     vscode.call("focus", json!({ "keys": ["Control+Home"] })).expect("focus");
     vscode.call("type", json!({ "text": "after " })).expect("type");
-    until_server(&invite, "moved.txt", |t| t.starts_with("after vic: alpha"));
+    until_server_text(&invite, "moved.txt", |t| t.starts_with("after vic: alpha"));
     assert!(!guest_dir.path().join("doc.txt").exists());
 
     // Someone deletes another file VS Code has open: its file goes, the editor keeps the text, the user is told.
     vscode.open("other.txt").expect("open");
     vscode.call("focus", json!({ "keys": ["Control+End"] })).expect("focus");
     vscode.call("type", json!({ "text": "kept" })).expect("type");
-    until_server(&invite, "other.txt", |t| t.ends_with("kept"));
+    until_server_text(&invite, "other.txt", |t| t.ends_with("kept"));
     runtime.block_on(invite_delete(&invite, "other.txt")).expect("delete");
     vscode.notification("other.txt was deleted in the session").expect("told");
     assert!(!guest_dir.path().join("other.txt").exists(), "deleted on the guest's disk");
     assert!(vscode.visible_text().expect("text").contains("other text\nkept"), "the editor keeps the text");
     // Saving it creates it again, for everyone, and it is shared from then on.
     vscode.call("press", json!({ "key": "Control+s" })).expect("save");
-    until_server(&invite, "other.txt", |t| t == "other text\nkept");
+    until_server_text(&invite, "other.txt", |t| t == "other text\nkept");
     vscode.call("focus", json!({ "keys": ["Control+End"] })).expect("focus");
     vscode.call("type", json!({ "text": " again" })).expect("type");
-    until_server(&invite, "other.txt", |t| t == "other text\nkept again");
+    until_server_text(&invite, "other.txt", |t| t == "other text\nkept again");
 }
