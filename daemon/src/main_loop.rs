@@ -196,7 +196,8 @@ impl MainLoop {
             Event::Leave { when_sent: false, reply } => {
                 self.leave();
                 if let Some(waiting) = self.leaving.take() {
-                    let _ = waiting.send(Ok(()));
+                    let _ = waiting
+                        .send(Err(rpc_error("left at once (a later collab/leave) before the server had every edit")));
                 }
                 let _ = reply.send(Ok(()));
             }

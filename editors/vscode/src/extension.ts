@@ -328,13 +328,19 @@ class Controller implements vscode.Disposable {
       );
       try {
         await client.sendRequest(Methods.leave, { whenSent: true });
+      } catch (error) {
+        // Left at once meanwhile (Leave Now), which said so itself.
+        this.output.appendLine(`leave once sent: ${error}`);
+        return;
       } finally {
         this.waitingToLeave = false;
+        this.renderStatus();
       }
+      // The daemon's `idle` state may have ended the session here already, before this answer came.
       if (this.session) {
         this.end();
-        void vscode.window.showInformationMessage('CodeCollab: every edit reached the server; left the session.');
       }
+      void vscode.window.showInformationMessage('CodeCollab: every edit reached the server; left the session.');
     }
   }
 

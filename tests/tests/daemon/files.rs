@@ -97,11 +97,21 @@ async fn a_join_never_overwrites_a_local_file_that_differs() {
 /// folder beside the root, and the user is told where.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peers_new_or_renamed_file_moves_a_local_file_of_that_name_aside() {
-    let mut pair =
-        Pair::start(&[("shared.txt", "shared\n"), ("old.txt", "the host's old\n")], (Encoding::Utf16, Encoding::Utf8))
-            .await;
-    std::fs::write(pair.guest.path().join("mine.txt"), "bob's own\n").expect("write");
-    std::fs::write(pair.guest.path().join("target.txt"), "bob's target\n").expect("write");
+    // Bob's own files are in his folder before he joins (files made during the session are shared at once).
+    let server = TestServer::start(|_| {}).await;
+    let (host, guest) = (TempDir::new("host"), TempDir::new("guest"));
+    std::fs::write(host.path().join("shared.txt"), "shared\n").expect("write");
+    std::fs::write(host.path().join("old.txt"), "the host's old\n").expect("write");
+    std::fs::write(guest.path().join("mine.txt"), "bob's own\n").expect("write");
+    std::fs::write(guest.path().join("target.txt"), "bob's target\n").expect("write");
+    let (a, b, invite, joined) = codecollab_tests::fixtures::scripted::pair(
+        &server.url(),
+        host.path(),
+        guest.path(),
+        (Encoding::Utf16, Encoding::Utf8),
+    )
+    .await;
+    let mut pair = Pair { server, host, guest, a, b, invite, joined };
 
     let (ua, _) = pair.uris("mine.txt");
     pair.a.open(&ua, "ada's new file\n").await.expect("a creates mine.txt");

@@ -418,7 +418,9 @@ function M.leave(how, callback)
   end
   local function leave(params, message)
     client.request('collab/leave', params, function(err)
-      if err then
+      if err and params.whenSent and not state.session then
+        return callback and callback(true) -- left at once meanwhile (:CodeCollab leave!), which said so
+      elseif err then
         notify('leave: ' .. (err.message or vim.inspect(err)), vim.log.levels.WARN)
         return callback and callback(false)
       end
