@@ -136,7 +136,7 @@ impl LanguageServer for Backend {
             },
             server_info: Some(ServerInfo {
                 name: "codecollab-daemon".into(),
-                version: Some(env!("CARGO_PKG_VERSION").into()),
+                version: Some(codecollab_protocol::version_with_commit(env!("CARGO_PKG_VERSION"))),
             }),
         })
     }

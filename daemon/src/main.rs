@@ -8,7 +8,8 @@ fn main() -> std::process::ExitCode {
     if args.iter().any(|a| a == "--version" || a == "-V") {
         // The version is this flag's output (no protocol runs), so it goes to stdout.
         use std::io::Write;
-        let _ = writeln!(std::io::stdout(), "codecollab-daemon {}", env!("CARGO_PKG_VERSION"));
+        let version = codecollab_protocol::version_with_commit(env!("CARGO_PKG_VERSION"));
+        let _ = writeln!(std::io::stdout(), "codecollab-daemon {version}");
         return std::process::ExitCode::SUCCESS;
     }
     if args.iter().any(|a| a == "--help" || a == "-h") {

@@ -27,3 +27,15 @@ pub use codec::{frame_of_bodies, DecodeError, EncodeError};
 pub use document::{ClientId, Document, DocumentLimits, HistoryEntry, ReceiveError, Received};
 pub use ot::{transform, Bias, Component, EditText, OpError, Replacement, Selection, Text, TextOperation};
 pub use tree::TextTree;
+
+/// The commit this build was made from, when the build recorded one (`scripts/release` sets `CODECOLLAB_COMMIT`).
+pub const BUILD_COMMIT: Option<&str> = option_env!("CODECOLLAB_COMMIT");
+
+/// A package `version` as the binaries report it (`--version`, the daemon's `serverInfo`): with the commit it was
+/// built from when the build recorded one, e.g. `0.1.0 (commit 1a2b3c4d)`.
+pub fn version_with_commit(version: &str) -> String {
+    match BUILD_COMMIT {
+        Some(commit) => format!("{version} (commit {commit})"),
+        None => version.to_owned(),
+    }
+}

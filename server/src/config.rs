@@ -11,12 +11,18 @@ use serde::Deserialize;
 
 /// `codecollab-server`: the CodeCollab relay.
 #[derive(Debug, Parser)]
-#[command(name = "codecollab-server", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+#[command(name = "codecollab-server", version = version(), about, long_about = None, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
     pub serve: ServeArgs,
+}
+
+/// `--version`'s answer: the package version, with the commit when the build recorded one.
+fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| codecollab_protocol::version_with_commit(env!("CARGO_PKG_VERSION")))
 }
 
 #[derive(Debug, Subcommand)]
