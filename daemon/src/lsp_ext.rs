@@ -245,6 +245,12 @@ impl Notification for CursorsNotification {
     const METHOD: &'static str = "collab/cursors";
 }
 
+/// The editor protocol this daemon speaks, announced in `initialize` as
+/// `capabilities.experimental.codecollab.editorProtocol`: 1 is shared/DESIGN.md's; 2 adds `collab/files`,
+/// `collab/leave {whenSent}`, `collab/status`'s `unsent` and `collab/join`'s `unshared`. A plugin that needs more
+/// than a daemon announces tells its user to update the daemon.
+pub const EDITOR_PROTOCOL: u32 = 2;
+
 /// `collab/files`: file operations from peers or from the disk, carried out on disk here, so that open buffers
 /// follow (shared/DESIGN.md §2, additions).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

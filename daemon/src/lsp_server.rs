@@ -132,6 +132,7 @@ impl LanguageServer for Backend {
                     workspace_folders: None,
                     file_operations: Some(file_operations()),
                 }),
+                experimental: Some(serde_json::json!({ "codecollab": { "editorProtocol": EDITOR_PROTOCOL } })),
                 ..Default::default()
             },
             server_info: Some(ServerInfo {

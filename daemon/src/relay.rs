@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use codecollab_protocol::wire::{ClientMsg, ServerMsg, SUBPROTOCOL};
+use codecollab_protocol::wire::{close, ClientMsg, ServerMsg, PROTOCOL_VERSION, SUBPROTOCOL};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -151,6 +151,17 @@ async fn run<E>(
                     if events.send(wrap(RelayEvent::Messages { epoch, messages, handled })).is_err() {
                         return Ok("daemon stopping".into());
                     }
+                }
+                // A server of another protocol version: trying again will not change that.
+                Some(Ok(Message::Close(Some(f)))) if u16::from(f.code) == close::UNSUPPORTED_VERSION => {
+                    return Err(codecollab_net::Refused(format!(
+                        "the server does not speak this daemon's protocol (codecollab-daemon {}, wire protocol \
+                         version {PROTOCOL_VERSION}): {}. Update the daemon or the server so that they match (both \
+                         say their version with --version)",
+                        codecollab_protocol::version_with_commit(env!("CARGO_PKG_VERSION")),
+                        f.reason
+                    ))
+                    .into());
                 }
                 Some(Ok(Message::Close(frame))) => {
                     return Ok(match frame {

@@ -25,6 +25,8 @@ pub enum Reply {
     /// The header of a binary frame claiming `len` bytes of payload, then a few bytes and nothing more: a client must
     /// refuse it from the header, without trying to hold it.
     HugeFrame(u64),
+    /// A close frame with this code and reason (the connection ends).
+    Close(u16, String),
 }
 
 /// What the server answers each client message with.
@@ -96,6 +98,14 @@ async fn serve(
             let sent = match reply {
                 Reply::Msg(msg) => ws.send(Message::Binary(Bytes::from(msg.encode().expect("encodes")))).await,
                 Reply::Raw(bytes) => ws.send(Message::Binary(Bytes::from(bytes))).await,
+                Reply::Close(code, reason) => {
+                    let frame = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                        code: code.into(),
+                        reason: reason.into(),
+                    };
+                    let _ = ws.close(Some(frame)).await;
+                    return;
+                }
                 Reply::HugeFrame(len) => {
                     if ws.flush().await.is_err() {
                         return;

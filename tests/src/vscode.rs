@@ -82,13 +82,27 @@ impl std::fmt::Debug for VsCode {
 impl VsCode {
     /// Starts code-server on `folder` with the extension, as user `name`, and opens its workbench in Chromium.
     pub fn start(folder: &Path, server: Option<&str>, name: &str) -> anyhow::Result<VsCode> {
+        VsCode::start_with_daemon(folder, server, name, None)
+    }
+
+    /// [`VsCode::start`], with `daemon` as the `codecollab.daemon.path` setting instead of the one just built.
+    pub fn start_with_daemon(
+        folder: &Path,
+        server: Option<&str>,
+        name: &str,
+        daemon: Option<&Path>,
+    ) -> anyhow::Result<VsCode> {
         let work = TempDir::new("vscode");
         let driver = extension_dir().join("test/e2e/driver.js");
+        let mut settings = settings(server, name);
+        if let Some(daemon) = daemon {
+            settings["codecollab.daemon.path"] = json!(daemon);
+        }
         let config = json!({
             "work": work.path(),
             "folder": folder,
             "vsix": vsix()?,
-            "settings": settings(server, name),
+            "settings": settings,
         });
         let mut child = Command::new("node")
             .arg(&driver)

@@ -36,6 +36,9 @@ import {
 
 /** Where the host token is kept in VS Code's secret storage. */
 const HOST_TOKEN_KEY = 'codecollab.hostToken';
+/** The editor protocol this extension speaks; the daemon announces its own in `initialize`. */
+const EDITOR_PROTOCOL = 2;
+
 /** The button that runs Set Host Token. */
 const SET_HOST_TOKEN = 'Set Host Token';
 
@@ -489,6 +492,21 @@ class Controller implements vscode.Disposable {
       this.fileOps = this.fileOps.then(() => this.onFiles(params)).catch((error) => this.fail(error));
     });
     await client.start();
+    // A daemon older than this extension lacks what the extension sends and expects: say so, and do not go on.
+    const experimental = client.initializeResult?.capabilities.experimental as
+      | { codecollab?: { editorProtocol?: number } }
+      | undefined;
+    const speaks = experimental?.codecollab?.editorProtocol ?? 1;
+    if (speaks < EDITOR_PROTOCOL) {
+      this.stopping = true;
+      await client.stop().catch(() => undefined);
+      this.stopping = false;
+      throw new Error(
+        `${daemon.path} (${daemon.version}) is too old for this extension: it speaks editor protocol ${speaks}, the ` +
+          `extension needs ${EDITOR_PROTOCOL}. Update it (reinstall the extension with its bundled daemon, or rebuild ` +
+          'yours: cargo build --release -p codecollab-daemon), or clear the codecollab.daemon.path setting.',
+      );
+    }
     return client;
   }
 

@@ -86,3 +86,44 @@ async fn bad_input_from_the_editor_is_refused_and_the_daemon_keeps_serving() {
     assert!(leave.is_null());
     assert!(editor.exit().await.expect("exits").success());
 }
+
+/// A server of another wire-protocol version closes with 4002: the join fails at once with a message naming both
+/// sides' versions and what to do, and the daemon does not keep retrying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_of_another_protocol_version_is_a_clear_error_not_endless_retries() {
+    let server = codecollab_tests::hostile::HostileServer::start(Box::new(|msg| match msg {
+        codecollab_protocol::wire::ClientMsg::Join { .. } => vec![codecollab_tests::hostile::Reply::Close(
+            codecollab_protocol::wire::close::UNSUPPORTED_VERSION,
+            "this server speaks codecollab.v2".into(),
+        )],
+        _ => Vec::new(),
+    }))
+    .await
+    .expect("server");
+    let dir = TempDir::new("skew");
+    let mut editor = ScriptedEditor::start(Encoding::Utf8, &[]).await.expect("daemon");
+    let error = editor
+        .request("collab/join", json!({"invite": server.invite(), "root": uri(dir.path()), "name": "old"}))
+        .await
+        .expect_err("refused");
+    let message = error.to_string();
+    assert!(
+        message.contains("does not speak this daemon's protocol")
+            && message.contains("wire protocol version 1")
+            && message.contains("codecollab.v2")
+            && message.contains("--version"),
+        "{message}"
+    );
+    // No retries: one join, and the daemon is idle.
+    editor.drain(Duration::from_secs(2)).await.expect("drain");
+    let joins = server
+        .received
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|m| matches!(m, codecollab_protocol::wire::ClientMsg::Join { .. }))
+        .count();
+    assert_eq!(joins, 1);
+    let status = editor.request("collab/status", json!({})).await.expect("status");
+    assert_eq!(status["state"], "idle");
+}

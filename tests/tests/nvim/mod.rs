@@ -14,4 +14,5 @@ mod line_endings;
 mod removal;
 mod restart;
 mod typing;
+mod version_skew;
 mod view_only;

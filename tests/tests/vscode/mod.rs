@@ -14,4 +14,5 @@ mod peer_file_operations;
 mod reload;
 mod restart;
 mod typing;
+mod version_skew;
 mod view_only;

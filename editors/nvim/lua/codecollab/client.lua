@@ -6,6 +6,10 @@ local M = {}
 
 --- The running client, if any.
 M.client = nil
+--- The editor protocol this plugin speaks (the daemon announces its own in `initialize`).
+M.EDITOR_PROTOCOL = 2
+--- Why the daemon was refused, if it was too old for this plugin.
+M.too_old = nil
 
 local has_011 = vim.fn.has('nvim-0.11') == 1
 
@@ -65,7 +69,24 @@ function M.ensure(handlers)
     init_options = { allowRunnableFiles = config.values.allow_runnable_files == true },
     offset_encoding = 'utf-8',
     handlers = handlers,
-    on_init = function()
+    on_init = function(client)
+      -- A daemon older than this plugin lacks what the plugin sends and expects: say so, and do not go on.
+      local speaks = vim.tbl_get(client.server_capabilities or {}, 'experimental', 'codecollab', 'editorProtocol') or 1
+      if speaks < M.EDITOR_PROTOCOL then
+        local version = (client.server_info or {}).version or 'unknown version'
+        M.too_old = ('%s (codecollab-daemon %s) is too old for this plugin: it speaks editor protocol %d, the plugin needs %d. Update it: cargo build --release -p codecollab-daemon in the plugin\'s checkout, or the release tarball'):format(
+          daemon,
+          version,
+          speaks,
+          M.EDITOR_PROTOCOL
+        )
+        vim.schedule(function()
+          vim.notify('CodeCollab: ' .. M.too_old, vim.log.levels.ERROR)
+          M.stop()
+        end)
+        waiting = {}
+        return
+      end
       ready = true
       local callbacks = waiting
       waiting = {}
