@@ -36,7 +36,7 @@ fn the_invite_is_copied_when_there_is_a_clipboard_and_shown_in_a_window_when_not
     .expect("clipboard");
     let invite = share(&mut with);
     assert_eq!(with.lua("return vim.g.copied", json!([])).expect("copied"), json!([invite]));
-    assert!(messages(&mut with).contains("invite copied to the clipboard"), "{}", messages(&mut with));
+    assert!(messages(&mut with).contains("invite copied to the clipboard (test)"), "{}", messages(&mut with));
     let floats = "local n = 0 for _, w in ipairs(vim.api.nvim_list_wins()) do \
                     if vim.api.nvim_win_get_config(w).relative ~= '' then n = n + 1 end end return n";
     assert_eq!(with.lua(floats, json!([])).expect("windows"), json!(0), "no window needed");

@@ -328,7 +328,10 @@ end
 local function hand_over(invite, what, prefix)
   local copied = vim.fn.has('clipboard') == 1 and pcall(vim.fn.setreg, '+', invite)
   if copied then
-    notify(('%s%s copied to the clipboard (:CodeCollab invite shows it again)'):format(prefix, what))
+    -- Which clipboard (tmux's buffer, xclip, wl-copy, OSC 52...): pasting elsewhere depends on it.
+    local ok, tool = pcall(vim.fn['provider#clipboard#Executable'])
+    local via = ok and type(tool) == 'string' and tool ~= '' and (' (' .. tool .. ')') or ''
+    notify(('%s%s copied to the clipboard%s; :CodeCollab invite shows it again'):format(prefix, what, via))
   else
     show_selectable('CodeCollab ' .. what, invite)
     notify(
