@@ -294,6 +294,15 @@ impl MainLoop {
         let (session, failures) = match std::mem::replace(&mut self.connection, Connection::Idle) {
             Connection::Idle => return,
             Connection::Connecting { start, .. } => {
+                // A share refused at the door: the server wants a host token (none given, or this one refused).
+                let reason = match &start.reply {
+                    StartReply::Share(_) if refused => format!(
+                        "{reason}: creating a session on this server needs a host token, and none was given or this \
+                         one was refused (VS Code: CodeCollab: Set Host Token; Neovim: setup({{ token = ... }}); the \
+                         server's `codecollab-server token --name <you>` makes one)"
+                    ),
+                    _ => reason,
+                };
                 start.fail(&reason);
                 self.epoch += 1;
                 return self.set_state(Some(reason));

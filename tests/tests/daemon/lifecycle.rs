@@ -127,3 +127,21 @@ async fn a_server_of_another_protocol_version_is_a_clear_error_not_endless_retri
     let status = editor.request("collab/status", json!({})).await.expect("status");
     assert_eq!(status["state"], "idle");
 }
+
+/// A share on a server that requires host tokens, without one: the answer says a host token is needed and how each
+/// editor sets one (the HTTP refusal alone would not say).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_without_the_host_token_a_server_requires_says_how_to_set_one() {
+    let server = TestServer::start(|c| c.require_host_token = true).await;
+    let dir = TempDir::new("needs-token");
+    let mut editor = ScriptedEditor::start(Encoding::Utf8, &[]).await.expect("daemon");
+    let error = editor
+        .request("collab/share", json!({"root": uri(dir.path()), "server": server.url(), "name": "ada"}))
+        .await
+        .expect_err("refused");
+    let message = error.to_string();
+    assert!(
+        message.contains("401") && message.contains("needs a host token") && message.contains("Set Host Token"),
+        "{message}"
+    );
+}

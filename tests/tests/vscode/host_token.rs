@@ -28,7 +28,8 @@ fn vscode_hosts_with_a_host_token_kept_in_secret_storage() {
     let mut vscode = VsCode::start(host_dir.path(), Some(&server.url()), "vera").expect("VS Code");
     // Without a token: an error that names the command, with a button for it.
     vscode.palette("CodeCollab: Share Folder").expect("share");
-    vscode.notification_action("Set Host Token", "Set Host Token").expect("the error offers the command");
+    let error = vscode.notification_action("Set Host Token", "Set Host Token").expect("the error offers the command");
+    assert!(error.contains("needs a host token"), "{error}");
     vscode.call("input", json!({ "text": token, "title": "Set Host Token" })).expect("enter the token");
     vscode.notification("host token saved").expect("saved");
     // With it, Share works, and a Neovim joins.
