@@ -257,6 +257,7 @@ impl Session {
         if !self.unshared_here.is_empty() {
             io.send(ClientMsg::Unshared { files: self.unshared_here.clone() });
         }
+        self.catch_up_on_files(&docs, io);
         // Presence from before the drop names peers by their old connections' ids, which a restarted server may
         // have handed to someone else: it is dropped, and arrives again from the peers still here.
         self.last_doc.clear();
@@ -283,6 +284,38 @@ impl Session {
             self.create(&path, io);
         }
         self.go_on(io)
+    }
+
+    /// The renames and deletions others made while we were away, which no broadcast told us: the session's list
+    /// in `welcome` is the truth for every document, except those whose rename or deletion of ours is still to be
+    /// sent (made here while the server was out of reach).
+    fn catch_up_on_files(&mut self, listed: &[DocInfo], io: &Io) {
+        let ours_pending: HashSet<DocId> = self
+            .queued_file_ops
+            .iter()
+            .filter_map(|msg| match msg {
+                ClientMsg::Rename { doc, .. } | ClientMsg::Delete { doc } => Some(*doc),
+                _ => None,
+            })
+            .collect();
+        let listed: HashMap<DocId, &str> = listed.iter().map(|d| (d.doc, d.path.as_str())).collect();
+        let mut changes: Vec<(DocId, Option<String>)> = Vec::new();
+        for (&doc, d) in &self.docs {
+            if ours_pending.contains(&doc) {
+                continue;
+            }
+            match listed.get(&doc) {
+                None => changes.push((doc, None)),
+                Some(path) if *path != d.path => changes.push((doc, Some((*path).to_owned()))),
+                Some(_) => {}
+            }
+        }
+        for (doc, path) in changes {
+            match path {
+                Some(path) => self.renamed(doc, path, io),
+                None => self.deleted(doc, io),
+            }
+        }
     }
 
     /// A message from the server, in the session.

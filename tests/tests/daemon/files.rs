@@ -416,3 +416,56 @@ async fn file_operations_made_offline_reach_the_others_on_reconnect() {
     let paths = codecollab_tests::editor::invite_server_paths(&invite).await.expect("paths");
     assert_eq!(paths, ["b.txt", "new.txt"]);
 }
+
+/// A peer cut off while others rename and delete files learns of it when it is back: no broadcast reached it, so
+/// the session's file list in its welcome is what it catches up from (its disk follows; a deleted file goes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_away_during_renames_and_deletes_catches_up_when_back() {
+    let server = TestServer::start(|_| {}).await;
+    let (host, guest) = (TempDir::new("host"), TempDir::new("guest"));
+    for (path, text) in [("a.txt", "alpha\n"), ("gone.txt", "to delete\n"), ("keep.txt", "kept\n")] {
+        std::fs::write(host.path().join(path), text).expect("write");
+    }
+    let mut a = ScriptedEditor::start(Encoding::Utf8, &[]).await.expect("a");
+    let (invite, _) = share(&mut a, host.path(), &server.url(), "ada").await;
+    let proxy = codecollab_tests::proxy::FaultProxy::start(server.addr, 7).await.expect("proxy");
+    let mut b = ScriptedEditor::start(Encoding::Utf8, &[]).await.expect("b");
+    join(&mut b, &codecollab_tests::fixtures::through(&invite, &proxy), guest.path(), "bob").await;
+    let read = |path: &str| std::fs::read_to_string(guest.path().join(path)).ok();
+
+    proxy.cut();
+    b.wait_state("reconnecting", Duration::from_secs(20)).await.expect("b is cut off");
+    let at = |p: &str| uri(&host.path().join(p));
+    let rename = json!({"files": [{"oldUri": at("a.txt"), "newUri": at("renamed.txt")}]});
+    a.request("workspace/willRenameFiles", rename.clone()).await.expect("will rename");
+    std::fs::rename(host.path().join("a.txt"), host.path().join("renamed.txt")).expect("mv");
+    a.notify("workspace/didRenameFiles", rename).await.expect("did rename");
+    std::fs::remove_file(host.path().join("gone.txt")).expect("rm");
+    a.notify("workspace/didDeleteFiles", json!({"files": [{"uri": at("gone.txt")}]})).await.expect("delete");
+    let paths = loop {
+        let paths = codecollab_tests::editor::invite_server_paths(&invite).await.expect("paths");
+        if paths == ["keep.txt", "renamed.txt"] {
+            break paths;
+        }
+        a.drain(Duration::from_millis(50)).await.expect("a");
+    };
+    assert_eq!(paths, ["keep.txt", "renamed.txt"]);
+
+    proxy.set(codecollab_tests::proxy::Mode::Pass);
+    b.wait_state("connected", Duration::from_secs(30)).await.expect("b is back");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !(read("renamed.txt").as_deref() == Some("alpha\n") && read("a.txt").is_none() && read("gone.txt").is_none())
+    {
+        assert!(tokio::time::Instant::now() < deadline, "b's folder: {:?}", files_under(guest.path()));
+        b.drain(Duration::from_millis(50)).await.expect("b");
+    }
+    assert_eq!(read("keep.txt").as_deref(), Some("kept\n"));
+    // And the editor was told, so open buffers follow.
+    let told: Vec<Value> = b.files.clone();
+    let g = |p: &str| json!(uri(&guest.path().join(p)));
+    assert!(
+        told.iter().any(|f| f["renamed"] == json!([{"oldUri": g("a.txt"), "newUri": g("renamed.txt")}])),
+        "{told:?}"
+    );
+    assert!(told.iter().any(|f| f["deleted"] == json!([g("gone.txt")])), "{told:?}");
+}
