@@ -156,8 +156,9 @@ impl Nvim {
     pub fn join(invite: &str, dir: &Path, name: &str) -> anyhow::Result<Nvim> {
         let mut nvim = Nvim::start(dir, &format!("{{ name = '{name}' }}"), true)?;
         nvim.lua("require('codecollab').join(...)", json!([invite]))?;
+        // Answered: the session's files are on disk (the session id alone comes earlier, with the connection).
         nvim.wait_for("the join", Duration::from_secs(20), |n| {
-            Ok(n.lua("return require('codecollab').state.session ~= nil", json!([]))? == json!(true))
+            Ok(n.lua("return require('codecollab').state.ready == true", json!([]))? == json!(true))
         })?;
         Ok(nvim)
     }

@@ -28,7 +28,7 @@ fn a_join_over_differing_files_is_refused_until_join_bang_moves_them_aside() {
 
     ben.command(&format!("CodeCollab join! {invite}")).expect("join!");
     ben.wait_for("the join", Duration::from_secs(20), |n| {
-        Ok(n.lua("return require('codecollab').state.session ~= nil", json!([]))? == json!(true))
+        Ok(n.lua("return require('codecollab').state.ready == true", json!([]))? == json!(true))
     })
     .expect("joined");
     let told = messages(&mut ben);

@@ -105,7 +105,11 @@ fn git_checkout_mv_rm_and_a_formatter_on_the_host_reach_vscode_and_neovim_joiner
     }
     // The files the joiners have open are theirs to write: they save, as their users would.
     vscode.call("press", json!({ "key": "Control+s" })).expect("save");
-    nora.command("write").expect("write");
+    if let Err(error) = nora.command("write") {
+        let said = codecollab_tests::fixtures::nvim::messages(&mut nora);
+        let info = nora.lua("return { vim.fn.expand('%:p'), vim.bo.modified, vim.fn.getbufinfo('%')[1] }", json!([]));
+        panic!("Nora's :write: {error}\n{said}\n{info:?}");
+    }
     nils.command("wall").expect("write");
 
     let joiners = [("VS Code's", guest_dir.path().to_owned()), ("Neovim's", nvim_dir.path().to_owned())];

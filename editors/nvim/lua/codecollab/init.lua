@@ -14,6 +14,7 @@ local state = {
   invite = nil,
   view_invite = nil,
   peers = {},
+  ready = nil, -- true once the share or join was answered (a join's files are on disk then)
   following = nil, -- name of the peer being followed
   follow_at = nil, -- { buf, row?, col? }: where following last put the cursor (no row: switched, caret to come)
   approvals = {}, -- session path -> uri: files that run by themselves, changed by others, waiting for a yes
@@ -291,6 +292,7 @@ local function start_session(method, dir, params, on_success, callback, on_error
         return
       end
       state.session = result.session
+      state.ready = true
       on_success(result, dir)
       watch_buffers()
       if callback then
@@ -401,7 +403,7 @@ local function left()
   end
   buffer.tracked = {}
   vim.api.nvim_clear_autocmds({ group = augroup })
-  state.session, state.root, state.following, state.follow_at = nil, nil, nil, nil
+  state.session, state.root, state.following, state.follow_at, state.ready = nil, nil, nil, nil, nil
   state.approvals = {}
   state.peers = {}
   status_changed()
