@@ -148,6 +148,11 @@ impl VsCode {
         self.recv().with_context(|| format!("driver op {op}"))
     }
 
+    /// Saves the active editor (focus, Control+S) and waits until its tab is no longer dirty.
+    pub fn save(&mut self) -> anyhow::Result<()> {
+        self.call("save", json!({})).map(drop)
+    }
+
     /// Runs a command from the command palette by its title.
     pub fn palette(&mut self, title: &str) -> anyhow::Result<()> {
         self.call("palette", json!({ "title": title })).map(drop)

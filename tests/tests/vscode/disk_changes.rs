@@ -104,7 +104,7 @@ fn git_checkout_mv_rm_and_a_formatter_on_the_host_reach_vscode_and_neovim_joiner
         until_server_text(&invite, path, |text| tokens.iter().all(|t| text.matches(t.as_str()).count() == 1));
     }
     // The files the joiners have open are theirs to write: they save, as their users would.
-    vscode.call("press", json!({ "key": "Control+s" })).expect("save");
+    vscode.save().expect("save");
     if let Err(error) = nora.command("write") {
         let said = codecollab_tests::fixtures::nvim::messages(&mut nora);
         let info = nora.lua("return { vim.fn.expand('%:p'), vim.bo.modified, vim.fn.getbufinfo('%')[1] }", json!([]));

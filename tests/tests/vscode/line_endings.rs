@@ -22,7 +22,7 @@ fn a_crlf_file_stays_crlf_on_every_copy_when_vscode_types_into_it() {
     vscode.call("type", json!({ "text": "New line from vic\n" })).expect("type");
     vscode.call("focus", json!({ "keys": ["Control+Home"] })).expect("focus");
     vscode.call("type", json!({ "text": "Top line\n" })).expect("type");
-    vscode.call("press", json!({ "key": "Control+s" })).expect("save");
+    vscode.save().expect("save");
 
     let expected = "Top line\r\nfirst\r\nsecond\r\nNew line from vic\r\n";
     until_server_text(&invite, "dos.txt", |t| t == expected);

@@ -44,7 +44,7 @@ fn vscode_follows_a_peers_rename_and_keeps_a_deleted_files_text() {
     assert!(!guest_dir.path().join("other.txt").exists(), "deleted on the guest's disk");
     assert!(vscode.visible_text().expect("text").contains("other text\nkept"), "the editor keeps the text");
     // Saving it creates it again, for everyone, and it is shared from then on.
-    vscode.call("press", json!({ "key": "Control+s" })).expect("save");
+    vscode.save().expect("save");
     until_server_text(&invite, "other.txt", |t| t == "other text\nkept");
     vscode.call("focus", json!({ "keys": ["Control+End"] })).expect("focus");
     vscode.call("type", json!({ "text": " again" })).expect("type");

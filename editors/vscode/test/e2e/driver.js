@@ -321,6 +321,16 @@ class Workbench {
     return { pgid: this.codeServer.pid };
   }
 
+  /**
+   * Saves the active editor as its user would (focus its text, Control+S; a notification center opened to find a
+   * message may hold the focus) and waits until its tab is no longer marked dirty, so the file is on disk.
+   */
+  async save() {
+    await this.focus({ keys: ['Control+s'] });
+    await this.page.locator('.tabs-container .tab.active:not(.dirty)').first().waitFor({ state: 'visible' });
+    return {};
+  }
+
   async press({ key }) {
     await this.page.keyboard.press(key);
     return {};
