@@ -15,6 +15,9 @@ use crate::editor_ot::{DaemonEdit, EditorBuffer};
 use crate::lsp_ext::{Change, EditParams, OpenParams};
 use crate::position::{self, Encoding};
 
+mod cold;
+pub use cold::TextCache;
+
 /// The largest document a daemon holds, in chars, whatever the server says its limit is.
 pub const MAX_DOCUMENT_CHARS: usize = 64 << 20;
 
@@ -51,6 +54,12 @@ pub struct Doc {
     cursor_unsent: bool,
     /// Other peers' selections, in `text` coordinates.
     pub presence: HashMap<PeerId, Vec<Selection>>,
+    /// Its text is in the cache file, not in memory (`text`, `server_text` and `disk` are empty): see [`cold`].
+    cold: Option<cold::Cold>,
+    /// The revision whose text the cache file holds, if it holds one.
+    cached: Option<Revision>,
+    /// When it was last used, in the cache's use count: the least recently used go cold first.
+    pub last_used: u64,
 }
 
 /// Others' changes to a file that runs by itself, waiting for the user's yes.
@@ -141,6 +150,9 @@ impl Doc {
             my_selections: None,
             cursor_unsent: false,
             presence: HashMap::new(),
+            cold: None,
+            cached: None,
+            last_used: 0,
         }
     }
 

@@ -46,3 +46,37 @@ fn an_edit_that_alone_grows_the_file_past_the_limit_is_undone_at_once() {
     assert!(effects.messages.iter().any(|(_, m)| m.contains("over the server's limit")), "{:?}", effects.messages);
     assert_eq!(doc.text.to_string(), "<s1>");
 }
+
+/// A document's text goes cold into a file and comes back the same; an operation after it applies to the text it
+/// had; the file is written again only once the text changed; a file that lost its text is an error, never an
+/// empty document taken for the real one.
+#[test]
+fn a_cold_document_comes_back_with_its_text_and_takes_operations() {
+    let mut cache = TextCache::default();
+    let file = cache.file(7).expect("cache folder");
+    let text = "héllo\nwörld 🌍\n".repeat(1000);
+    let mut doc = Doc::new("t.txt".into(), 3, &text, 1 << 20);
+    doc.disk = Some(doc.text.clone());
+    assert!(doc.could_be_cold());
+    doc.go_cold(&file).expect("goes cold");
+    assert!(doc.is_cold() && doc.hot_bytes() == 0 && !doc.could_be_cold());
+    assert_eq!(std::fs::read_to_string(&file).expect("cached"), text);
+
+    doc.warm(&file).expect("warms");
+    assert_eq!(doc.text.to_string(), text);
+    assert!(doc.disk.as_ref().is_some_and(|d| *d == doc.text), "the file on disk held it, and still does");
+    let op = TextOperation::replace(text.chars().count(), 0, 0, "<ada>").expect("in bounds");
+    doc.remote_op(4, op, "ada").expect("applies");
+    assert!(doc.text.to_string().starts_with("<ada>héllo"));
+    assert!(!doc.could_be_cold(), "changed since written: the write comes first");
+    doc.disk = Some(doc.text.clone());
+    doc.dirty = false;
+    doc.go_cold(&file).expect("goes cold again");
+    assert!(std::fs::read_to_string(&file).expect("cached").starts_with("<ada>héllo"), "written again: it changed");
+
+    std::fs::write(&file, "").expect("truncate");
+    assert!(doc.warm(&file).is_err(), "a cut file is not the text");
+    assert!(doc.text.len_chars() == 0 && !doc.dirty, "nothing is written from it");
+    drop(cache);
+    assert!(!file.parent().expect("folder").exists(), "the cache folder goes with the session");
+}

@@ -109,7 +109,8 @@ impl Session {
             if temporary || codecollab_protocol::path::check(&path).is_err() || ignore.ignored(&full) {
                 continue;
             }
-            let Some((&doc, d)) = self.docs.iter_mut().find(|(_, d)| d.path == path) else {
+            let held = self.docs.iter().find(|(_, d)| d.path == path).map(|(&doc, _)| doc);
+            let Some(doc) = held else {
                 match std::fs::symlink_metadata(&full) {
                     Ok(meta) if meta.is_file() => created.push(path),
                     // A folder moved or copied in: its files are new (the watch reports the folder alone).
@@ -130,6 +131,8 @@ impl Session {
                 }
                 continue;
             };
+            self.warm(doc, io);
+            let Some(d) = self.docs.get_mut(&doc) else { continue };
             if d.editor.is_some() {
                 continue; // The editor's: it reloads the file, and its edits carry the change.
             }
@@ -149,6 +152,9 @@ impl Session {
         }
         gone.sort_unstable();
         gone.dedup();
+        for &doc in &gone {
+            self.warm(doc, io); // Its text is what a new file holding it would be compared with.
+        }
         created.sort();
         created.dedup();
         // A file gone and a new one holding exactly its text: moved (`mv`, `git mv`), kept as one document.
@@ -197,7 +203,7 @@ impl Session {
         if !self.may_change_files("deleted", &path, io) {
             return;
         }
-        if let Some(d) = self.docs.remove(&doc) {
+        if let Some(d) = self.remove_doc(doc) {
             self.release(&d.path);
             self.send_file_op(ClientMsg::Delete { doc }, io);
         }

@@ -94,6 +94,8 @@ impl Session {
         let cursor = pending.as_ref().and_then(|open| open.cursor.clone());
         let adopted = pending.map(|open| entry.adopt(open, io.editor.encoding));
         self.claim(doc, &path);
+        entry.last_used = self.cache.tick();
+        self.grew(entry.hot_bytes());
         self.docs.insert(doc, entry);
         if let Some(effects) = adopted {
             self.apply(doc, Ok(effects), io)?;
@@ -119,6 +121,7 @@ impl Session {
         }
         match self.docs.iter().find(|(_, d)| d.path == path).map(|(&id, _)| id) {
             Some(doc) => {
+                self.warm(doc, io);
                 let Some(d) = self.docs.get_mut(&doc) else { return };
                 let effects = d.open(params, io.editor.encoding);
                 let _ = self.apply(doc, Ok(effects), io);
@@ -225,6 +228,17 @@ impl Session {
             if !d.dirty || d.editor.is_some() {
                 continue;
             }
+            // A cold one (a join's files go cold before they are written) is read back for the write, and goes
+            // cold again after it: its text did not change.
+            let cold = match d.is_cold().then(|| self.cache.file(*id).and_then(|f| d.warm(&f).map(|()| f))) {
+                None => None,
+                Some(Ok(file)) => Some(file),
+                Some(Err(error)) => {
+                    tracing::warn!(path = %d.path, %error, "a cold document's text could not be read back");
+                    io.send(ClientMsg::Subscribe { doc: *id, since: None });
+                    continue;
+                }
+            };
             if let Some(unapproved) = d.unapproved.as_mut().filter(|_| !io.allow_runnable_files) {
                 if !std::mem::replace(&mut unapproved.told, true) {
                     let path = workspace::resolve(&self.root, &d.path).ok();
@@ -235,6 +249,19 @@ impl Session {
                     io.editor.approval(ApprovalParams { uri, path: d.path.clone(), by, created });
                 }
                 continue;
+            }
+            // The file may have changed on disk since we last knew it, its watcher's batch still on its way: that
+            // change is merged in first, never written over.
+            let root = &self.root;
+            let changed = d.disk.as_ref().and_then(|known| {
+                let now = String::from_utf8(workspace::existing(root, &d.path)?).ok()?;
+                (*known != now.as_str()).then_some(now)
+            });
+            if let Some(now) = changed {
+                tracing::debug!(path = %d.path, "changed on disk just before our write: merged first");
+                if let Some(out) = d.disk_changed(now).send {
+                    io.send_op(*id, out);
+                }
             }
             // A failure is told once and not retried on every tick; the next change tries again.
             d.dirty = false;
@@ -250,7 +277,13 @@ impl Session {
                 }
                 Err(error) => refused.push((d.path.clone(), format!("{error:#}"))),
             }
+            if let Some(file) = cold.filter(|_| d.could_be_cold()) {
+                if let Err(error) = d.go_cold(&file) {
+                    tracing::warn!(path = %d.path, %error, "keeping text in memory: the cache cannot be written");
+                }
+            }
         }
+        self.cool();
         for (path, why) in refused {
             self.refused_on_disk(&path, &why, io);
         }
@@ -292,7 +325,7 @@ impl Session {
     pub(super) fn deleted(&mut self, doc: DocId, io: &Io) {
         self.fetching.retain(|_, fetched| *fetched != doc);
         self.announced.remove(&doc);
-        let Some(d) = self.docs.remove(&doc) else { return };
+        let Some(d) = self.remove_doc(doc) else { return };
         self.release(&d.path);
         let Ok(file) = workspace::resolve(&self.root, &d.path) else { return };
         let existed = file.exists();
@@ -307,13 +340,14 @@ impl Session {
 
     /// The server moved a document: its file follows, if the new path is one we take.
     pub(super) fn renamed(&mut self, doc: DocId, path: String, io: &Io) {
+        self.warm(doc, io);
         let Some(from) = self.docs.get(&doc).map(|d| d.path.clone()) else { return };
         if from == path {
             return; // Our own rename, already carried out here (see `files_renamed`).
         }
         if let Some(why) = self.refusal_of(&path, Some(doc)) {
             // Moved where we do not follow: it leaves our session, and its file stays where it was.
-            self.docs.remove(&doc);
+            self.remove_doc(doc);
             self.release(&from);
             io.send(ClientMsg::Unsubscribe { doc });
             return self.refused_on_disk(&path, &why, io);
@@ -322,7 +356,7 @@ impl Session {
         // document leaves our session and nothing is moved.
         let text = self.docs.get(&doc).map(|d| d.text.to_string()).unwrap_or_default();
         if let Err(why) = self.move_aside(&path, &text, io) {
-            self.docs.remove(&doc);
+            self.remove_doc(doc);
             self.release(&from);
             io.send(ClientMsg::Unsubscribe { doc });
             return self.refused_on_disk(&path, &why, io);

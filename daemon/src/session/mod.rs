@@ -5,6 +5,7 @@
 
 mod file_ops;
 mod files;
+mod memory;
 mod starting;
 
 pub use starting::Starting;
@@ -20,7 +21,7 @@ use codecollab_protocol::wire::{
 use codecollab_protocol::{Outgoing, MAX_OP_BYTES};
 use tokio::sync::mpsc;
 
-use crate::document::{Doc, Effects, PendingOpen, Trouble};
+use crate::document::{Doc, Effects, PendingOpen, TextCache, Trouble};
 use crate::main_loop::{rpc_error, Event, Reply};
 use crate::output::Editor;
 use crate::relay::Relay;
@@ -136,6 +137,8 @@ pub struct Session {
     queued_file_ops: Vec<ClientMsg>,
     /// The watch on the shared folder, once the share or join is done.
     watcher: Option<crate::watcher::Watcher>,
+    /// Where cold documents' texts are, and the budget of text in memory (see [`memory`]).
+    cache: TextCache,
 }
 
 /// The session's list of files not in it, as a server sent it: what a daemon keeps of it is bounded (a server's
@@ -185,6 +188,7 @@ impl Session {
             removing: None,
             case_keys: HashMap::new(),
             starting: None,
+            cache: TextCache::default(),
         }
     }
 
@@ -320,6 +324,7 @@ impl Session {
 
     /// A message from the server, in the session.
     pub fn server_message(&mut self, message: ServerMsg, io: &Io) -> Result<(), Ended> {
+        self.warm_for(&message, io);
         match message {
             ServerMsg::Snapshot { doc, path, revision, text, last_seq } => {
                 return self.snapshot(doc, path, revision, text, last_seq, io)
@@ -429,7 +434,7 @@ impl Session {
                 io.send(ClientMsg::Subscribe { doc, since: None });
             }
             Err(Trouble::Leave(why)) => {
-                if let Some(d) = self.docs.remove(&doc) {
+                if let Some(d) = self.remove_doc(doc) {
                     self.release(&d.path);
                     io.send(ClientMsg::Unsubscribe { doc });
                     self.refused_on_disk(&d.path, &why, io);

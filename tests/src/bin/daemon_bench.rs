@@ -6,7 +6,7 @@
 //! - keystroke latency editor → editor with 10 peers typing 10 edits/s each;
 //! - the daemon's memory with a 10 MB file open;
 //! - sharing and joining a tree of 5,000 files (50 MB), against a tree of 500 (5 MB) in the same run: times, and
-//!   both daemons' peak memory.
+//!   both daemons' peak memory; and the joiner's peak against one whose memory budget holds every text.
 //!
 //! Run: `cargo run --release -p codecollab-tests --bin daemon_bench` (`-- --only replay|latency|memory|tree`).
 
@@ -323,9 +323,13 @@ async fn memory(server: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Shares a folder of `files` files of about 10 KB (in 50 folders) from one daemon and joins it from another, each
-/// on a fresh server; returns (share time, join time, sharing daemon's peak, joining daemon's peak, bytes).
-async fn share_and_join(files: usize) -> anyhow::Result<(Duration, Duration, u64, u64, usize)> {
+/// Shares a folder of `files` files of about 10 KB (in 50 folders) from one daemon and joins it from another (with
+/// `joiner_env`), each on a fresh server; returns (share time, join time, sharing daemon's peak, joining daemon's
+/// peak, bytes).
+async fn share_and_join(
+    files: usize,
+    joiner_env: &[(&str, &str)],
+) -> anyhow::Result<(Duration, Duration, u64, u64, usize)> {
     let data = TempDir::new("tree-bench");
     let server = ServerProcess::spawn("127.0.0.1:0", data.path(), &[])?;
     let (host, guest) = (TempDir::new("tree-host"), TempDir::new("tree-guest"));
@@ -339,7 +343,7 @@ async fn share_and_join(files: usize) -> anyhow::Result<(Duration, Duration, u64
         std::fs::write(dir.join(format!("file{i}.rs")), text)?;
     }
     let mut a = ScriptedEditor::start(Encoding::Utf16, &[]).await?;
-    let mut b = ScriptedEditor::start(Encoding::Utf16, &[]).await?;
+    let mut b = ScriptedEditor::start(Encoding::Utf16, joiner_env).await?;
     let started = Instant::now();
     let shared =
         a.request("collab/share", json!({"root": uri(host.path()), "server": server.url(), "name": "host"})).await?;
@@ -357,8 +361,11 @@ async fn share_and_join(files: usize) -> anyhow::Result<(Duration, Duration, u64
 }
 
 async fn tree() -> anyhow::Result<()> {
-    let (small_share, small_join, _, small_peak, small_bytes) = share_and_join(500).await?;
-    let (share, join, host_peak, guest_peak, bytes) = share_and_join(5_000).await?;
+    let (small_share, small_join, _, small_peak, small_bytes) = share_and_join(500, &[]).await?;
+    let (share, join, host_peak, guest_peak, bytes) = share_and_join(5_000, &[]).await?;
+    // The baseline in the same run: a joiner whose budget holds every text (none goes cold).
+    let everything = [("CODECOLLAB_HOT_TEXT_BYTES", "1000000000000")];
+    let (_, hot_join, _, hot_peak, _) = share_and_join(5_000, &everything).await?;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
         "tree: 500 files ({:.1} MB): share {:.0} ms, join {:.0} ms, joining daemon's peak {:.1} MB",
@@ -379,6 +386,14 @@ async fn tree() -> anyhow::Result<()> {
         host_peak as f64 / bytes as f64,
         guest_peak as f64 / 1e6,
         guest_peak as f64 / bytes as f64
+    );
+    println!(
+        "tree: 5,000 files, joiner holding every text (no budget): join {:.0} ms, peak {:.1} MB; the budget's \
+         joiner peaks at {:.2}x that and joins in {:.2}x the time",
+        ms(hot_join),
+        hot_peak as f64 / 1e6,
+        guest_peak as f64 / hot_peak as f64,
+        ms(join) / ms(hot_join)
     );
     Ok(())
 }

@@ -117,13 +117,13 @@ async fn a_peers_new_or_renamed_file_moves_a_local_file_of_that_name_aside() {
     pair.a.open(&ua, "ada's new file\n").await.expect("a creates mine.txt");
     let guest = pair.guest.path().to_owned();
     let read = |path: &str| std::fs::read_to_string(guest.join(path)).unwrap_or_default();
-    wait(&mut pair.b, "b has ada's mine.txt", || read("mine.txt") == "ada's new file\n").await;
+    wait(&mut pair.b, "b has ada's mine.txt", |_| read("mine.txt") == "ada's new file\n").await;
     let told = pair.b.messages.join("\n");
     let moved = told.lines().find_map(|l| l.split("moved to ").nth(1)).unwrap_or_else(|| panic!("told: {told}"));
     assert_eq!(std::fs::read_to_string(moved.trim()).expect("the backup"), "bob's own\n");
 
     invite_rename(&pair.invite, "old.txt", "target.txt").await.expect("renames");
-    wait(&mut pair.b, "b renamed old.txt", || read("target.txt") == "the host's old\n").await;
+    wait(&mut pair.b, "b renamed old.txt", |_| read("target.txt") == "the host's old\n").await;
     let folder = std::path::Path::new(moved.trim()).parent().expect("the backup folder").to_owned();
     assert_eq!(std::fs::read_to_string(folder.join("target.txt")).expect("the backup"), "bob's target\n");
     assert!(!guest.join("old.txt").exists());
@@ -131,9 +131,9 @@ async fn a_peers_new_or_renamed_file_moves_a_local_file_of_that_name_aside() {
 }
 
 /// Lets `editor` take in what arrives until `done` holds, or fails after 30 s.
-async fn wait(editor: &mut ScriptedEditor, what: &str, done: impl Fn() -> bool) {
+async fn wait(editor: &mut ScriptedEditor, what: &str, done: impl Fn(&ScriptedEditor) -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !done() {
+    while !done(editor) {
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
         editor.drain(Duration::from_millis(50)).await.expect("the daemon runs");
     }
@@ -156,7 +156,15 @@ async fn files_created_renamed_and_deleted_in_the_editor_reach_the_others() {
     let files =
         |paths: &[&str]| json!({"files": paths.iter().map(|p| json!({"uri": uri(&host.join(p))})).collect::<Vec<_>>()});
     pair.a.notify("workspace/didCreateFiles", files(&["new.txt"])).await.expect("create");
-    wait(&mut pair.b, "new.txt reaches b", || read("new.txt").as_deref() == Some("fresh\n")).await;
+    let told = |b: &ScriptedEditor, kind: &str| -> Vec<Value> {
+        b.files.iter().flat_map(|f| f[kind].as_array().cloned().unwrap_or_default()).collect()
+    };
+    let at = |p: &str| json!(uri(&guest.join(p)));
+    // Each on b's disk, and told to b's editor (which comes right after the disk).
+    wait(&mut pair.b, "new.txt reaches b", |b| {
+        read("new.txt").as_deref() == Some("fresh\n") && !told(b, "created").is_empty()
+    })
+    .await;
 
     // Renamed: a file, then a folder, as an editor does it (ask, move on disk, tell).
     let rename =
@@ -167,8 +175,11 @@ async fn files_created_renamed_and_deleted_in_the_editor_reach_the_others() {
         pair.a.notify("workspace/didRenameFiles", rename(from, to)).await.expect("did rename");
     }
     pair.b.type_at(&ub, 0, 0, "<b-after>").await.expect("b types into the file it knows as a.txt");
-    wait(&mut pair.b, "the renames reach b", || {
-        read("lib/b.txt").as_deref() == Some("bravo\n") && read("lib/c.txt").is_some() && read("a.txt").is_none()
+    wait(&mut pair.b, "the renames reach b", |b| {
+        read("lib/b.txt").as_deref() == Some("bravo\n")
+            && read("lib/c.txt").is_some()
+            && read("a.txt").is_none()
+            && told(b, "renamed").len() >= 3
     })
     .await;
     assert!(read("dir/b.txt").is_none() && read("dir/c.txt").is_none());
@@ -176,7 +187,8 @@ async fn files_created_renamed_and_deleted_in_the_editor_reach_the_others() {
     // Deleted.
     std::fs::remove_file(host.join("lib/c.txt")).expect("rm");
     pair.a.notify("workspace/didDeleteFiles", files(&["lib/c.txt"])).await.expect("delete");
-    wait(&mut pair.b, "the deletion reaches b", || read("lib/c.txt").is_none()).await;
+    wait(&mut pair.b, "the deletion reaches b", |b| read("lib/c.txt").is_none() && !told(b, "deleted").is_empty())
+        .await;
 
     // The server holds the new names; b's typing before and after the rename is in the renamed file.
     let invite = pair.invite.clone();
@@ -189,16 +201,12 @@ async fn files_created_renamed_and_deleted_in_the_editor_reach_the_others() {
 
     // b's editor was told each, in its own URIs, so its buffers can follow (`collab/files`); the file it has open
     // under its old name is named by the URI it opened it with.
-    let told = |kind: &str| -> Vec<Value> {
-        pair.b.files.iter().flat_map(|f| f[kind].as_array().cloned().unwrap_or_default()).collect()
-    };
-    let at = |p: &str| json!(uri(&guest.join(p)));
-    assert_eq!(told("created"), [at("new.txt")]);
-    let renamed = told("renamed");
+    assert_eq!(told(&pair.b, "created"), [at("new.txt")]);
+    let renamed = told(&pair.b, "renamed");
     for (from, to) in [("a.txt", "renamed.txt"), ("dir/b.txt", "lib/b.txt"), ("dir/c.txt", "lib/c.txt")] {
         assert!(renamed.contains(&json!({"oldUri": at(from), "newUri": at(to)})), "{from} → {to}: {renamed:?}");
     }
-    assert_eq!(told("deleted"), [at("lib/c.txt")]);
+    assert_eq!(told(&pair.b, "deleted"), [at("lib/c.txt")]);
 }
 
 /// The server's text of `path` once `done` holds for it, or a failure after 30 s.
@@ -468,4 +476,85 @@ async fn a_peer_away_during_renames_and_deletes_catches_up_when_back() {
         "{told:?}"
     );
     assert!(told.iter().any(|f| f["deleted"] == json!([g("gone.txt")])), "{told:?}");
+}
+
+/// A joiner whose budget of text in memory is far below the session's: most files go cold (their text only in the
+/// daemon's private cache), and everything still happens to them. The join writes every file exactly; the host's
+/// edits to cold files reach the joiner's disk; a change made on the joiner's disk to a cold file is merged and
+/// shared; a cold file opened in the joiner's editor shows the session's text; no typed token is lost. When the
+/// joiner leaves, its cache folder is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_over_its_memory_budget_keeps_files_cold_and_loses_nothing() {
+    const FILES: usize = 60;
+    let server = TestServer::start(|_| {}).await;
+    let (host, guest, temp) = (TempDir::new("host"), TempDir::new("guest"), TempDir::new("cold-cache"));
+    let path_of = |i: usize| format!("d{}/f{i}.txt", i % 4);
+    for i in 0..FILES {
+        std::fs::create_dir_all(host.path().join(format!("d{}", i % 4))).expect("mkdir");
+        let text: String = (0..4_000).map(|j| char::from(b'a' + ((i + j) % 26) as u8)).chain(['\n']).collect();
+        std::fs::write(host.path().join(path_of(i)), text).expect("write");
+    }
+    let mut a = ScriptedEditor::start(Encoding::Utf16, &[]).await.expect("a");
+    let budget = [("CODECOLLAB_HOT_TEXT_BYTES", "16384"), ("TMPDIR", temp.path().to_str().expect("utf-8"))];
+    let mut b = ScriptedEditor::start(Encoding::Utf8, &budget).await.expect("b");
+    let (invite, _) = share(&mut a, host.path(), &server.url(), "ada").await;
+    join(&mut b, &invite, guest.path(), "bob").await;
+    for i in 0..FILES {
+        let (theirs, ours) = (host.path().join(path_of(i)), guest.path().join(path_of(i)));
+        assert_eq!(std::fs::read(theirs).expect("host"), std::fs::read(ours).expect("guest"), "{}", path_of(i));
+    }
+    let cache = std::fs::read_dir(temp.path()).expect("lists").flatten().next().expect("a cache folder").path();
+    let cold = std::fs::read_dir(&cache).expect("lists").count();
+    assert!(cold >= FILES / 2, "{cold} of {FILES} files cold with a 16 KB budget");
+
+    // The host types into files that are cold at the joiner; the joiner's disk gets every token.
+    let mut tokens: Vec<(usize, String)> = Vec::new();
+    for i in (0..FILES).step_by(7) {
+        let file = uri(&host.path().join(path_of(i)));
+        let text = std::fs::read_to_string(host.path().join(path_of(i))).expect("reads");
+        a.open(&file, &text).await.expect("open");
+        let token = format!("<ada-{i}>");
+        a.type_at(&file, 0, 0, &token).await.expect("type");
+        tokens.push((i, token));
+    }
+    // And the joiner's disk changes under files that are cold there: each change is merged and shared.
+    for i in (3..FILES).step_by(11) {
+        let file = guest.path().join(path_of(i));
+        let mut text = std::fs::read_to_string(&file).expect("reads");
+        let token = format!("<bob-disk-{i}>");
+        text.push_str(&token);
+        std::fs::write(&file, text).expect("write");
+        tokens.push((i, token));
+    }
+    for (i, token) in &tokens {
+        let path = path_of(*i);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            a.drain(Duration::from_millis(20)).await.expect("a runs");
+            b.drain(Duration::from_millis(20)).await.expect("b runs");
+            let on_server = server_text(&invite, &path).await;
+            let on_disk = std::fs::read_to_string(guest.path().join(&path)).unwrap_or_default();
+            if on_server.contains(token.as_str()) && on_disk.contains(token.as_str()) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{token} in {path}: server {on_server:?}");
+        }
+    }
+    // A cold file opened in the joiner's editor: the daemon brings the buffer to the session's text.
+    let (i, token) = tokens.last().expect("tokens").clone();
+    let file = uri(&guest.path().join(path_of(i)));
+    b.open(&file, "stale text the editor read\n").await.expect("open");
+    let expected = server_text(&invite, &path_of(i)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while b.text(&file) != expected {
+        b.drain(Duration::from_millis(20)).await.expect("b runs");
+        assert!(tokio::time::Instant::now() < deadline, "{:?} vs {expected:?}", b.text(&file));
+    }
+    assert!(b.text(&file).contains(&token));
+    b.request("collab/leave", json!({})).await.expect("leaves");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while cache.exists() {
+        assert!(tokio::time::Instant::now() < deadline, "the cache folder outlived the session");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -197,6 +197,30 @@ class Workbench {
    * center (where VS Code moves toasts it hides); returns its text.
    */
   async notification({ pattern, timeoutMs = 30_000 }) {
+    const { text, centerOpened } = await this.findNotification(pattern, timeoutMs);
+    await this.closeCenter(centerOpened);
+    return { text };
+  }
+
+  /** Clicks the button labelled `action` on the notification whose text matches `pattern`; returns its text. */
+  async notificationAction({ pattern, action, timeoutMs = 30_000 }) {
+    const { text, centerOpened } = await this.findNotification(pattern, timeoutMs);
+    const regex = new RegExp(pattern);
+    const toast = this.page
+      .locator('.notification-toast, .notifications-center .monaco-list-row')
+      .filter({ has: this.page.locator('.notification-list-item-message', { hasText: regex }) })
+      .first();
+    await toast.locator('.monaco-button', { hasText: action }).first().click();
+    await this.closeCenter(centerOpened);
+    return { text };
+  }
+
+  /**
+   * Waits for a notification matching `pattern` as a toast, then in the notification center (opened if a toast
+   * is not seen within 2 s: VS Code hides toasts after a while, a warning with buttons too, and on a loaded
+   * machine one can be gone before it is looked for). Says whether it opened the center.
+   */
+  async findNotification(pattern, timeoutMs) {
     const regex = new RegExp(pattern);
     const start = Date.now();
     const deadline = start + timeoutMs;
@@ -205,14 +229,12 @@ class Workbench {
       const texts = await this.page.locator(NOTIFICATION_MESSAGES).allInnerTexts();
       const hit = texts.find((t) => regex.test(t));
       if (hit) {
-        return { text: hit };
+        return { text: hit, centerOpened };
       }
-      // VS Code hides a toast after a while (a warning with buttons too) and keeps it in the notification center:
-      // on a loaded machine it can be gone before it is looked for.
       if (!centerOpened && Date.now() - start > 2_000) {
-        centerOpened = true;
         if (!(await this.page.locator('.notifications-center.visible').count())) {
           await this.palette({ title: 'Notifications: Show Notifications' });
+          centerOpened = true;
         }
         continue;
       }
@@ -223,16 +245,15 @@ class Workbench {
     }
   }
 
-  /** Clicks the button labelled `action` on the notification whose text matches `pattern`; returns its text. */
-  async notificationAction({ pattern, action, timeoutMs = 30_000 }) {
-    const { text } = await this.notification({ pattern, timeoutMs });
-    const regex = new RegExp(pattern);
-    const toast = this.page
-      .locator('.notification-toast, .notifications-center .monaco-list-row')
-      .filter({ has: this.page.locator('.notification-list-item-message', { hasText: regex }) })
-      .first();
-    await toast.locator('.monaco-button', { hasText: action }).first().click();
-    return { text };
+  /**
+   * Hides the notification center if `opened` (by `findNotification`): left open, it holds the keyboard focus
+   * and covers part of the editor, and the keys a test sends next (Control+S, typing) would go to it.
+   */
+  async closeCenter(opened) {
+    if (opened && (await this.page.locator('.notifications-center.visible').count())) {
+      await this.palette({ title: 'Notifications: Hide Notifications' });
+      await this.page.locator('.notifications-center.visible').waitFor({ state: 'detached' });
+    }
   }
 
   /** Picks the row labelled exactly `label` in the quick pick whose title contains `title`. */
