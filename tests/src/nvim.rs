@@ -73,9 +73,34 @@ impl Nvim {
             .stderr(Stdio::inherit())
             .spawn()
             .context("starting nvim")?;
+        Nvim::connect(child, &socket, dir)
+    }
+
+    /// Starts Neovim in `cwd` as the user whose home is `home` would: their `~/.config/nvim/init.lua` and the
+    /// packages under `~/.local/share/nvim/site`, and a PATH with only the system's folders (no daemon on it).
+    pub fn start_as_user(cwd: &Path, home: &Path) -> anyhow::Result<Nvim> {
+        let dir = TempDir::new("nvim");
+        let socket = dir.path().join("nvim.sock");
+        let mut command = Command::new(nvim_binary()?);
+        command.args(["--headless", "-n", "--listen"]).arg(&socket).current_dir(cwd);
+        for key in ["XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "NVIM_APPNAME"] {
+            command.env_remove(key);
+        }
+        let child = command
+            .env("HOME", home)
+            .env("PATH", "/usr/bin:/bin")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting nvim")?;
+        Nvim::connect(child, &socket, dir)
+    }
+
+    fn connect(child: Child, socket: &Path, dir: TempDir) -> anyhow::Result<Nvim> {
         let deadline = Instant::now() + Duration::from_secs(10);
         let stream = loop {
-            match UnixStream::connect(&socket) {
+            match UnixStream::connect(socket) {
                 Ok(stream) => break stream,
                 Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
                 Err(e) => return Err(e).context("connecting to nvim"),
@@ -141,6 +166,14 @@ impl Nvim {
     pub fn share(dir: &Path, server: &str, name: &str) -> anyhow::Result<(Nvim, String)> {
         let mut nvim = Nvim::start(dir, &format!("{{ server = '{server}', name = '{name}' }}"), true)?;
         nvim.lua("require('codecollab').share()", json!([]))?;
+        let invite = nvim.invite()?;
+        Ok((nvim, invite))
+    }
+
+    /// Waits for the invite of the share just asked for, and closes the window showing it (when there is no
+    /// clipboard) as its user would once they have it.
+    pub fn invite(&mut self) -> anyhow::Result<String> {
+        let nvim = self;
         nvim.wait_for("the share", Duration::from_secs(20), |n| {
             Ok(n.lua("return require('codecollab').state.invite ~= nil", json!([]))? == json!(true))
         })?;
@@ -148,8 +181,7 @@ impl Nvim {
         // would once they have the invite.
         nvim.lua("if vim.api.nvim_win_get_config(0).relative ~= '' then vim.cmd.close() end", json!([]))?;
         let invite = nvim.lua("return require('codecollab').state.invite", json!([]))?;
-        let invite = invite.as_str().context("the invite is a string")?.to_owned();
-        Ok((nvim, invite))
+        Ok(invite.as_str().context("the invite is a string")?.to_owned())
     }
 
     /// A new Neovim in `dir` that joins the session of `invite`.

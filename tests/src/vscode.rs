@@ -25,13 +25,21 @@ pub fn vsix() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// Settings for a test workbench: nothing that types for the user (suggestions, auto-closing, auto-indent) and
-/// nothing that reaches for the network.
+/// Settings for a test workbench: the quiet ones, the user's name, the daemon just built, the server if given.
 fn settings(server: Option<&str>, name: &str) -> Value {
-    let daemon = binary("codecollab-daemon", "codecollab-daemon");
-    let mut settings = json!({
-        "codecollab.name": name,
-        "codecollab.daemon.path": daemon,
+    let mut settings = quiet_settings();
+    settings["codecollab.name"] = json!(name);
+    settings["codecollab.daemon.path"] = json!(binary("codecollab-daemon", "codecollab-daemon"));
+    if let Some(server) = server {
+        settings["codecollab.server"] = json!(server);
+    }
+    settings
+}
+
+/// What makes a headless test workbench predictable: nothing that types for the user (suggestions, auto-closing,
+/// auto-indent) and nothing that reaches for the network; the extension's trace on, and no other CodeCollab setting.
+fn quiet_settings() -> Value {
+    json!({
         "codecollab.trace.server": "verbose",
         "workbench.startupEditor": "none",
         "workbench.tips.enabled": false,
@@ -56,11 +64,7 @@ fn settings(server: Option<&str>, name: &str) -> Value {
         "editor.formatOnType": false,
         "editor.unicodeHighlight.ambiguousCharacters": false,
         "git.enabled": false,
-    });
-    if let Some(server) = server {
-        settings["codecollab.server"] = json!(server);
-    }
-    settings
+    })
 }
 
 pub struct VsCode {
@@ -70,6 +74,8 @@ pub struct VsCode {
     /// The workbench's profile, logs and screenshots; kept when a test fails.
     work: Option<TempDir>,
     work_path: PathBuf,
+    /// code-server's user data folder (settings, logs).
+    user_data: PathBuf,
     folder: PathBuf,
 }
 
@@ -93,17 +99,26 @@ impl VsCode {
         daemon: Option<&Path>,
     ) -> anyhow::Result<VsCode> {
         let work = TempDir::new("vscode");
-        let driver = extension_dir().join("test/e2e/driver.js");
         let mut settings = settings(server, name);
         if let Some(daemon) = daemon {
             settings["codecollab.daemon.path"] = json!(daemon);
         }
-        let config = json!({
-            "work": work.path(),
-            "folder": folder,
-            "vsix": vsix()?,
-            "settings": settings,
-        });
+        let config = json!({ "work": work.path(), "folder": folder, "vsix": vsix()?, "settings": settings });
+        let user_data = work.path().join("user-data");
+        VsCode::launch(work, folder, config, user_data)
+    }
+
+    /// Starts code-server on `folder` as the user whose home is `home` would: with the extensions they installed
+    /// and their settings (under `~/.local/share/code-server`), only the quiet-workbench settings added beneath
+    /// theirs (no CodeCollab setting: the extension runs the daemon it bundles).
+    pub fn start_as_user(folder: &Path, home: &Path) -> anyhow::Result<VsCode> {
+        let work = TempDir::new("vscode");
+        let config = json!({ "work": work.path(), "folder": folder, "home": home, "settings": quiet_settings() });
+        VsCode::launch(work, folder, config, home.join(".local/share/code-server"))
+    }
+
+    fn launch(work: TempDir, folder: &Path, config: Value, user_data: PathBuf) -> anyhow::Result<VsCode> {
+        let driver = extension_dir().join("test/e2e/driver.js");
         let mut child = Command::new("node")
             .arg(&driver)
             .arg(config.to_string())
@@ -115,8 +130,15 @@ impl VsCode {
         let stdin = child.stdin.take().context("stdin")?;
         let stdout = BufReader::new(child.stdout.take().context("stdout")?);
         let work_path = work.path().to_owned();
-        let mut vscode =
-            VsCode { child, stdin: Some(stdin), stdout, work: Some(work), work_path, folder: folder.to_owned() };
+        let mut vscode = VsCode {
+            child,
+            stdin: Some(stdin),
+            stdout,
+            work: Some(work),
+            work_path,
+            user_data,
+            folder: folder.to_owned(),
+        };
         vscode.recv().context("starting VS Code")?;
         Ok(vscode)
     }
@@ -213,6 +235,12 @@ impl VsCode {
     }
 
     /// The label of the active editor tab (the file name, then its folder).
+    /// The labels of every editor tab, in every group, in order.
+    pub fn tabs(&mut self) -> anyhow::Result<Vec<String>> {
+        let reply = self.call("tabs", json!({}))?;
+        Ok(reply["labels"].as_array().into_iter().flatten().filter_map(|l| l.as_str().map(str::to_owned)).collect())
+    }
+
     pub fn active_tab(&mut self) -> anyhow::Result<String> {
         Ok(self.call("activeTab", json!({}))?["label"].as_str().unwrap_or_default().to_owned())
     }
@@ -253,11 +281,17 @@ impl VsCode {
     }
 
     /// Where the logs of this workbench are, and the extension's output channel, for failure messages.
+    /// What the extension wrote to its CodeCollab output channel so far.
+    pub fn output_channel(&self) -> String {
+        find_file(&self.user_data.join("logs"), "CodeCollab.log")
+            .and_then(|channel| std::fs::read_to_string(channel).ok())
+            .unwrap_or_default()
+    }
+
     fn logs(&self) -> String {
         let mut out = format!("work directory {}", self.work_path.display());
-        let logs = self.work_path.join("user-data/logs");
-        if let Some(channel) = find_file(&logs, "CodeCollab.log") {
-            let text = std::fs::read_to_string(&channel).unwrap_or_default();
+        let text = self.output_channel();
+        if !text.is_empty() {
             let tail: Vec<&str> = text.lines().rev().take(40).collect();
             out.push_str("\nCodeCollab output (last lines):\n");
             for line in tail.into_iter().rev() {

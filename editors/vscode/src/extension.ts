@@ -93,6 +93,13 @@ function openDocument(uri: string): vscode.TextDocument | undefined {
   return vscode.workspace.textDocuments.find((d) => d.uri.toString() === uri);
 }
 
+/** Every editor tab showing the text file `uri`, in every group (visible or behind others). */
+function textTabs(uri: string): vscode.Tab[] {
+  return vscode.window.tabGroups.all.flatMap((group) =>
+    group.tabs.filter((tab) => tab.input instanceof vscode.TabInputText && tab.input.uri.toString() === uri),
+  );
+}
+
 class Controller implements vscode.Disposable {
   private client: LanguageClient | undefined;
   private starting: Promise<LanguageClient> | undefined;
@@ -631,33 +638,31 @@ class Controller implements vscode.Disposable {
   }
 
   /**
-   * Files the session renamed or deleted (a peer did, or the disk changed), already carried out on disk: an open
-   * editor follows a rename (the tab moves to the new name, where the cursor was); an open editor of a deleted file
-   * stays open with its text, untracked, and the user is told that saving it creates the file again for everyone.
+   * Files the session renamed or deleted (a peer did, or the disk changed), already carried out on disk: every
+   * editor tab of a renamed file moves to the new name (in its group; one that was behind others stays behind, and
+   * the caret stays where it was); an open editor of a deleted file stays open with its text, untracked, and the
+   * user is told that saving it creates the file again for everyone.
    */
   private async onFiles(params: FilesParams): Promise<void> {
     for (const { oldUri, newUri } of params.renamed ?? []) {
-      const old = openDocument(oldUri);
-      if (!old) {
+      const tabs = textTabs(oldUri);
+      if (!openDocument(oldUri) && tabs.length === 0) {
         continue;
       }
-      this.output.appendLine(`renamed: ${oldUri} -> ${newUri}; its editor follows`);
-      const shown = vscode.window.visibleTextEditors.find((e) => e.document === old);
-      const wasActive = vscode.window.activeTextEditor?.document === old;
-      const selection = shown?.selection;
-      const viewColumn = shown?.viewColumn;
-      // The session has every edit of it: the old editor goes without a save prompt (its file is gone anyway), and
-      // the new one shows the session's text (the daemon brings the file's text in line when it is opened).
+      this.output.appendLine(`renamed: ${oldUri} -> ${newUri}; its editors follow`);
+      // The session has every edit of it: the old editors go without a save prompt (the file is gone anyway), and
+      // the new ones show the session's text (the daemon brings the file's text in line when it is opened).
       this.bridge.close(oldUri);
-      if (shown) {
-        await vscode.window.showTextDocument(old, { viewColumn, preserveFocus: false });
-        await vscode.commands.executeCommand('workbench.action.revertAndCloseActiveEditor');
-        await vscode.window.showTextDocument(vscode.Uri.parse(newUri), {
-          viewColumn,
-          preview: false,
-          preserveFocus: !wasActive,
-          selection,
-        });
+      const active = vscode.window.activeTextEditor;
+      const wasActive = active?.document.uri.toString() === oldUri;
+      for (const tab of tabs) {
+        await this.moveTab(tab, oldUri, vscode.Uri.parse(newUri));
+      }
+      // The focus goes back where it was: to the moved editor if it had it, else to the editor the user was in.
+      if (wasActive && active) {
+        await vscode.window.showTextDocument(vscode.Uri.parse(newUri), { viewColumn: active.viewColumn });
+      } else if (active && !active.document.isClosed) {
+        await vscode.window.showTextDocument(active.document, { viewColumn: active.viewColumn });
       }
     }
     for (const uri of params.deleted ?? []) {
@@ -679,6 +684,29 @@ class Controller implements vscode.Disposable {
             await vscode.commands.executeCommand('workbench.action.revertAndCloseActiveEditor');
           }
         });
+    }
+  }
+
+  /** Replaces `tab` (an editor of `oldUri`, whose file is gone) by one of `newUri` in the same group. */
+  private async moveTab(tab: vscode.Tab, oldUri: string, newUri: vscode.Uri): Promise<void> {
+    const viewColumn = tab.group.viewColumn;
+    const shown = vscode.window.visibleTextEditors.find(
+      (e) => e.document.uri.toString() === oldUri && e.viewColumn === viewColumn,
+    );
+    const selection = shown?.selection;
+    const front = tab.group.activeTab;
+    const frontUri = front !== tab && front?.input instanceof vscode.TabInputText ? front.input.uri : undefined;
+    if (tab.isDirty) {
+      // Closing a dirty tab asks to save it (which would create the old file again): revert and close it instead.
+      await vscode.window.showTextDocument(vscode.Uri.parse(oldUri), { viewColumn, preserveFocus: false });
+      await vscode.commands.executeCommand('workbench.action.revertAndCloseActiveEditor');
+    } else {
+      await vscode.window.tabGroups.close(tab, true);
+    }
+    await vscode.window.showTextDocument(newUri, { viewColumn, preview: false, preserveFocus: true, selection });
+    if (frontUri) {
+      // It was behind another tab: that one is in front again.
+      await vscode.window.showTextDocument(frontUri, { viewColumn, preview: false, preserveFocus: true });
     }
   }
 

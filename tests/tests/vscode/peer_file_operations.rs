@@ -1,5 +1,6 @@
-//! A peer's rename and delete of a file open in VS Code: the tab moves to the new name and typing goes on there; a
-//! deleted file's editor keeps its text, the user is told, and saving it creates the file again for everyone.
+//! A peer's rename and delete of a file open in VS Code: the tab moves to the new name and typing goes on there (a
+//! tab behind the active one too, which stays in front); a deleted file's editor keeps its text, the user is told,
+//! and saving it creates the file again for everyone.
 
 use std::time::Duration;
 
@@ -15,16 +16,33 @@ fn vscode_follows_a_peers_rename_and_keeps_a_deleted_files_text() {
     let _serial = serial();
     let Setup { data: _data, server, host_dir, guest_dir } = Setup::start();
     std::fs::write(host_dir.path().join("other.txt"), "other text\n").expect("write");
+    std::fs::write(host_dir.path().join("side.txt"), "side text\n").expect("write");
     let (_nvim, invite) = Nvim::share(host_dir.path(), &server.url(), "nils").expect("Neovim shares");
     let mut vscode = VsCode::start(guest_dir.path(), None, "vic").expect("VS Code");
     vscode.join_from_palette(&invite).expect("join");
+    // A file with unsaved typing, then another in front of it.
+    vscode.open("side.txt").expect("open");
+    vscode.call("focus", json!({ "keys": ["Control+Home"] })).expect("focus");
+    vscode.call("type", json!({ "text": "vic-side " })).expect("type");
+    until_server_text(&invite, "side.txt", |t| t == "vic-side side text\n");
     vscode.open("doc.txt").expect("open");
     vscode.call("focus", json!({ "keys": ["Control+Home"] })).expect("focus");
     vscode.call("type", json!({ "text": "vic: " })).expect("type");
     until_server_text(&invite, "doc.txt", |t| t.starts_with("vic: alpha"));
 
-    // Someone renames it: the tab moves to the new name, and typing goes on into it.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    // Someone renames the file behind it: that tab moves, with its unsaved text, and stays behind.
+    runtime.block_on(invite_rename(&invite, "side.txt", "aside.txt")).expect("rename");
+    vscode
+        .wait_for("the tab behind to follow", Duration::from_secs(30), |v| {
+            let tabs = v.tabs()?;
+            Ok(tabs.iter().any(|t| t.starts_with("aside.txt")) && !tabs.iter().any(|t| t.starts_with("side.txt")))
+        })
+        .expect("the tab behind moved");
+    assert!(vscode.active_tab().expect("tab").starts_with("doc.txt"), "the file in front stays in front");
+    assert_eq!(until_server_text(&invite, "aside.txt", |t| !t.is_empty()), "vic-side side text\n");
+
+    // Someone renames the one in front: the tab moves to the new name, and typing goes on into it.
     runtime.block_on(invite_rename(&invite, "doc.txt", "moved.txt")).expect("rename");
     vscode
         .wait_for("the tab to follow", Duration::from_secs(30), |v| Ok(v.active_tab()?.starts_with("moved.txt")))

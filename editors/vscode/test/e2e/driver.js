@@ -81,11 +81,16 @@ class Workbench {
   }
 
   async start() {
-    const { work, folder, vsix, settings } = this.config;
-    const userData = path.join(work, 'user-data');
-    const extensions = path.join(work, 'extensions');
+    const { work, folder, vsix, settings, home } = this.config;
+    // As a user (`home`): code-server's own folders under that home, where the user installed the extension and
+    // wrote their settings; the settings given here (what makes a headless workbench predictable) go under theirs.
+    // Otherwise a fresh profile in `work`, with the extension installed into it from `vsix`.
+    const userData = home ? path.join(home, '.local/share/code-server') : path.join(work, 'user-data');
+    const extensions = path.join(userData, 'extensions');
+    const settingsFile = path.join(userData, 'User', 'settings.json');
+    const own = home && fs.existsSync(settingsFile) ? JSON.parse(fs.readFileSync(settingsFile, 'utf8')) : {};
     fs.mkdirSync(path.join(userData, 'User'), { recursive: true });
-    fs.writeFileSync(path.join(userData, 'User', 'settings.json'), JSON.stringify(settings, null, 2));
+    fs.writeFileSync(settingsFile, JSON.stringify({ ...settings, ...own }, null, 2));
     if (!fs.existsSync(CODE_SERVER)) {
       throw new Error(`${CODE_SERVER} is missing: run scripts/test (it installs the VS Code test tools)`);
     }
@@ -93,7 +98,9 @@ class Workbench {
       throw new Error(`${CHROMIUM} is missing: run scripts/test (it installs Debian's chromium)`);
     }
     const common = ['--user-data-dir', userData, '--extensions-dir', extensions];
-    execFileSync(CODE_SERVER, [...common, '--install-extension', vsix], { stdio: ['ignore', 'ignore', 'inherit'] });
+    if (!home) {
+      execFileSync(CODE_SERVER, [...common, '--install-extension', vsix], { stdio: ['ignore', 'ignore', 'inherit'] });
+    }
     const port = await freePort();
     const args = [
       ...common,
@@ -111,7 +118,7 @@ class Workbench {
     const logFile = fs.openSync(path.join(work, 'code-server.log'), 'a');
     this.codeServer = spawn(CODE_SERVER, args, {
       stdio: ['ignore', logFile, logFile],
-      env: { ...process.env, ...(this.config.env || {}) },
+      env: { ...process.env, ...(home ? { HOME: home } : {}), ...(this.config.env || {}) },
       detached: true,
     });
     await waitForHttp(`http://127.0.0.1:${port}/healthz`, 60_000);
@@ -208,7 +215,7 @@ class Workbench {
     const regex = new RegExp(pattern);
     const toast = this.page
       .locator('.notification-toast, .notifications-center .monaco-list-row')
-      .filter({ has: this.page.locator('.notification-list-item-message', { hasText: regex }) })
+      .filter({ has: this.page.locator('.notification-list-item-message', { hasText: regex }), visible: true })
       .first();
     await toast.locator('.monaco-button', { hasText: action }).first().click();
     await this.closeCenter(centerOpened);
@@ -226,7 +233,8 @@ class Workbench {
     const deadline = start + timeoutMs;
     let centerOpened = false;
     for (;;) {
-      const texts = await this.page.locator(NOTIFICATION_MESSAGES).allInnerTexts();
+      // Visible ones only: a hidden notification center keeps its messages in the page.
+      const texts = await this.page.locator(NOTIFICATION_MESSAGES).filter({ visible: true }).allInnerTexts();
       const hit = texts.find((t) => regex.test(t));
       if (hit) {
         return { text: hit, centerOpened };
@@ -392,6 +400,14 @@ class Workbench {
       .locator('.tabs-container .tab.active .monaco-icon-label[class*="monaco-decoration-iconBadge"]')
       .count();
     return { readOnly: badges > 0 };
+  }
+
+  /** The labels of every editor tab, in every group, in order. */
+  async tabs() {
+    const labels = await this.page
+      .locator('.tabs-container .tab')
+      .evaluateAll((tabs) => tabs.map((tab) => tab.getAttribute('aria-label') || ''));
+    return { labels };
   }
 
   /** The label of the active editor tab. */
