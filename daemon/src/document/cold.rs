@@ -15,7 +15,7 @@ use super::Doc;
 /// The budget of text, in bytes, that documents which could be cold may hold in memory: past it, the least
 /// recently used go cold until they hold half of it. `CODECOLLAB_HOT_TEXT_BYTES` sets another (tests set a small
 /// one to take the cold path with few files).
-const DEFAULT_BUDGET: usize = 16 << 20;
+const DEFAULT_BUDGET: usize = 4 << 20;
 
 /// What a cold document keeps of its text besides the cache file.
 #[derive(Debug, Clone, Copy)]
@@ -115,7 +115,8 @@ impl Doc {
             for chunk in self.text.chunks() {
                 out.write_all(chunk.as_bytes())?;
             }
-            out.into_inner().map_err(|e| e.into_error())?.sync_data().ok();
+            // No fsync: the file only matters to this process, which reads it back through the page cache.
+            out.flush()?;
             self.cached = Some(revision);
         }
         self.cold = Some(Cold { written: self.disk.is_some(), bytes: self.text.len_bytes() });

@@ -26,11 +26,11 @@ impl Session {
         }
     }
 
-    /// The document a server message is about, to warm before it is handled.
+    /// Warms the document a server message is about, if handling it touches the text. (`Subscribed` does not: a
+    /// cold document has nothing to send again, so a reconnect does not bring every text back.)
     pub(super) fn warm_for(&mut self, message: &ServerMsg, io: &Io) {
         let doc = match message {
             ServerMsg::Snapshot { doc, .. }
-            | ServerMsg::Subscribed { doc, .. }
             | ServerMsg::Ack { doc, .. }
             | ServerMsg::Op { doc, .. }
             | ServerMsg::Presence { doc, .. }

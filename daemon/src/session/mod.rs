@@ -322,9 +322,16 @@ impl Session {
         }
     }
 
-    /// A message from the server, in the session.
+    /// A message from the server, in the session: the document it is about is warmed first, and what that and the
+    /// message brought into memory is counted against the budget after.
     pub fn server_message(&mut self, message: ServerMsg, io: &Io) -> Result<(), Ended> {
         self.warm_for(&message, io);
+        let handled = self.handle_server_message(message, io);
+        self.cool();
+        handled
+    }
+
+    fn handle_server_message(&mut self, message: ServerMsg, io: &Io) -> Result<(), Ended> {
         match message {
             ServerMsg::Snapshot { doc, path, revision, text, last_seq } => {
                 return self.snapshot(doc, path, revision, text, last_seq, io)

@@ -30,7 +30,14 @@ impl Session {
                 }
             }
             // Nothing is written until every file is in and the conflicts are settled.
-            Some(Starting::Join { waiting, .. }) => *waiting = waiting.saturating_sub(1),
+            Some(Starting::Join { waiting, .. }) => {
+                *waiting = waiting.saturating_sub(1);
+                let (left, done) = (*waiting, self.docs.len());
+                if done % 25 == 0 && left > 0 {
+                    let token = "codecollab/join".into();
+                    io.editor.progress(Progress::Report { token, done, total: done + left });
+                }
+            }
             None => {}
         }
         self.check_started(io)

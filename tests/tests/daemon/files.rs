@@ -479,7 +479,8 @@ async fn a_peer_away_during_renames_and_deletes_catches_up_when_back() {
 }
 
 /// A joiner whose budget of text in memory is far below the session's: most files go cold (their text only in the
-/// daemon's private cache), and everything still happens to them. The join writes every file exactly; the host's
+/// daemon's private cache), and everything still happens to them. The join shows its progress and writes every file
+/// exactly; the host's
 /// edits to cold files reach the joiner's disk; a change made on the joiner's disk to a cold file is merged and
 /// shared; a cold file opened in the joiner's editor shows the session's text; no typed token is lost. When the
 /// joiner leaves, its cache folder is gone.
@@ -499,6 +500,8 @@ async fn a_joiner_over_its_memory_budget_keeps_files_cold_and_loses_nothing() {
     let mut b = ScriptedEditor::start(Encoding::Utf8, &budget).await.expect("b");
     let (invite, _) = share(&mut a, host.path(), &server.url(), "ada").await;
     join(&mut b, &invite, guest.path(), "bob").await;
+    let reports = b.progress.iter().filter(|p| p["kind"] == "report").count();
+    assert!(reports >= 2, "the join shows its progress as files arrive: {:?}", b.progress);
     for i in 0..FILES {
         let (theirs, ours) = (host.path().join(path_of(i)), guest.path().join(path_of(i)));
         assert_eq!(std::fs::read(theirs).expect("host"), std::fs::read(ours).expect("guest"), "{}", path_of(i));
