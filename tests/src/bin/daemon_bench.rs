@@ -6,9 +6,10 @@
 //! - keystroke latency editor → editor with 10 peers typing 10 edits/s each;
 //! - the daemon's memory with a 10 MB file open;
 //! - sharing and joining a tree of 5,000 files (50 MB), against a tree of 500 (5 MB) in the same run: times, and
-//!   both daemons' peak memory; and the joiner's peak against one whose memory budget holds every text.
+//!   both daemons' peak memory; and the joiner's peak against one whose memory budget holds every text;
+//! - a keystroke in a real Neovim in files of 10 KB, 1 MB and 10 MB, shared against plain, in the same run.
 //!
-//! Run: `cargo run --release -p codecollab-tests --bin daemon_bench` (`-- --only replay|latency|memory|tree`).
+//! Run: `cargo run --release -p codecollab-tests --bin daemon_bench` (`-- --only replay|latency|memory|tree|nvim`).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use codecollab_tests::harness::{proc_status_kb, ServerProcess, TempDir};
 use codecollab_tests::lsp::{Encoding, ScriptedEditor};
+use codecollab_tests::nvim::Nvim;
 use ropey::Rope;
 use serde_json::{json, Value};
 
@@ -323,6 +325,65 @@ async fn memory(server: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Per-keystroke time in a real Neovim (`ax<Esc>` at the end of the file, answered once Neovim is back in normal
+/// mode and has run what the keystroke scheduled): plain Neovim, then the same file shared, for 10 KB, 1 MB and
+/// 10 MB files.
+fn nvim_keystrokes(server: &str) -> anyhow::Result<()> {
+    const KEYS: u32 = 200;
+    let mut rows = Vec::new();
+    for size in [10_000usize, 1_000_000, 10_000_000] {
+        let dir = TempDir::new("nvim-bench");
+        let text: String =
+            (0..size).map(|i| if i % 100 == 99 { '\n' } else { (b'a' + (i % 26) as u8) as char }).collect();
+        std::fs::write(dir.path().join("big.txt"), &text)?;
+        let plain = {
+            let mut nvim = Nvim::start(dir.path(), "{}", true)?;
+            nvim.command("edit big.txt")?;
+            keystrokes(&mut nvim, KEYS)?
+        };
+        let shared = {
+            let (mut nvim, _invite) = Nvim::share(dir.path(), server, "bench")?;
+            nvim.command("edit big.txt")?;
+            let tracked = nvim.lua("return next(require('codecollab.buffer').tracked) ~= nil", json!([]))?;
+            anyhow::ensure!(tracked == json!(true), "the shared file's buffer is tracked");
+            keystrokes(&mut nvim, KEYS)?
+        };
+        rows.push((size, plain, shared));
+    }
+    let small = rows[0].2;
+    for (size, plain, shared) in rows {
+        println!(
+            "neovim keystroke, {:>6} KB file: plain {:.2} ms, shared {:.2} ms = {:.2}x plain (target under 1.5x); \
+             {:.2}x the shared 10 KB file (target under 1.5x)",
+            size / 1000,
+            plain.as_secs_f64() * 1e3,
+            shared.as_secs_f64() * 1e3,
+            shared.as_secs_f64() / plain.as_secs_f64(),
+            shared.as_secs_f64() / small.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// The mean time of `n` keystrokes `ax<Esc>` at the end of the current buffer, each until Neovim is back in normal
+/// mode with nothing pending and has answered a request after it (so what it scheduled has run).
+fn keystrokes(nvim: &mut Nvim, n: u32) -> anyhow::Result<Duration> {
+    nvim.input("G$")?;
+    nvim.settle_input()?;
+    let started = Instant::now();
+    for _ in 0..n {
+        nvim.input("ax<Esc>")?;
+        loop {
+            let mode = nvim.call("nvim_get_mode", json!([]))?;
+            if mode["blocking"] == false && mode["mode"] == "n" {
+                break;
+            }
+        }
+        nvim.lua("return 1", json!([]))?;
+    }
+    Ok(started.elapsed() / n)
+}
+
 /// Shares a folder of `files` files of about 10 KB (in 50 folders) from one daemon and joins it from another (with
 /// `joiner_env`), each on a fresh server; returns (share time, join time, sharing daemon's peak, joining daemon's
 /// peak, bytes).
@@ -415,6 +476,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if only.as_deref().is_none_or(|o| o == "tree") {
         tree().await?;
+    }
+    if only.as_deref().is_none_or(|o| o == "nvim") {
+        nvim_keystrokes(&url)?;
     }
     Ok(())
 }

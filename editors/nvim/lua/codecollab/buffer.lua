@@ -1,11 +1,15 @@
 --- Buffer tracking: every change in a shared buffer becomes one collab/edit with the protocol's two counters
 --- (`sent`, `applied`); the daemon's edits are applied under a guard so they are not echoed back, dropped when
---- stale, and answered with the empty edit when they cannot be applied.
+--- stale, and answered with the empty edit when they cannot be applied. What changed is found in time that does
+--- not grow with the file: `on_bytes` says which rows it touched, and only those rows of the buffer are read and
+--- compared with the copy of its lines kept here (`lines`).
 local client = require('codecollab.client')
 
 local M = {}
 
---- bufnr -> { uri, sent, applied, applying }
+--- bufnr -> { uri, sent, applied, applying, scheduled, lines, nl, eol, region }: `lines`, `nl` and `eol` are the
+--- buffer's text as last sent or applied; `region` the rows changed since ({ first, last, old_last }: rows
+--- `first`..`last` of the buffer now stand where rows `first`..`old_last` of `lines` were; the rest is the same).
 M.tracked = {}
 --- Called with the buffer after a daemon edit was applied to it (the init module sets it).
 M.on_remote_edit = nil
@@ -82,6 +86,76 @@ function M.diff(old, new)
   return { range = range, text = new:sub(prefix + 1, #new - suffix) }
 end
 
+--- Widens `state.region` by one `on_bytes` change: rows `row`..`row + old_rows` of the buffer as it was became rows
+--- `row`..`row + new_rows`.
+local function widen(state, row, old_rows, new_rows)
+  local old_end, new_end = row + old_rows, row + new_rows
+  local region = state.region
+  if not region then
+    -- Before this change the buffer was `lines`: its rows from `row` on are the same rows of `lines`.
+    state.region = { first = row, last = new_end, old_last = old_end }
+    return
+  end
+  local reach = math.max(region.last, old_end)
+  region.old_last = region.old_last + (reach - region.last)
+  region.last = reach + (new_end - old_end)
+  region.first = math.min(region.first, row)
+end
+
+--- Replaces items `first`..`last` (1-based, inclusive; `last` may be `first - 1`) of `list` with those of `new`.
+local function splice(list, first, last, new)
+  local n, delta = #list, #new - (last - first + 1)
+  if delta ~= 0 then
+    table.move(list, last + 1, n, last + 1 + delta)
+    for i = n + delta + 1, n do
+      list[i] = nil
+    end
+  end
+  for i = 1, #new do
+    list[first + i - 1] = new[i]
+  end
+end
+
+--- Brings `lines` up to the buffer, reading only the rows in `region` (all of them after a reload or a change of
+--- line endings); returns the one change that does it, in the old text's positions, or nil.
+local function catch_up(bufnr, state)
+  local region = state.region
+  state.region = nil
+  local count = vim.api.nvim_buf_line_count(bufnr)
+  local nl, eol = newline(bufnr), vim.bo[bufnr].eol
+  local lines = state.lines
+  if region == nil and nl == state.nl and eol == state.eol then
+    return nil -- no row changed
+  end
+  local first, last, old_last = 0, count - 1, #lines - 1
+  if region ~= 'all' and nl == state.nl then
+    region = region or { first = count - 1, last = count - 1, old_last = #lines - 1 }
+    first, last, old_last = math.max(region.first, 0), region.last, region.old_last
+    -- Reaching the end on either side, or 'eol' changed (the final line break): to the end on both. Rows after
+    -- a region are the same on both sides, and so are rows before it, so starting earlier is always right.
+    if eol ~= state.eol or last >= count - 1 or old_last >= #lines - 1 then
+      first = math.max(0, math.min(first, count - 1, #lines - 1))
+      last, old_last = count - 1, #lines - 1
+    end
+  end
+  local new = vim.api.nvim_buf_get_lines(bufnr, first, last + 1, false)
+  local old_text = table.concat(lines, state.nl, first + 1, old_last + 1)
+  local new_text = table.concat(new, nl)
+  if last == count - 1 then
+    -- The region reaches the end of the text, whose final line break is there when 'eol' is set.
+    old_text = old_text .. ((state.eol and #lines > 0) and state.nl or '')
+    new_text = new_text .. ((eol and count > 0) and nl or '')
+  end
+  splice(lines, first + 1, old_last + 1, new)
+  state.nl, state.eol = nl, eol
+  local change = M.diff(old_text, new_text)
+  if change then
+    change.range.start.line = change.range.start.line + first
+    change.range['end'].line = change.range['end'].line + first
+  end
+  return change
+end
+
 --- Sends what changed in `bufnr` since the last edit sent (if anything: `scheduled` says a change is waiting).
 function M.flush(bufnr)
   local state = M.tracked[bufnr]
@@ -89,23 +163,24 @@ function M.flush(bufnr)
     return
   end
   state.scheduled = false
-  local text = M.text(bufnr)
-  local change = M.diff(state.shadow, text)
-  state.shadow = text
+  local change = catch_up(bufnr, state)
   if change then
     send_edit(state, { change })
   end
 end
 
-local function on_bytes(_, bufnr)
+local function on_bytes(_, bufnr, _, start_row, _, _, old_end_row, _, _, new_end_row)
   local state = M.tracked[bufnr]
   if not state then
     return true -- detach
   end
+  if state.region ~= 'all' then
+    widen(state, start_row, old_end_row, new_end_row)
+  end
   if state.applying or state.scheduled then
     return
   end
-  -- Neovim calls this before some changes are in the buffer (`J`, for one): read the text once they are.
+  -- Neovim calls this before some changes are in the buffer (`J`, for one): read the rows once they are.
   state.scheduled = true
   vim.schedule(function()
     M.flush(bufnr)
@@ -117,15 +192,26 @@ function M.track(bufnr, uri)
   if M.tracked[bufnr] then
     return
   end
-  local text = M.text(bufnr)
-  M.tracked[bufnr] = { uri = uri, sent = 0, applied = 0, applying = false, scheduled = false, shadow = text }
-  client.notify('collab/open', { uri = uri, text = text })
+  M.tracked[bufnr] = {
+    uri = uri,
+    sent = 0,
+    applied = 0,
+    applying = false,
+    scheduled = false,
+    lines = vim.api.nvim_buf_get_lines(bufnr, 0, -1, false),
+    nl = newline(bufnr),
+    eol = vim.bo[bufnr].eol,
+  }
+  client.notify('collab/open', { uri = uri, text = M.text(bufnr) })
   vim.api.nvim_buf_attach(bufnr, false, {
     on_bytes = on_bytes,
     -- The file was read again (`:edit`, 'autoread' after a formatter or `git checkout` rewrote it): no on_bytes
     -- comes for that, so what changed is the difference from what was last sent.
     on_reload = function()
       local state = M.tracked[bufnr]
+      if state then
+        state.region = 'all'
+      end
       if state and not state.scheduled then
         state.scheduled = true
         vim.schedule(function()
@@ -172,30 +258,26 @@ local function apply_change(bufnr, change)
     vim.api.nvim_buf_set_text(bufnr, s.line, s.character, e.line, e.character, new)
     return
   end
-  -- The change touches the end of the text, after the final line break: rebuild the tail precisely.
-  local lines = vim.api.nvim_buf_get_lines(bufnr, 0, -1, false)
+  -- The change touches the end of the text, after the final line break: rebuild the rows from its start on.
+  local tail = vim.api.nvim_buf_get_lines(bufnr, s.line, -1, false)
   if vim.bo[bufnr].eol then
-    table.insert(lines, '')
+    table.insert(tail, '')
   end
-  assert(s.line < #lines and e.line < #lines, 'position past the end of the buffer')
-  local prefix = lines[s.line + 1]:sub(1, s.character)
-  local suffix = lines[e.line + 1]:sub(e.character + 1)
-  local replaced = split_lines(bufnr, prefix .. change.text .. suffix)
-  local result = {}
-  for i = 1, s.line do
-    result[#result + 1] = lines[i]
+  local at = function(line)
+    return tail[line - s.line + 1]
   end
-  for _, line in ipairs(replaced) do
-    result[#result + 1] = line
+  assert(at(s.line) and at(e.line), 'position past the end of the buffer')
+  local prefix = at(s.line):sub(1, s.character)
+  local suffix = at(e.line):sub(e.character + 1)
+  local result = split_lines(bufnr, prefix .. change.text .. suffix)
+  for i = e.line - s.line + 2, #tail do
+    result[#result + 1] = tail[i]
   end
-  for i = e.line + 2, #lines do
-    result[#result + 1] = lines[i]
-  end
-  local eol = #result > 1 and result[#result] == ''
+  local eol = s.line + #result > 1 and result[#result] == ''
   if eol then
     table.remove(result)
   end
-  vim.api.nvim_buf_set_lines(bufnr, s.line, -1, false, vim.list_slice(result, s.line + 1))
+  vim.api.nvim_buf_set_lines(bufnr, s.line, -1, false, result)
   vim.bo[bufnr].eol = eol
   vim.bo[bufnr].fixeol = eol
 end
@@ -223,7 +305,8 @@ function M.apply(params)
   end)
   vim.bo[bufnr].modifiable = modifiable
   state.applying = false
-  state.shadow = M.text(bufnr)
+  -- The copy of the lines takes in what was applied (on_bytes saw which rows), which is not sent back.
+  catch_up(bufnr, state)
   if ok then
     state.applied = state.applied + 1
     if M.on_remote_edit then
