@@ -224,6 +224,8 @@ impl Session {
         let mut first_written = false;
         // Files peers created, on this disk for the first time: `collab/files`.
         let mut created = Vec::new();
+        // Cold documents whose text could not be read back for their write.
+        let mut lost = Vec::new();
         for (id, d) in self.docs.iter_mut() {
             if !d.dirty || d.editor.is_some() {
                 continue;
@@ -234,8 +236,7 @@ impl Session {
                 None => None,
                 Some(Ok(file)) => Some(file),
                 Some(Err(error)) => {
-                    tracing::warn!(path = %d.path, %error, "a cold document's text could not be read back");
-                    io.send(ClientMsg::Subscribe { doc: *id, since: None });
+                    lost.push((*id, error));
                     continue;
                 }
             };
@@ -282,6 +283,9 @@ impl Session {
                     tracing::warn!(path = %d.path, %error, "keeping text in memory: the cache cannot be written");
                 }
             }
+        }
+        for (doc, error) in lost {
+            self.lost_cold_text(doc, &error, io);
         }
         self.cool();
         for (path, why) in refused {

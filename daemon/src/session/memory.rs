@@ -3,14 +3,14 @@
 //! passes the budget ([`crate::document::TextCache`]), so a session of many files, joining it included, holds only
 //! what is in use.
 
-use codecollab_protocol::wire::{ClientMsg, DocId, ServerMsg};
+use codecollab_protocol::wire::{ClientMsg, DocId, DocInfo, ServerMsg};
 
 use super::{Io, Session};
 use crate::document::Doc;
 
 impl Session {
     /// Brings `doc`'s text into memory if it is cold, and counts it as used now. If its cache file cannot be read,
-    /// the session's text is asked for again (the document stays empty, and unwritten, until it comes).
+    /// see [`Session::lost_cold_text`].
     pub(super) fn warm(&mut self, doc: DocId, io: &Io) {
         let tick = self.cache.tick();
         let Some(d) = self.docs.get_mut(&doc) else { return };
@@ -21,9 +21,20 @@ impl Session {
         let warmed = self.cache.file(doc).and_then(|file| d.warm(&file));
         self.cache.grown += d.hot_bytes();
         if let Err(error) = warmed {
-            tracing::warn!(path = %d.path, %error, "a cold document's text could not be read back; asking the server");
-            io.send(ClientMsg::Subscribe { doc, since: None });
+            self.lost_cold_text(doc, &error, io);
         }
+    }
+
+    /// A cold document's text could not be read back (its cache file went, say a temporary-folder cleaner took
+    /// it): nothing may be computed from the empty text left (a change on disk would be merged against it, and
+    /// the file's whole text sent again). The document leaves and is fetched anew, as one a peer just created: its
+    /// snapshot is written, a local file that differs from it moved aside first.
+    pub(super) fn lost_cold_text(&mut self, doc: DocId, error: &std::io::Error, io: &Io) {
+        let Some(d) = self.remove_doc(doc) else { return };
+        tracing::warn!(path = %d.path, %error, "a cold document's text could not be read back; fetching it again");
+        self.release(&d.path);
+        io.send(ClientMsg::Unsubscribe { doc });
+        self.fetch(DocInfo { doc, path: d.path }, io);
     }
 
     /// Warms the document a server message is about, if handling it touches the text. (`Subscribed` does not: a

@@ -500,6 +500,12 @@ async fn a_joiner_over_its_memory_budget_keeps_files_cold_and_loses_nothing() {
     let mut b = ScriptedEditor::start(Encoding::Utf8, &budget).await.expect("b");
     let (invite, _) = share(&mut a, host.path(), &server.url(), "ada").await;
     join(&mut b, &invite, guest.path(), "bob").await;
+    // Progress goes out once the editor has answered its create request: wait for the end of it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !b.progress.iter().any(|p| p["kind"] == "end") {
+        assert!(tokio::time::Instant::now() < deadline, "no end of the join's progress: {:?}", b.progress);
+        b.drain(Duration::from_millis(20)).await.expect("b runs");
+    }
     let reports = b.progress.iter().filter(|p| p["kind"] == "report").count();
     assert!(reports >= 2, "the join shows its progress as files arrive: {:?}", b.progress);
     for i in 0..FILES {
@@ -543,6 +549,29 @@ async fn a_joiner_over_its_memory_budget_keeps_files_cold_and_loses_nothing() {
             assert!(tokio::time::Instant::now() < deadline, "{token} in {path}: server {on_server:?}");
         }
     }
+    // The cache's files go (a temporary-folder cleaner): a cold file the host then edits is fetched anew, and
+    // the joiner's copy is the session's, each token once, nothing doubled.
+    let cold_before = std::fs::read_dir(&cache).expect("lists").count();
+    assert!(cold_before > 0, "some files are cold");
+    for entry in std::fs::read_dir(&cache).expect("lists").flatten() {
+        std::fs::remove_file(entry.path()).expect("rm");
+    }
+    let file = uri(&host.path().join(path_of(1)));
+    a.open(&file, &std::fs::read_to_string(host.path().join(path_of(1))).expect("reads")).await.expect("open");
+    a.type_at(&file, 0, 0, "<ada-after-cache-loss>").await.expect("type");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        a.drain(Duration::from_millis(20)).await.expect("a runs");
+        b.drain(Duration::from_millis(20)).await.expect("b runs");
+        let on_server = server_text(&invite, &path_of(1)).await;
+        let on_disk = std::fs::read_to_string(guest.path().join(path_of(1))).unwrap_or_default();
+        if on_disk == on_server && on_server.matches("<ada-after-cache-loss>").count() == 1 {
+            assert_eq!(on_server.len(), 4_001 + "<ada-after-cache-loss>".len(), "nothing doubled or lost");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the joiner's {}: {on_disk:?}", path_of(1));
+    }
+
     // A cold file opened in the joiner's editor: the daemon brings the buffer to the session's text.
     let (i, token) = tokens.last().expect("tokens").clone();
     let file = uri(&guest.path().join(path_of(i)));
