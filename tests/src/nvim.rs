@@ -55,7 +55,8 @@ impl Nvim {
             path = format!("{}:{path}", daemon.parent().context("daemon dir")?.display());
         }
         let plugin = plugin_dir();
-        let child = Command::new(nvim_binary()?)
+        let mut command = Command::new(nvim_binary()?);
+        command
             .args(["--headless", "-n", "-i", "NONE", "-u", "NONE", "--listen"])
             .arg(&socket)
             .arg("--cmd")
@@ -67,13 +68,8 @@ impl Nvim {
             .env("XDG_CONFIG_HOME", dir.path())
             .env("XDG_DATA_HOME", dir.path())
             .env("XDG_STATE_HOME", dir.path())
-            .env("CODECOLLAB_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting nvim")?;
-        Nvim::connect(child, &socket, dir)
+            .env("CODECOLLAB_LOG", "warn");
+        Nvim::spawn(command, &socket, dir)
     }
 
     /// Starts Neovim in `cwd` as the user whose home is `home` would: their `~/.config/nvim/init.lua` and the
@@ -86,18 +82,18 @@ impl Nvim {
         for key in ["XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "NVIM_APPNAME"] {
             command.env_remove(key);
         }
+        command.env("HOME", home).env("PATH", "/usr/bin:/bin");
+        Nvim::spawn(command, &socket, dir)
+    }
+
+    /// Starts `command` (a Neovim listening on `socket`, its files in `dir`) and connects to it.
+    fn spawn(mut command: Command, socket: &Path, dir: TempDir) -> anyhow::Result<Nvim> {
         let child = command
-            .env("HOME", home)
-            .env("PATH", "/usr/bin:/bin")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .context("starting nvim")?;
-        Nvim::connect(child, &socket, dir)
-    }
-
-    fn connect(child: Child, socket: &Path, dir: TempDir) -> anyhow::Result<Nvim> {
         let deadline = Instant::now() + Duration::from_secs(10);
         let stream = loop {
             match UnixStream::connect(socket) {
