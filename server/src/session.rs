@@ -319,13 +319,15 @@ impl SessionTask {
         Ok(handle)
     }
 
-    /// The refusal of `path`, which differs only in letter case from `existing`'s.
+    /// The refusal of `path`, which is `existing`'s or differs from it only in letter case.
     fn case_clash(&self, path: &str, existing: DocId) -> Refusal {
         let other = self.docs.get(&existing).map_or("another document", |entry| entry.path.as_str());
-        Refusal::new(
-            ErrorCode::InvalidPath,
-            format!("{path} differs from {other} only in letter case: on some file systems they are one file"),
-        )
+        let why = if other == path {
+            format!("a document already exists at {path}")
+        } else {
+            format!("{path} differs from {other} only in letter case: on some file systems they are one file")
+        };
+        Refusal::new(ErrorCode::InvalidPath, why)
     }
 
     async fn open(&mut self, doc: DocId) -> Result<DocHandle, Refusal> {

@@ -226,6 +226,7 @@ impl Session {
                     rest.map(|rest| (doc, if rest.is_empty() { to.clone() } else { format!("{to}/{rest}") }))
                 })
                 .collect();
+            tracing::debug!(%from, %to, ?moves, "renamed by the editor");
             for (doc, path) in moves {
                 self.rename_doc(doc, path, io);
             }

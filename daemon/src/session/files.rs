@@ -11,6 +11,10 @@ use crate::document::{Doc, PendingOpen, Unapproved, MAX_DOCUMENT_CHARS};
 use crate::lsp_ext::{ApprovalParams, CloseParams, CursorParams, EditParams, FilesParams, OpenParams, RenamedFile};
 use crate::workspace;
 
+/// How many moves by peers `Session::moved_away` remembers: past it, it starts again (a peer renaming without end
+/// does not grow our memory).
+const MOVES_REMEMBERED: usize = 4096;
+
 impl Session {
     /// The document an editor buffer shows.
     fn doc_for_uri(&self, uri: &str) -> Option<DocId> {
@@ -29,6 +33,7 @@ impl Session {
     ) -> Result<(), Ended> {
         let sharing = matches!(self.starting, Some(Starting::Share { .. }));
         let joining = matches!(self.starting, Some(Starting::Join { .. }));
+        tracing::debug!(%doc, %path, "snapshot");
         let ours = self.created_here.remove(&path);
         self.fetching.remove(&path);
         if let Some(d) = self.docs.get_mut(&doc) {
@@ -119,8 +124,13 @@ impl Session {
             tracing::info!(%path, %why, "open ignored: not a session path");
             return;
         }
-        match self.docs.iter().find(|(_, d)| d.path == path).map(|(&id, _)| id) {
+        let moved = self.moved_away.remove(&path);
+        let known = self.docs.iter().find(|(_, d)| d.path == path).map(|(&id, _)| id);
+        let known = known.or_else(|| moved.filter(|&doc| self.opened_before_the_move(doc, &path, &params, io)));
+        tracing::debug!(%path, ?known, fetching = self.fetching.contains_key(&path), "editor opened");
+        match known {
             Some(doc) => {
+                self.moved_away.retain(|_, moved| *moved != doc); // The editor knows it now.
                 self.warm(doc, io);
                 let Some(d) = self.docs.get_mut(&doc) else { return };
                 let effects = d.open(params, io.editor.encoding);
@@ -139,6 +149,19 @@ impl Session {
             }
             None => tracing::info!(%path, "open ignored: view-only sessions cannot add files"),
         }
+    }
+
+    /// Whether the editor's open of `path`, which a peer moved document `doc` away from, was sent before the editor
+    /// heard of the move: the file is gone from our disk (we moved it), no buffer has the document, and the buffer
+    /// holds its text. Such a buffer is the document's under its old name (the editor renames it on `collab/files`),
+    /// not a new file: creating one would bring the old name back for everyone. A file really created at the old
+    /// name is on disk or starts with other text.
+    fn opened_before_the_move(&mut self, doc: DocId, path: &str, params: &OpenParams, io: &Io) -> bool {
+        if workspace::existing(&self.root, path).is_some() {
+            return false;
+        }
+        self.warm(doc, io);
+        self.docs.get(&doc).is_some_and(|d| d.editor.is_none() && d.text == params.text.as_str())
     }
 
     /// Asks the server to create `path` with the text our editor opened it with: whole if it fits in a frame, else
@@ -160,6 +183,7 @@ impl Session {
         }
         let text = open.text[..cut].to_owned();
         open.sent = Some(text.clone());
+        tracing::debug!(%path, "create");
         io.send(ClientMsg::Create { path: path.to_owned(), text });
     }
 
@@ -207,6 +231,7 @@ impl Session {
 
     /// `collab/close`: the editor closed a buffer; the daemon writes its file from now on.
     pub fn close(&mut self, params: CloseParams) {
+        tracing::debug!(uri = %params.uri, "editor closed");
         // Closed before the session held it: nothing to track any more (a Create already sent still creates it).
         self.pending_opens.retain(|_, open| open.uri != params.uri);
         if let Some(doc) = self.doc_for_uri(&params.uri) {
@@ -346,6 +371,7 @@ impl Session {
     pub(super) fn renamed(&mut self, doc: DocId, path: String, io: &Io) {
         self.warm(doc, io);
         let Some(from) = self.docs.get(&doc).map(|d| d.path.clone()) else { return };
+        tracing::debug!(%doc, %from, to = %path, "renamed by a peer");
         if from == path {
             return; // Our own rename, already carried out here (see `files_renamed`).
         }
@@ -376,6 +402,12 @@ impl Session {
         match result {
             Err(error) => self.refused_on_disk(&path, &format!("{error:#}"), io),
             Ok(()) => {
+                if editor_uri.is_none() {
+                    if self.moved_away.len() >= MOVES_REMEMBERED {
+                        self.moved_away.clear();
+                    }
+                    self.moved_away.insert(from.clone(), doc);
+                }
                 let uri_of = |p: &str| workspace::resolve(&self.root, p).ok().map(|f| workspace::path_to_uri(&f));
                 // The buffer showing it (by the URI the editor opened it with) is to follow it.
                 if let (Some(old_uri), Some(new_uri)) = (editor_uri.or_else(|| uri_of(&from)), uri_of(&path)) {

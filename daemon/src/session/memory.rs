@@ -96,6 +96,7 @@ impl Session {
     /// Takes `doc` out of the session's documents; its cache file goes.
     pub(super) fn remove_doc(&mut self, doc: DocId) -> Option<Doc> {
         self.cache.remove(doc);
+        self.moved_away.retain(|_, moved| *moved != doc);
         self.docs.remove(&doc)
     }
 }

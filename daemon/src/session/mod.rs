@@ -128,6 +128,9 @@ pub struct Session {
     /// Paths of files new on disk that we asked the server to create (`workspace/didCreateFiles`): their snapshot is
     /// ours, already on disk.
     created_here: HashSet<String>,
+    /// Paths a peer moved a document away from while our editor did not have it open. An open of such a path may
+    /// have crossed the `collab/files` that told the editor of the move: see `Session::open`.
+    moved_away: HashMap<String, DocId>,
     /// Files of our folder we told the session are not in it (sent again after a reconnect: the server keeps the
     /// list in memory only).
     unshared_here: Vec<UnsharedFile>,
@@ -181,6 +184,7 @@ impl Session {
             announced: HashSet::new(),
             backup: None,
             created_here: HashSet::new(),
+            moved_away: HashMap::new(),
             watcher: None,
             unshared_here: Vec::new(),
             queued_file_ops: Vec::new(),
@@ -202,16 +206,19 @@ impl Session {
         self.case_keys.remove(&codecollab_protocol::path::case_key(path));
     }
 
-    /// Why session path `path` (of document `doc`, if known) is not taken to disk here: the session rules, or a
-    /// letter-case clash with another document (one file on a case-insensitive file system). `None` if it is fine.
+    /// Why session path `path` (of document `doc`, if known) is not taken to disk here: the session rules, another
+    /// document at that path, or a letter-case clash with one (one file on a case-insensitive file system). `None`
+    /// if it is fine.
     fn refusal_of(&self, path: &str, doc: Option<DocId>) -> Option<String> {
         if let Err(why) = codecollab_protocol::path::check(path) {
             return Some(why.to_string());
         }
         match self.case_keys.get(&codecollab_protocol::path::case_key(path)) {
-            Some((other, other_path)) if Some(*other) != doc && other_path != path => {
-                Some(format!("it differs from {other_path} only in letter case (one file on some file systems)"))
-            }
+            Some((other, other_path)) if Some(*other) != doc => Some(if other_path == path {
+                format!("another document is at {path} already")
+            } else {
+                format!("it differs from {other_path} only in letter case (one file on some file systems)")
+            }),
             _ => None,
         }
     }

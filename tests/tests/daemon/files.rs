@@ -209,6 +209,55 @@ async fn files_created_renamed_and_deleted_in_the_editor_reach_the_others() {
     assert_eq!(told(&pair.b, "deleted"), [at("lib/c.txt")]);
 }
 
+/// An editor's open of a file that crosses a peer's rename of it (sent before the `collab/files` telling of the
+/// move reached the editor) is the moved document's buffer: the old name does not come back for everyone, and what
+/// is typed under either name reaches the renamed file. A file created at the old name afterwards is a new one.
+/// A rename onto a path the session holds (an explorer asking first, then failing to move) is refused here with a
+/// word, and the file keeps its name and its edits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_crossing_a_peers_rename_follows_it_instead_of_bringing_the_old_name_back() {
+    let files = [("doc.txt", "alpha\n"), ("other.txt", "other\n")];
+    let mut pair = Pair::start(&files, (Encoding::Utf8, Encoding::Utf16)).await;
+    let (host, guest) = (pair.host.path().to_owned(), pair.guest.path().to_owned());
+    let rename =
+        |from: &str, to: &str| json!({"files": [{"oldUri": uri(&host.join(from)), "newUri": uri(&host.join(to))}]});
+    pair.a.request("workspace/willRenameFiles", rename("doc.txt", "renamed.txt")).await.expect("will rename");
+    std::fs::rename(host.join("doc.txt"), host.join("renamed.txt")).expect("rename on disk");
+    pair.a.notify("workspace/didRenameFiles", rename("doc.txt", "renamed.txt")).await.expect("did rename");
+    wait(&mut pair.b, "b's daemon moves the file and tells its editor", |b| {
+        guest.join("renamed.txt").exists() && b.files.iter().any(|f| f.get("renamed").is_some())
+    })
+    .await;
+
+    // b's editor had read doc.txt before the move and opens it now; it types, then follows the rename.
+    let ((_, old), (_, new)) = (pair.uris("doc.txt"), pair.uris("renamed.txt"));
+    pair.b.open(&old, "alpha\n").await.expect("the crossing open");
+    pair.b.type_at(&old, 0, 0, "<b-old-name>").await.expect("b types");
+    pair.b.notify("collab/close", json!({"uri": old})).await.expect("close");
+    pair.b.open(&new, "<b-old-name>alpha\n").await.expect("b follows");
+    pair.b.type_at(&new, 0, 0, "<b-new-name>").await.expect("b types");
+    let invite = pair.invite.clone();
+    let text = until_server(&invite, "renamed.txt", |t| t.contains("<b-new-name>")).await;
+    assert_eq!(text, "<b-new-name><b-old-name>alpha\n");
+    let paths = codecollab_tests::editor::invite_server_paths(&invite).await.expect("the session's files");
+    assert_eq!(paths, ["other.txt", "renamed.txt"], "the old name is not back");
+    assert!(!guest.join("doc.txt").exists());
+
+    // Now doc.txt is a new file, for everyone.
+    pair.b.open(&old, "new\n").await.expect("b creates doc.txt");
+    until_server(&invite, "doc.txt", |t| t == "new\n").await;
+
+    // An explorer asks to move other.txt onto renamed.txt, then cannot: nothing moves, and a is told why.
+    pair.a.request("workspace/willRenameFiles", rename("other.txt", "renamed.txt")).await.expect("will rename");
+    wait(&mut pair.a, "a is told", |a| a.messages.iter().any(|m| m.contains("another document is at renamed.txt")))
+        .await;
+    let (other, _) = pair.uris("other.txt");
+    pair.a.open(&other, "other\n").await.expect("a opens other.txt");
+    pair.a.type_at(&other, 0, 0, "<a>").await.expect("a types");
+    until_server(&invite, "other.txt", |t| t == "<a>other\n").await;
+    assert_eq!(server_text(&invite, "renamed.txt").await, text);
+}
+
 /// The server's text of `path` once `done` holds for it, or a failure after 30 s.
 async fn until_server(invite: &str, path: &str, done: impl Fn(&str) -> bool) -> String {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

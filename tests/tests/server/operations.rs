@@ -295,9 +295,14 @@ async fn paths_into_version_control_or_clashing_in_letter_case_are_refused() {
         })
         .await
         .expect("created");
-    for path in [".git/hooks/pre-commit", "Readme.MD"] {
+    for (path, why) in [
+        (".git/hooks/pre-commit", "invalid path"),
+        ("Readme.MD", "differs from README.md only in letter case"),
+        ("README.md", "a document already exists at README.md"),
+    ] {
         ws.send(&ClientMsg::Rename { doc, path: path.into() }).await.expect("send");
-        expect_error(ws, ErrorCode::InvalidPath).await;
+        let message = expect_error(ws, ErrorCode::InvalidPath).await;
+        assert!(message.contains(why), "{path:?}: {message}");
     }
     // A rename that only changes the letter case of the same document is fine.
     ws.send(&ClientMsg::Rename { doc, path: "Tool.sh".into() }).await.expect("send");
