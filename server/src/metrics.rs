@@ -1,4 +1,4 @@
-//! Counters, gauges and the commit-latency histogram, rendered at `GET /metrics` in Prometheus text format.
+//! Counters, gauges and latency histograms (the commit, and each stage of an operation's way to its subscribers), rendered at `GET /metrics` in Prometheus text format.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -25,12 +25,13 @@ pub const ERROR_CODES: &[(ErrorCode, &str)] = &[
     (ErrorCode::StorageFailure, "storage_failure"),
 ];
 
-/// Upper bounds of the commit latency buckets, in seconds.
-const BUCKETS: [f64; 12] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 14] =
+    [0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
 
 #[derive(Debug, Default)]
 pub struct Histogram {
-    buckets: [AtomicU64; 12],
+    buckets: [AtomicU64; 14],
     count: AtomicU64,
     sum_nanos: AtomicU64,
 }
@@ -85,6 +86,11 @@ pub struct Metrics {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub commit_latency: Histogram,
+    /// The stages of an operation's way through the server, for finding where fan-out latency goes.
+    pub op_queue: Histogram,
+    pub op_broadcast: Histogram,
+    pub outbox_wait: Histogram,
+    pub socket_write: Histogram,
     refusals: [AtomicU64; 15],
 }
 
@@ -160,11 +166,32 @@ impl Metrics {
             let _ =
                 writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
         }
-        self.commit_latency.render(
-            "codecollab_commit_latency_seconds",
-            "Time to commit one batch of writes to the store.",
-            &mut out,
-        );
+        let histograms = [
+            (&self.commit_latency, "codecollab_commit_latency_seconds", "Time to commit one batch of writes to the store."),
+            (
+                &self.op_queue,
+                "codecollab_op_queue_seconds",
+                "Time from reading an operation off its socket to its document task taking it.",
+            ),
+            (
+                &self.op_broadcast,
+                "codecollab_op_broadcast_seconds",
+                "Time from reading an operation off its socket to its acknowledgement and broadcast being queued for every subscriber (queue, batch, commit, encoding).",
+            ),
+            (
+                &self.outbox_wait,
+                "codecollab_outbox_wait_seconds",
+                "Time a frame waits in its connection's queue before the connection starts writing it.",
+            ),
+            (
+                &self.socket_write,
+                "codecollab_socket_write_seconds",
+                "Time to write one batch of queued frames to a socket and flush it.",
+            ),
+        ];
+        for (histogram, name, help) in histograms {
+            histogram.render(name, help, &mut out);
+        }
         let name = "codecollab_refusals_total";
         let _ = writeln!(out, "# HELP {name} Requests refused, by reason.\n# TYPE {name} counter");
         for ((_, label), value) in ERROR_CODES.iter().zip(&self.refusals) {

@@ -2,6 +2,7 @@
 //! cannot keep up is dropped (it resumes where it left off) rather than letting its queue grow without bound.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use codecollab_protocol::wire::ServerMsg;
 use tokio::sync::{mpsc, Notify};
@@ -10,7 +11,8 @@ use tokio_tungstenite::tungstenite::Bytes;
 /// What the connection task writes to its socket.
 #[derive(Debug)]
 pub enum Outbound {
-    Frame(Bytes),
+    /// A frame, and when it was queued.
+    Frame(Bytes, Instant),
     /// Send a close frame with this code and reason, then end the connection.
     Close(u16, String),
 }
@@ -44,7 +46,7 @@ impl Outbox {
 
     /// Queues an encoded frame. Returns false if the connection is gone or too slow (and is being dropped).
     pub fn send_frame(&self, frame: Bytes) -> bool {
-        match self.sender.try_send(Outbound::Frame(frame)) {
+        match self.sender.try_send(Outbound::Frame(frame, Instant::now())) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.overflow.notify_one();

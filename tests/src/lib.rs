@@ -23,6 +23,7 @@ pub mod hostile;
 pub mod lsp;
 pub mod nvim;
 pub mod proxy;
+pub mod relay;
 pub mod vscode;
 
 pub use codecollab_testgen::{random, tokens};

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use codecollab_protocol::wire::{ClientMsg, DocId, ErrorCode, PeerId, Role, ServerMsg};
 use codecollab_protocol::{ClientId, DecodeError, TextOperation};
@@ -106,6 +107,7 @@ impl Handler {
     }
 
     pub async fn handle_frame(&mut self, frame: &[u8]) {
+        let received = Instant::now();
         let msg = match ClientMsg::decode(frame, self.shared.config.limits.max_frame_bytes) {
             Ok(msg) => msg,
             Err(DecodeError::TooLarge { len, limit }) => {
@@ -119,7 +121,7 @@ impl Handler {
         match msg {
             // The hot path stays inline; everything else is boxed (below), so the connection's future, which
             // every idle connection holds, is not as large as the largest of those handlers.
-            ClientMsg::Op { doc, seq, base_revision, op } => self.op(doc, seq, base_revision, op).await,
+            ClientMsg::Op { doc, seq, base_revision, op } => self.op(doc, seq, base_revision, op, received).await,
             other => Box::pin(self.handle_control(other)).await,
         }
     }
@@ -157,7 +159,7 @@ impl Handler {
                     handle.send(DocCommand::Unsubscribe { peer }).await;
                 }
             }
-            ClientMsg::Op { doc, seq, base_revision, op } => self.op(doc, seq, base_revision, op).await,
+            ClientMsg::Op { doc, seq, base_revision, op } => self.op(doc, seq, base_revision, op, Instant::now()).await,
             ClientMsg::Cursor { doc, revision, selections } => {
                 if !self.rate.take() {
                     return self.refuse(ErrorCode::RateLimited, "too many updates per second", Some(doc));
@@ -281,7 +283,8 @@ impl Handler {
         }
     }
 
-    async fn op(&mut self, doc: DocId, seq: u64, base_revision: u64, op: TextOperation) {
+    /// An operation, read off the socket at `received`.
+    async fn op(&mut self, doc: DocId, seq: u64, base_revision: u64, op: TextOperation, received: Instant) {
         let State::Member(member) = &self.state else {
             return self.refuse(ErrorCode::ProtocolViolation, "join a session first", None);
         };
@@ -295,7 +298,7 @@ impl Handler {
             return self.refuse(ErrorCode::UnknownDocument, "subscribe to the document before editing it", Some(doc));
         };
         let (peer, client, outbox) = (member.peer, member.client, self.outbox.clone());
-        if !handle.send(DocCommand::Op { peer, client, seq, base_revision, op, outbox }).await {
+        if !handle.send(DocCommand::Op { peer, client, seq, base_revision, op, outbox, received }).await {
             self.refuse(ErrorCode::UnknownDocument, "the document was deleted", Some(doc));
         }
     }

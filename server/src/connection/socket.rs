@@ -143,11 +143,15 @@ async fn write<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let started = Instant::now();
     let mut next = Some(first);
     let mut written = 0;
     while let Some(outbound) = next.take() {
         match outbound {
-            Outbound::Frame(frame) => {
+            Outbound::Frame(frame, queued) => {
+                if written == 0 {
+                    shared.metrics.outbox_wait.observe(started.saturating_duration_since(queued));
+                }
                 shared.metrics.bytes_out.fetch_add(frame.len() as u64, Ordering::Relaxed);
                 codecollab_net::feed(ws, frame).await?;
             }
@@ -162,5 +166,6 @@ where
         }
     }
     ws.flush().await?;
+    shared.metrics.socket_write.observe(started.elapsed());
     Ok(None)
 }

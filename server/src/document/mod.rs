@@ -70,6 +70,8 @@ pub enum DocCommand {
         base_revision: Revision,
         op: TextOperation,
         outbox: Outbox,
+        /// When its frame was read off the socket.
+        received: Instant,
     },
     Cursor {
         peer: PeerId,
@@ -127,6 +129,8 @@ struct Pending {
     stored: StoredOp,
     /// Where the author is told if the commit fails.
     outbox: Outbox,
+    /// When its frame was read off the socket.
+    received: Instant,
 }
 
 /// Loads a document from the store and starts its task.
@@ -192,8 +196,10 @@ impl DocumentTask {
 
     /// Adds a command to the batch, noting when an operation arrived.
     fn take(&mut self, command: DocCommand, batch: &mut Vec<DocCommand>) {
-        if let DocCommand::Op { client, .. } = &command {
-            self.pace.arrived(*client, Instant::now());
+        if let DocCommand::Op { client, received, .. } = &command {
+            let now = Instant::now();
+            self.metrics.op_queue.observe(now.saturating_duration_since(*received));
+            self.pace.arrived(*client, now);
         }
         batch.push(command);
     }
@@ -243,11 +249,11 @@ impl DocumentTask {
         self.document.begin();
         for command in batch.drain(..) {
             match command {
-                DocCommand::Op { peer, client, seq, base_revision, op, outbox } => {
+                DocCommand::Op { peer, client, seq, base_revision, op, outbox, received } => {
                     match self.document.receive(client, seq, base_revision, &op) {
                         Ok(Received::Applied { revision, op }) => {
                             let stored = StoredOp { revision, author: client, seq, op };
-                            pending.push(Pending { author_peer: peer, stored, outbox });
+                            pending.push(Pending { author_peer: peer, stored, outbox, received });
                         }
                         Ok(Received::Duplicate { revision }) => duplicate_acks.push((outbox, seq, revision)),
                         Ok(Received::ResyncNeeded { oldest_base }) => {
@@ -378,6 +384,7 @@ impl DocumentTask {
         }
         let now = Instant::now();
         for p in pending {
+            self.metrics.op_broadcast.observe(now.saturating_duration_since(p.received));
             self.pace.acknowledged(p.stored.author, now);
             self.client_seqs.insert(p.stored.author, p.stored.seq);
             for (peer, presence) in self.presence.iter_mut() {

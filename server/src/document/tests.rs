@@ -2,6 +2,7 @@
 //! served.
 
 use std::sync::atomic::AtomicBool;
+use std::time::Instant;
 
 use codecollab_protocol::wire::ServerMsg;
 
@@ -47,7 +48,7 @@ async fn received_until(receiver: &mut OutboxReceiver, done: impl Fn(&[ServerMsg
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     while !done(&messages) {
         match tokio::time::timeout_at(deadline, receiver.frames.recv()).await {
-            Ok(Some(Outbound::Frame(frame))) => {
+            Ok(Some(Outbound::Frame(frame, _))) => {
                 messages.extend(ServerMsg::decode_all(&frame, 1 << 20).expect("decodes"))
             }
             other => panic!("waited in vain, after {messages:?}: {other:?}"),
@@ -72,8 +73,15 @@ async fn a_failed_commit_refuses_its_ops_and_still_serves_the_rest_of_the_batch(
     let subscribe =
         |peer, client, outbox: &Outbox| DocCommand::Subscribe { peer, client, since: None, outbox: outbox.clone() };
     assert!(handle.send(subscribe(1, 10, &author)).await);
-    let command =
-        DocCommand::Op { peer: 1, client: 10, seq: 1, base_revision: 0, op: op.clone(), outbox: author.clone() };
+    let command = DocCommand::Op {
+        peer: 1,
+        client: 10,
+        seq: 1,
+        base_revision: 0,
+        op: op.clone(),
+        outbox: author.clone(),
+        received: Instant::now(),
+    };
     assert!(handle.send(command).await);
     assert!(handle.send(subscribe(2, 20, &reader)).await);
     let to_reader = received_until(&mut reader_frames, |m| !m.is_empty()).await;
@@ -88,7 +96,15 @@ async fn a_failed_commit_refuses_its_ops_and_still_serves_the_rest_of_the_batch(
 
     // The store recovers: the same operation, sent again, is committed once.
     failing.store(false, Ordering::SeqCst);
-    let command = DocCommand::Op { peer: 1, client: 10, seq: 1, base_revision: 0, op, outbox: author.clone() };
+    let command = DocCommand::Op {
+        peer: 1,
+        client: 10,
+        seq: 1,
+        base_revision: 0,
+        op,
+        outbox: author.clone(),
+        received: Instant::now(),
+    };
     assert!(handle.send(command).await);
     let acked = ServerMsg::Ack { doc: 1, seq: 1, revision: 1 };
     received_until(&mut author_frames, |m| m.contains(&acked)).await;

@@ -3,7 +3,11 @@
 //! server's CPU time per op and its peak memory.
 //!
 //! The clients run on one thread, so that the load generator takes one core of the machine it shares with the
-//! server; the server it starts gets the others (`--workers`, one less than the CPUs).
+//! server; the server it starts gets the others (`--workers`, one less than the CPUs). `--threads 2` gives the
+//! clients more, to show whether the load generator is what limits a figure.
+//!
+//! After a run it prints where an operation's time went inside the server, stage by stage, from the server's own
+//! histograms (`/metrics`, the difference over the run).
 //!
 //! Examples:
 //!   loadgen --clients 10 --docs 1 --seconds 10                 # closed loop: one op in flight per client
@@ -64,6 +68,75 @@ struct Args {
     /// generator takes one core].
     #[arg(long)]
     server_workers: Option<usize>,
+    /// Run the same shape against a bare relay first (`codecollab_tests::relay`: no OT, no storage, the server's
+    /// worker count) and print every figure beside that floor, as a ratio.
+    #[arg(long)]
+    versus_relay: bool,
+    /// Threads of the load generator's own runtime.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+/// One of the server's latency histograms: cumulative counts by upper bound (seconds), count and sum.
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    buckets: Vec<(f64, u64)>,
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    /// What was observed between `before` and `self`.
+    fn since(&self, before: &Histogram) -> Histogram {
+        let old = |bound: f64| before.buckets.iter().find(|(b, _)| *b == bound).map_or(0, |(_, n)| *n);
+        Histogram {
+            buckets: self.buckets.iter().map(|&(bound, n)| (bound, n.saturating_sub(old(bound)))).collect(),
+            count: self.count.saturating_sub(before.count),
+            sum: self.sum - before.sum,
+        }
+    }
+
+    /// The upper bound of the bucket holding quantile `q` (an over-estimate by at most one bucket).
+    fn quantile(&self, q: f64) -> f64 {
+        let rank = (self.count as f64 * q).ceil() as u64;
+        self.buckets.iter().find(|(_, n)| *n >= rank.max(1)).map_or(f64::INFINITY, |(bound, _)| *bound)
+    }
+}
+
+/// The server's histograms by name, from its `/metrics` text.
+fn parse_histograms(text: &str) -> HashMap<String, Histogram> {
+    let mut found: HashMap<String, Histogram> = HashMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((key, value)) = line.rsplit_once(' ') else { continue };
+        if let Some((name, rest)) = key.split_once("_bucket{le=\"") {
+            let bound = rest.trim_end_matches("\"}");
+            let bound = if bound == "+Inf" { f64::INFINITY } else { bound.parse().unwrap_or(f64::NAN) };
+            found.entry(name.to_owned()).or_default().buckets.push((bound, value.parse().unwrap_or(0)));
+        } else if let Some(name) = key.strip_suffix("_count") {
+            found.entry(name.to_owned()).or_default().count = value.parse().unwrap_or(0);
+        } else if let Some(name) = key.strip_suffix("_sum") {
+            found.entry(name.to_owned()).or_default().sum = value.parse().unwrap_or(0.0);
+        }
+    }
+    found.retain(|_, h| !h.buckets.is_empty());
+    found
+}
+
+/// The stages of an operation in the server, in the order it passes them: (histogram, what it measures).
+const STAGES: &[(&str, &str)] = &[
+    ("codecollab_op_queue_seconds", "socket read -> document task"),
+    ("codecollab_commit_latency_seconds", "commit of a batch"),
+    ("codecollab_op_broadcast_seconds", "socket read -> ack and broadcast queued"),
+    ("codecollab_outbox_wait_seconds", "frame queued -> its write starts"),
+    ("codecollab_socket_write_seconds", "write and flush of a batch of frames"),
+];
+
+async fn server_histograms(addr: Option<std::net::SocketAddr>) -> HashMap<String, Histogram> {
+    let Some(addr) = addr else { return HashMap::new() };
+    match codecollab_tests::harness::http_get(addr, "/metrics").await {
+        Ok((200, body)) => parse_histograms(&body),
+        _ => HashMap::new(),
+    }
 }
 
 /// What one editing client measured.
@@ -116,22 +189,23 @@ async fn open_doc(
 }
 
 /// One editing client: types for `duration` after the barrier, in closed loop or at `rate` ops/s.
-async fn edit(
-    url: String,
-    tokens: Arc<SessionTokens>,
-    index: usize,
-    args: Arc<Args>,
-    barrier: Arc<Barrier>,
-) -> anyhow::Result<ClientReport> {
+async fn edit(target: Target, index: usize, args: Arc<Args>, barrier: Arc<Barrier>) -> anyhow::Result<ClientReport> {
     let doc_index = index % args.docs;
     let path = format!("doc{doc_index}.txt");
-    let opened = open_doc(&url, &tokens.edit_token, 1000 + index as u64, &path, &initial_text(args.doc_size)).await;
+    let text = initial_text(args.doc_size);
+    let opened = match &target {
+        Target::Server { url, tokens } => open_doc(url, &tokens.edit_token, 1000 + index as u64, &path, &text).await,
+        Target::Relay { url } => relay_open(url, doc_index as u64, text.chars().count()).await,
+    };
     // Everyone reaches the barrier, even a client that failed to open, so a failure is reported, not a hang.
     barrier.wait().await;
     // A client needs the document's length to make valid operations, and the OT client to rebase its own on
-    // others'; not the text itself (real clients' buffers are the daemon benchmark's business).
+    // others'; not the text itself (real clients' buffers are the daemon benchmark's business). Against the
+    // relay, which transforms nothing, it sends the same shape of operation on a length that stays put.
+    let relay = matches!(target, Target::Relay { .. });
     let (mut ws, doc, revision, mut len) = opened?;
     let mut ot = Client::new(revision, 1);
+    let mut relay_seq = 0;
     let mut rng = Rng::new(index as u64);
     let mut report = ClientReport::default();
     // When each in-flight sequence number was sent.
@@ -146,6 +220,7 @@ async fn edit(
             break;
         }
         let due = match period {
+            None if relay => in_flight.is_empty(),
             None => ot.is_synchronized(),
             Some(_) => now >= next_tick,
         };
@@ -155,10 +230,17 @@ async fn edit(
             }
             let at = rng.below(len + 1);
             let op = TextOperation::replace(len, at, at, "x")?;
-            len = op.target_len();
-            if let Some(out) = ot.apply_local(op)? {
-                in_flight.insert(out.seq, Instant::now());
-                ws.send(&ClientMsg::Op { doc, seq: out.seq, base_revision: out.base_revision, op: out.op }).await?;
+            if relay {
+                relay_seq += 1;
+                in_flight.insert(relay_seq, Instant::now());
+                ws.send(&ClientMsg::Op { doc, seq: relay_seq, base_revision: 0, op }).await?;
+            } else {
+                len = op.target_len();
+                if let Some(out) = ot.apply_local(op)? {
+                    in_flight.insert(out.seq, Instant::now());
+                    let msg = ClientMsg::Op { doc, seq: out.seq, base_revision: out.base_revision, op: out.op };
+                    ws.send(&msg).await?;
+                }
             }
         }
         let wait = match period {
@@ -173,6 +255,9 @@ async fn edit(
                     report.ack_latencies.push(arrived - sent);
                     report.sent.push((doc_index, revision, sent));
                 }
+                if relay {
+                    continue;
+                }
                 if let Some(out) = ot.server_ack(seq, revision)?.send {
                     in_flight.insert(out.seq, Instant::now());
                     ws.send(&ClientMsg::Op { doc, seq: out.seq, base_revision: out.base_revision, op: out.op }).await?;
@@ -180,7 +265,9 @@ async fn edit(
             }
             ServerMsg::Op { revision, op, .. } => {
                 report.received.push((doc_index, revision, arrived));
-                len = ot.apply_server(revision, op)?.target_len();
+                if !relay {
+                    len = ot.apply_server(revision, op)?.target_len();
+                }
             }
             ServerMsg::Error { code, message, .. } => bail!("client {index}: server refused: {code:?}: {message}"),
             _ => {}
@@ -188,6 +275,27 @@ async fn edit(
     }
     ws.close().await;
     Ok(report)
+}
+
+/// A client of the bare relay, subscribed to document `doc` of `len` chars.
+async fn relay_open(url: &str, doc: u64, len: usize) -> anyhow::Result<(WsClient, u64, Revision, usize)> {
+    let mut ws = WsClient::connect(url, None).await?;
+    ws.send(&ClientMsg::Subscribe { doc, since: None }).await?;
+    Ok((ws, doc, 0, len))
+}
+
+/// Where the clients of one measured run connect.
+#[derive(Clone)]
+enum Target {
+    Server { url: String, tokens: Arc<SessionTokens> },
+    Relay { url: String },
+}
+
+/// The headline figures of one run, for the comparison with the relay.
+struct Figures {
+    ops_per_s: f64,
+    ack: [Duration; 2],
+    fanout: [Duration; 2],
 }
 
 async fn idle(url: &str, sessions: usize, connections: usize, seconds: u64, pid: Option<u32>) -> anyhow::Result<()> {
@@ -246,9 +354,16 @@ async fn idle(url: &str, sessions: usize, connections: usize, seconds: u64, pid:
     Ok(())
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
+    let runtime = match args.threads {
+        0 | 1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()?,
+    };
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Arc<Args>) -> anyhow::Result<()> {
     let data = TempDir::new("loadgen");
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let workers = args.server_workers.unwrap_or(cpus.saturating_sub(1)).max(1).to_string();
@@ -279,11 +394,71 @@ async fn main() -> anyhow::Result<()> {
             open_doc(&url, &tokens.edit_token, 1, &format!("doc{doc}.txt"), &initial_text(args.doc_size)).await?;
         ws.close().await;
     }
+    let metrics_addr = match &args.url {
+        Some(url) => url.trim_start_matches("ws://").split('/').next().and_then(|a| a.parse().ok()),
+        None => server.as_ref().map(|s| s.addr),
+    };
+    let mode = if args.rate == 0 { "closed loop".to_owned() } else { format!("{} ops/s per client", args.rate) };
+    let server_config = match &args.url {
+        Some(url) => format!("server at {url}"),
+        None => format!("durability {}, {workers} server worker thread(s)", args.durability),
+    };
+    println!(
+        "load: {} clients, {} document(s) of {} bytes, {mode}, {} s, {server_config}, {} load generator thread(s)",
+        args.clients,
+        args.docs,
+        args.doc_size,
+        args.seconds,
+        args.threads.max(1),
+    );
+    let floor = if args.versus_relay {
+        let relay = Target::Relay { url: codecollab_tests::relay::start(workers.parse()?)? };
+        println!("-- the bare relay (no OT, no storage), the floor:");
+        Some(measure(relay, &args, None, None).await?)
+    } else {
+        None
+    };
+    if floor.is_some() {
+        println!("-- codecollab-server:");
+    }
+    let figures = measure(Target::Server { url, tokens }, &args, pid, metrics_addr).await?;
+    if let Some(floor) = floor {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!("server against the relay, same shape, same run:");
+        println!(
+            "  committed ops/s {:.0} against {:.0}: {:.2}x",
+            figures.ops_per_s,
+            floor.ops_per_s,
+            figures.ops_per_s / floor.ops_per_s.max(f64::MIN_POSITIVE)
+        );
+        for (what, ours, bare) in [("ack", figures.ack, floor.ack), ("fan-out", figures.fanout, floor.fanout)] {
+            for (i, q) in ["p50", "p99"].iter().enumerate() {
+                println!(
+                    "  {what} {q} {:.3} ms against {:.3} ms: {:.2}x",
+                    ms(ours[i]),
+                    ms(bare[i]),
+                    ms(ours[i]) / ms(bare[i]).max(1e-9)
+                );
+            }
+        }
+    }
+    drop(server);
+    Ok(())
+}
+
+/// Runs the clients against `target` for the measured time and prints what they saw (and, for a server with a
+/// pid or an address here, its CPU time and its stages).
+async fn measure(
+    target: Target,
+    args: &Arc<Args>,
+    pid: Option<u32>,
+    metrics_addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<Figures> {
     let barrier = Arc::new(Barrier::new(args.clients + 1));
-    let tasks: Vec<_> = (0..args.clients)
-        .map(|i| tokio::spawn(edit(url.clone(), tokens.clone(), i, args.clone(), barrier.clone())))
-        .collect();
+    let tasks: Vec<_> =
+        (0..args.clients).map(|i| tokio::spawn(edit(target.clone(), i, args.clone(), barrier.clone()))).collect();
     barrier.wait().await;
+    let stages_before = server_histograms(metrics_addr).await;
     let cpu_before = pid.map(process_usage).transpose()?;
     let own_before = process_usage(std::process::id())?.0;
     let started = Instant::now();
@@ -293,6 +468,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     let cpu_after = pid.map(process_usage).transpose()?;
+    let stages_after = server_histograms(metrics_addr).await;
     let own = process_usage(std::process::id())?.0 - own_before;
 
     let mut acks: Vec<Duration> = reports.iter().flat_map(|r| r.ack_latencies.iter().copied()).collect();
@@ -306,28 +482,21 @@ async fn main() -> anyhow::Result<()> {
         .filter_map(|(d, rev, at)| sent.get(&(*d, *rev)).map(|s| at.saturating_duration_since(*s)))
         .collect();
     fanout.sort();
-    let mode = if args.rate == 0 { "closed loop".to_owned() } else { format!("{} ops/s per client", args.rate) };
-    let server_config = match &args.url {
-        Some(url) => format!("server at {url}"),
-        None => format!("durability {}, {workers} server worker thread(s)", args.durability),
+    let figures = Figures {
+        ops_per_s: committed as f64 / elapsed.as_secs_f64(),
+        ack: [percentile(&acks, 0.5), percentile(&acks, 0.99)],
+        fanout: [percentile(&fanout, 0.5), percentile(&fanout, 0.99)],
     };
-    println!(
-        "load: {} clients, {} document(s) of {} bytes, {mode}, {:.1} s, {server_config}",
-        args.clients,
-        args.docs,
-        args.doc_size,
-        elapsed.as_secs_f64(),
-    );
-    println!("committed ops/s: {:.0} ({committed} acknowledged)", committed as f64 / elapsed.as_secs_f64());
+    println!("committed ops/s: {:.0} ({committed} acknowledged in {:.1} s)", figures.ops_per_s, elapsed.as_secs_f64());
     println!(
         "ack latency: p50 {:.3} ms, p99 {:.3} ms",
-        percentile(&acks, 0.5).as_secs_f64() * 1e3,
-        percentile(&acks, 0.99).as_secs_f64() * 1e3
+        figures.ack[0].as_secs_f64() * 1e3,
+        figures.ack[1].as_secs_f64() * 1e3
     );
     println!(
         "fan-out latency: p50 {:.3} ms, p99 {:.3} ms ({} deliveries)",
-        percentile(&fanout, 0.5).as_secs_f64() * 1e3,
-        percentile(&fanout, 0.99).as_secs_f64() * 1e3,
+        figures.fanout[0].as_secs_f64() * 1e3,
+        figures.fanout[1].as_secs_f64() * 1e3,
         fanout.len()
     );
     if let (Some((cpu0, _, _)), Some((cpu1, peak, _))) = (cpu_before, cpu_after) {
@@ -340,10 +509,28 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "load generator CPU: {:.2} s, {:.1} µs per op (the clients share the machine with the server)",
+        "load generator CPU: {:.2} s, {:.1} µs per op (with the relay's, when it runs here)",
         own.as_secs_f64(),
         own.as_secs_f64() * 1e6 / committed.max(1) as f64
     );
-    drop(server);
-    Ok(())
+    let stages: Vec<_> = STAGES
+        .iter()
+        .filter_map(|(name, what)| {
+            let after = stages_after.get(*name)?;
+            Some((what, after.since(&stages_before.get(*name).cloned().unwrap_or_default())))
+        })
+        .collect();
+    if !stages.is_empty() {
+        println!("inside the server (its /metrics over the run; quantiles are bucket upper bounds):");
+    }
+    for (what, h) in stages {
+        println!(
+            "  {what:<42} mean {:>8.3} ms, p50 <= {:>6.3} ms, p99 <= {:>6.3} ms ({} observed)",
+            h.sum / h.count.max(1) as f64 * 1e3,
+            h.quantile(0.5) * 1e3,
+            h.quantile(0.99) * 1e3,
+            h.count
+        );
+    }
+    Ok(figures)
 }
