@@ -202,6 +202,13 @@ fn report(name: &str, n: usize, (ours_name, ours): (&str, Duration), (theirs_nam
         per(theirs),
         theirs.as_secs_f64() / ours.as_secs_f64()
     );
+    // A row for `scripts/bench` (the format of `codecollab_tests::bench::row`, which this crate cannot use).
+    println!(
+        "bench-row\tOT {name}: {ours_name}, against {theirs_name}\t{:.0} ns/op\t{:.0} ns/op\t{:.2}x\t-",
+        per(ours),
+        per(theirs),
+        ours.as_secs_f64() / theirs.as_secs_f64()
+    );
 }
 
 /// `Document::receive` of keystrokes made 16 revisions behind (16 concurrent ops to transform through), at

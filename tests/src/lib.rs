@@ -15,6 +15,7 @@
 //! - [`random`], [`tokens`]: the seeded generator and the unique-token texts, from `codecollab-testgen`.
 //!   tests.
 
+pub mod bench;
 pub mod client;
 pub mod editor;
 pub mod fixtures;

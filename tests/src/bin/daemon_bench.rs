@@ -361,6 +361,24 @@ fn nvim_keystrokes(server: &str) -> anyhow::Result<()> {
             shared.as_secs_f64() / plain.as_secs_f64(),
             shared.as_secs_f64() / small.as_secs_f64()
         );
+        let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
+        let file = format!("{} KB", size / 1000);
+        codecollab_tests::bench::row(
+            &format!("Neovim keystroke, shared {file} file, against plain Neovim"),
+            &ms(shared),
+            &ms(plain),
+            shared.as_secs_f64() / plain.as_secs_f64(),
+            "under 1.5x",
+        );
+        if size != 10_000 {
+            codecollab_tests::bench::row(
+                &format!("Neovim keystroke, shared {file} file, against the shared 10 KB file"),
+                &ms(shared),
+                &ms(small),
+                shared.as_secs_f64() / small.as_secs_f64(),
+                "under 1.5x",
+            );
+        }
     }
     Ok(())
 }
@@ -455,6 +473,13 @@ async fn tree() -> anyhow::Result<()> {
         hot_peak as f64 / 1e6,
         guest_peak as f64 / hot_peak as f64,
         ms(join) / ms(hot_join)
+    );
+    codecollab_tests::bench::row(
+        "joining 5,000 files: joiner's peak memory, against no memory budget",
+        &format!("{:.1} MB", guest_peak as f64 / 1e6),
+        &format!("{:.1} MB", hot_peak as f64 / 1e6),
+        guest_peak as f64 / hot_peak as f64,
+        "-",
     );
     Ok(())
 }

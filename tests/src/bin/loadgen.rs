@@ -422,6 +422,25 @@ async fn run(args: Arc<Args>) -> anyhow::Result<()> {
         println!("-- codecollab-server:");
     }
     let figures = measure(Target::Server { url, tokens }, &args, pid, metrics_addr).await?;
+    let shape = format!("{} clients over {} doc(s), {mode}", args.clients, args.docs);
+    if let Some(floor) = &floor {
+        let ms = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1e3);
+        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
+        codecollab_tests::bench::row(
+            &format!("{shape}: committed ops/s, against the bare relay"),
+            &format!("{:.0}", figures.ops_per_s),
+            &format!("{:.0}", floor.ops_per_s),
+            figures.ops_per_s / floor.ops_per_s.max(f64::MIN_POSITIVE),
+            "-",
+        );
+        codecollab_tests::bench::row(
+            &format!("{shape}: fan-out p99, against the bare relay"),
+            &ms(figures.fanout[1]),
+            &ms(floor.fanout[1]),
+            ratio(figures.fanout[1], floor.fanout[1]),
+            "-",
+        );
+    }
     if let Some(floor) = floor {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         println!("server against the relay, same shape, same run:");
