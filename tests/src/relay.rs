@@ -57,6 +57,8 @@ async fn serve(listener: TcpListener) {
 }
 
 async fn connection(stream: tokio::net::TcpStream, peer: u64, rooms: Rooms) {
+    // tungstenite's callback type fixes the error response's size.
+    #[allow(clippy::result_large_err)]
     let offer = |request: &Request, mut response: Response| {
         let offered = request.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok());
         if offered.is_some_and(|o| o.split(',').any(|p| p.trim() == SUBPROTOCOL)) {
