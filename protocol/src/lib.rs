@@ -20,6 +20,7 @@ pub mod merge;
 pub mod ot;
 pub mod path;
 pub mod tree;
+pub mod undo;
 pub mod wire;
 
 pub use client::{Acked, Client, ClientError, ClientSeq, Outgoing, Rebased, Revision, MAX_OP_BYTES};
@@ -27,6 +28,7 @@ pub use codec::{frame_of_bodies, DecodeError, EncodeError};
 pub use document::{ClientId, Document, DocumentLimits, HistoryEntry, ReceiveError, Received};
 pub use ot::{transform, Bias, Component, EditText, OpError, Replacement, Selection, Text, TextOperation};
 pub use tree::TextTree;
+pub use undo::UndoHistory;
 
 /// The commit this build was made from, when the build recorded one (`scripts/release` sets `CODECOLLAB_COMMIT`).
 pub const BUILD_COMMIT: Option<&str> = option_env!("CODECOLLAB_COMMIT");
