@@ -53,6 +53,8 @@ where
     .custom_method("collab/status", lsp_server::Backend::status)
     .custom_method("collab/allow", lsp_server::Backend::allow)
     .custom_method("collab/removePeer", lsp_server::Backend::remove_peer)
+    .custom_method("collab/undo", lsp_server::Backend::undo)
+    .custom_method("collab/redo", lsp_server::Backend::redo)
     .custom_method("collab/open", lsp_server::Backend::open)
     .custom_method("collab/edit", lsp_server::Backend::edit)
     .custom_method("collab/cursor", lsp_server::Backend::cursor)

@@ -145,6 +145,22 @@ pub struct EditParams {
     pub uri: String,
     pub revision: u64,
     pub changes: Vec<Change>,
+    /// Editor → daemon, an addition: `true` if this edit starts a new undo step of the editor's, `false` if it
+    /// belongs to the step of the edit before it. An editor that does not send it has each edit undone on its own.
+    #[serde(default, rename = "undoStop", skip_serializing_if = "Option::is_none")]
+    pub undo_stop: Option<bool>,
+}
+
+/// `collab/undo` and `collab/redo`, editor → daemon (requests).
+#[derive(Debug, Clone, Deserialize)]
+pub struct UndoParams {
+    pub uri: String,
+}
+
+/// The answer to `collab/undo` and `collab/redo`: whether a step was undone (redone); `false` when none is left.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UndoResult {
+    pub done: bool,
 }
 
 /// `collab/cursor`, editor → daemon.

@@ -89,6 +89,17 @@ impl Backend {
         self.ask(|reply| Event::RemovePeer { params, reply })
     }
 
+    /// `collab/undo`: undoes the editor's most recent own step in `uri` (the change goes out as a `collab/edit`
+    /// before the answer).
+    pub fn undo(&self, params: UndoParams) -> impl std::future::Future<Output = Result<UndoResult>> + Send + 'static {
+        self.ask(|reply| Event::Undo { params, redo: false, reply })
+    }
+
+    /// `collab/redo`: the same for the most recently undone step.
+    pub fn redo(&self, params: UndoParams) -> impl std::future::Future<Output = Result<UndoResult>> + Send + 'static {
+        self.ask(|reply| Event::Undo { params, redo: true, reply })
+    }
+
     pub fn open(&self, params: OpenParams) -> Ready<()> {
         self.forward(Event::Open(params))
     }
@@ -201,6 +212,16 @@ pub async fn forward_output(client: Client, mut output: mpsc::UnboundedReceiver<
             Output::Message(kind, message) => client.show_message(kind, message).await,
             Output::Progress(update) => {
                 let _ = progress.send(update);
+            }
+            // The editor has what went before once it answers a request sent after it (one it answers at once,
+            // asking for nothing: configuration of no items). Not waited for here: nothing else waits behind it.
+            Output::Then(then) => {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let _ =
+                        tokio::time::timeout(std::time::Duration::from_secs(2), client.configuration(Vec::new())).await;
+                    let _ = then.send(());
+                });
             }
         }
     }

@@ -49,6 +49,12 @@ pub enum Event {
         params: RemovePeerParams,
         reply: Reply<()>,
     },
+    /// `collab/undo` (`redo` false) or `collab/redo`.
+    Undo {
+        params: UndoParams,
+        redo: bool,
+        reply: Reply<UndoResult>,
+    },
     Open(OpenParams),
     Edit(EditParams),
     Cursor(CursorParams),
@@ -213,6 +219,16 @@ impl MainLoop {
             Event::Allow { params, reply } => {
                 let written = self.session_io().is_some_and(|(session, io)| session.allow(&params.uri, &io));
                 let _ = reply.send(Ok(AllowResult { written }));
+            }
+            Event::Undo { params, redo, reply } => {
+                let done = self.session_io().is_some_and(|(session, io)| session.undo(&params.uri, redo, &io));
+                // The change goes to the editor before the answer.
+                let (sent, gone_out) = oneshot::channel();
+                self.editor.then(sent);
+                tokio::spawn(async move {
+                    let _ = gone_out.await;
+                    let _ = reply.send(Ok(UndoResult { done }));
+                });
             }
             Event::RemovePeer { params, reply } => match self.session_io() {
                 Some((session, io)) => session.remove_peer(params.name, reply, &io),

@@ -27,6 +27,9 @@ pub enum Output {
     Message(MessageType, String),
     /// Work-done progress (`window/workDoneProgress/create`, then `$/progress`) for long work.
     Progress(Progress),
+    /// Answered once the editor has everything queued before it (or after two seconds): the answer to a request
+    /// whose changes go out as notifications first (`collab/undo`) waits for it.
+    Then(tokio::sync::oneshot::Sender<()>),
 }
 
 #[derive(Debug)]
@@ -53,6 +56,11 @@ impl Editor {
         Editor { output, encoding: Encoding::Utf16 }
     }
 
+    /// Answers `then` once the editor has received everything sent to it so far.
+    pub fn then(&self, then: tokio::sync::oneshot::Sender<()>) {
+        self.send(Output::Then(then));
+    }
+
     fn send(&self, output: Output) {
         // Closed only once the editor is gone, when nothing is left to tell it.
         let _ = self.output.send(output);
@@ -60,7 +68,7 @@ impl Editor {
 
     /// `collab/edit`: a change to the buffer of `uri`, counted by its revision pair.
     pub fn edit(&self, uri: String, edit: DaemonEdit) {
-        self.send(Output::Edit(EditParams { uri, revision: edit.revision, changes: edit.changes }));
+        self.send(Output::Edit(EditParams { uri, revision: edit.revision, changes: edit.changes, undo_stop: None }));
     }
 
     /// A message shown to the user, prefixed with the product's name.

@@ -283,7 +283,14 @@ impl ScriptedEditor {
         self.send_raw(&Notification { jsonrpc: "2.0", method, params }).await
     }
 
-    /// Sends a request and waits for its response (handling notifications meanwhile). A JSON-RPC error is `Err`.
+    /// Messages of `method` that came while a request waited for its answer, not handled yet (they are, on the
+    /// next `pump` or `drain`).
+    pub fn waiting(&self, method: &str) -> usize {
+        self.backlog.iter().filter(|m| m.get("method") == Some(&json!(method))).count()
+    }
+
+    /// Sends a request and waits for its response (keeping the messages that come meanwhile, in order, for the
+    /// next `pump` or `drain`). A JSON-RPC error is `Err`.
     pub async fn request(&mut self, method: &str, params: Value) -> anyhow::Result<Value> {
         let id = self.next_id;
         self.next_id += 1;
@@ -299,6 +306,11 @@ impl ScriptedEditor {
                     bail!("{method} failed: {error}");
                 }
                 return Ok(message["result"].clone());
+            }
+            // A request from the daemon is answered at once, as an editor does while it waits for an answer.
+            if let (Some(request), Some(_)) = (message.get("id"), message.get("method")) {
+                self.send_raw(&json!({"jsonrpc": "2.0", "id": request, "result": null})).await?;
+                continue;
             }
             self.backlog.push_back(message);
         }
@@ -395,13 +407,38 @@ impl ScriptedEditor {
         self.notify("collab/open", json!({"uri": uri, "text": text})).await
     }
 
-    /// The user replaces chars `start..end` with `text`.
+    /// The user replaces chars `start..end` with `text` (an undo step of its own: the edit says nothing of steps).
     pub async fn type_at(&mut self, uri: &str, start: usize, end: usize, text: &str) -> anyhow::Result<()> {
+        self.edit(uri, start, end, text, None).await
+    }
+
+    /// [`ScriptedEditor::type_at`] saying where undo steps end: `new_step` starts one, else it joins the last.
+    pub async fn type_in_step(
+        &mut self,
+        uri: &str,
+        (start, end): (usize, usize),
+        text: &str,
+        new_step: bool,
+    ) -> anyhow::Result<()> {
+        self.edit(uri, start, end, text, Some(new_step)).await
+    }
+
+    async fn edit(
+        &mut self,
+        uri: &str,
+        start: usize,
+        end: usize,
+        text: &str,
+        stop: Option<bool>,
+    ) -> anyhow::Result<()> {
         let encoding = self.encoding;
         let buffer = self.buffers.get_mut(uri).context("not open")?;
         let range = range_json(&buffer.text, start, end, encoding);
         buffer.text.splice(start..end, text.chars());
-        let params = json!({"uri": uri, "revision": buffer.applied, "changes": [{"range": range, "text": text}]});
+        let mut params = json!({"uri": uri, "revision": buffer.applied, "changes": [{"range": range, "text": text}]});
+        if let Some(stop) = stop {
+            params["undoStop"] = json!(stop);
+        }
         buffer.sent += 1;
         self.notify("collab/edit", params).await
     }

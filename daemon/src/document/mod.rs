@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use codecollab_protocol::wire::PeerId;
-use codecollab_protocol::{merge, Bias, Client, ClientSeq, Outgoing, Revision, Selection, TextOperation};
+use codecollab_protocol::{merge, Bias, Client, ClientSeq, Outgoing, Revision, Selection, TextOperation, UndoHistory};
 use ropey::Rope;
 use tower_lsp_server::lsp_types::{MessageType, Range};
 
@@ -20,6 +20,9 @@ pub use cold::TextCache;
 
 /// The largest document a daemon holds, in chars, whatever the server says its limit is.
 pub const MAX_DOCUMENT_CHARS: usize = 64 << 20;
+
+/// Undo steps kept per document for the editor showing it.
+const UNDO_STEPS: usize = 1_000;
 
 /// How long a three-way merge's diff may take before it settles for a coarser one.
 const MERGE_DEADLINE: Duration = Duration::from_secs(2);
@@ -60,6 +63,8 @@ pub struct Doc {
     cached: Option<Revision>,
     /// When it was last used, in the cache's use count: the least recently used go cold first.
     pub last_used: u64,
+    /// The editor's own undo steps here (`collab/undo`), kept while it shows the document.
+    history: UndoHistory,
 }
 
 /// Others' changes to a file that runs by itself, waiting for the user's yes.
@@ -153,6 +158,7 @@ impl Doc {
             cold: None,
             cached: None,
             last_used: 0,
+            history: UndoHistory::new(UNDO_STEPS),
         }
     }
 
@@ -211,6 +217,7 @@ impl Doc {
         let (buffer, edit) = EditorBuffer::open_after(open.uri.clone(), encoding, &open.text, &self.text, open.edits);
         effects.edits.extend(edit.map(|e| (open.uri, e)));
         self.editor = Some(buffer);
+        self.history = UndoHistory::new(UNDO_STEPS);
         self.dirty = false;
         // The editor shows it, and writes it when its user saves.
         self.unapproved = None;
@@ -227,7 +234,11 @@ impl Doc {
         let ours = merge::diff(&base, &disk, deadline);
         match merge::merge(&base, &ours, &current, deadline) {
             Ok(merged) if !merged.ours.is_noop() => {
+                let history = self.history.transform(&merged.ours);
                 if merged.ours.apply_to(&mut self.text).is_ok() {
+                    if history.is_err() {
+                        self.history = UndoHistory::new(UNDO_STEPS);
+                    }
                     for selections in self.presence.values_mut() {
                         Selection::transform_all(selections, &merged.ours, Bias::Before);
                     }
@@ -250,6 +261,7 @@ impl Doc {
     pub fn open(&mut self, params: OpenParams, encoding: Encoding) -> Effects {
         let (buffer, edit) = EditorBuffer::open(params.uri.clone(), encoding, &params.text, &self.text);
         self.editor = Some(buffer);
+        self.history = UndoHistory::new(UNDO_STEPS);
         // The editor shows it now, and writes it when its user saves.
         self.unapproved = None;
         Effects { edits: edit.map(|e| (params.uri, e)).into_iter().collect(), ..Effects::default() }
@@ -258,6 +270,7 @@ impl Doc {
     /// The editor closed it: the daemon writes it from now on.
     pub fn close(&mut self) {
         self.editor = None;
+        self.history = UndoHistory::new(UNDO_STEPS);
         self.dirty = true;
     }
 
@@ -272,6 +285,9 @@ impl Doc {
         let transformed = self.ot.apply_server(revision, op.clone()).map_err(|e| Trouble::Resync(e.to_string()))?;
         tracing::debug!(path = %self.path, revision, op = %brief(&op), applied = %brief(&transformed), "remote operation");
         let mut effects = Effects::default();
+        if self.history.transform(&transformed).is_err() {
+            self.history = UndoHistory::new(UNDO_STEPS);
+        }
         self.apply(&transformed, &mut effects)
             .map_err(|()| Trouble::Resync("a transformed operation did not fit".into()))?;
         if self.ot.is_synchronized() {
@@ -353,6 +369,17 @@ impl Doc {
             effects.messages.push((MessageType::ERROR, text));
             return Ok(effects);
         }
+        // Its undo step: its own (an editor that does not say), the next one, or the one before's.
+        if params.undo_stop != Some(false) {
+            self.history.close_step();
+        }
+        if let Err(error) = self.history.record(&op, &self.text) {
+            tracing::warn!(%error, "an edit could not be recorded for undo; the undo history starts again");
+            self.history = UndoHistory::new(UNDO_STEPS);
+        }
+        if params.undo_stop.is_none() {
+            self.history.close_step();
+        }
         if op.apply_to(&mut self.text).is_err() {
             tracing::error!("an editor edit did not fit the daemon's text");
             return Ok(effects);
@@ -408,6 +435,30 @@ impl Doc {
         self.cursor_unsent = self.my_selections.is_some();
     }
 
+    /// `collab/undo` (or, with `redo`, `collab/redo`): the editor's most recent own step that still changes
+    /// something is undone (redone) as an edit of ours: the editor is sent it like a peer's edit, the server gets
+    /// it like a keystroke. `None` if there is no such step.
+    pub fn undo(&mut self, redo: bool) -> Option<Effects> {
+        self.editor.as_ref()?;
+        let step = if redo { self.history.redo(&self.text) } else { self.history.undo(&self.text) };
+        let op = match step {
+            Ok(op) => op?,
+            Err(error) => {
+                tracing::warn!(path = %self.path, %error, "an undo step did not fit; the undo history starts again");
+                self.history = UndoHistory::new(UNDO_STEPS);
+                return None;
+            }
+        };
+        tracing::debug!(path = %self.path, redo, op = %brief(&op), "undo");
+        let mut effects = Effects::default();
+        self.apply(&op, &mut effects).ok()?;
+        match self.ot.apply_local(op) {
+            Ok(out) => effects.send = out,
+            Err(error) => tracing::error!(%error, "the OT client refused an undo"),
+        }
+        Some(effects)
+    }
+
     /// The server refused our outstanding operation for good: undo it in our text and the editor's (what we typed
     /// after it stays), and tell the user.
     pub fn reject(&mut self, reason: &str) -> Result<Effects, Trouble> {
@@ -415,6 +466,8 @@ impl Doc {
         let rebased = self.ot.reject(&base).map_err(|e| Trouble::Resync(e.to_string()))?;
         tracing::debug!(path = %self.path, undo = %brief(&rebased.apply), next = ?rebased.send.as_ref().map(|o| (o.seq, brief(&o.op))), "refused for good");
         let mut effects = Effects { send: rebased.send, ..Effects::default() };
+        // What the undo steps undid is partly gone: they start again.
+        self.history = UndoHistory::new(UNDO_STEPS);
         self.apply(&rebased.apply, &mut effects)
             .map_err(|()| Trouble::Resync("undoing a refused operation did not fit".into()))?;
         let text = format!("the server refused an edit of {} ({reason}); it was undone", self.path);
@@ -447,6 +500,9 @@ impl Doc {
             Err(error) => return Err(unmerged(format!(" ({error})"))),
         };
         let mut effects = Effects { send: rebased.send, ..Effects::default() };
+        if self.history.transform(&rebased.apply).is_err() {
+            self.history = UndoHistory::new(UNDO_STEPS);
+        }
         if self.apply(&rebased.apply, &mut effects).is_err() {
             return Err(unmerged(String::new()));
         }

@@ -7,7 +7,7 @@ use super::*;
 fn insert_at(line: u32, character: u32, text: &str, revision: u64) -> EditParams {
     let at = Position { line, character };
     let changes = vec![Change { range: Range { start: at, end: at }, text: text.into() }];
-    EditParams { uri: "file:///t.txt".into(), revision, changes }
+    EditParams { uri: "file:///t.txt".into(), revision, changes, undo_stop: None }
 }
 
 /// Found by the end-to-end test under load: our own paste is pending (the server will refuse it: the document

@@ -212,6 +212,17 @@ impl Session {
         }
     }
 
+    /// `collab/undo` and `collab/redo`: the editor's own most recent step in the buffer at `uri` is undone (redone)
+    /// for everyone. False if there was none (or the session is view-only).
+    pub fn undo(&mut self, uri: &str, redo: bool, io: &Io) -> bool {
+        if self.role == Role::View {
+            return false;
+        }
+        let Some(doc) = self.doc_for_uri(uri) else { return false };
+        let Some(effects) = self.docs.get_mut(&doc).and_then(|d| d.undo(redo)) else { return false };
+        self.apply(doc, Ok(effects), io).is_ok()
+    }
+
     /// `collab/cursor`: the editor's selections in a buffer.
     pub fn editor_cursor(&mut self, params: CursorParams, io: &Io) {
         let Some(doc) = self.doc_for_uri(&params.uri) else {

@@ -10,3 +10,4 @@ mod hostile;
 mod lifecycle;
 mod presence;
 mod resync;
+mod undo;
