@@ -14,5 +14,6 @@ mod line_endings;
 mod removal;
 mod restart;
 mod typing;
+mod undo;
 mod version_skew;
 mod view_only;

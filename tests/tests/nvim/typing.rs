@@ -20,9 +20,9 @@ fn two_neovims_typing_at_once_end_identical() {
     }
     let text = converge(&mut [&mut a, &mut b]);
     assert_ne!(text, DOC, "the edits happened");
-    // Ana's `u` undoes the most recent change in her buffer, which may be one of Ben's (remote edits are undo
-    // blocks of their own; the undo is an ordinary edit everyone receives): so only Ana's first edit, several
-    // changes back, is certain to be there.
+    // Ana's `u` undoes her own most recent change (the line she added), whatever Ben did meanwhile; her first edit,
+    // several changes back, is there.
     assert!(text.contains("Hello 👩\u{200d}💻"), "{text}");
+    assert!(!text.contains("日本語"), "Ana's u took back her own latest change: {text}");
     assert_eq!(server_text(&invite, "doc.txt"), text, "and the server agrees");
 }

@@ -4,6 +4,7 @@
 --- not grow with the file: `on_bytes` says which rows it touched, and only those rows of the buffer are read and
 --- compared with the copy of its lines kept here (`lines`).
 local client = require('codecollab.client')
+local config = require('codecollab.config')
 
 local M = {}
 
@@ -29,8 +30,9 @@ function M.text(bufnr)
   return text
 end
 
-local function send_edit(state, changes)
-  client.notify('collab/edit', { uri = state.uri, revision = state.applied, changes = changes })
+--- Sends one edit; `stop` (true or false) says whether it starts an undo step of its own.
+local function send_edit(state, changes, stop)
+  client.notify('collab/edit', { uri = state.uri, revision = state.applied, changes = changes, undoStop = stop })
   state.sent = state.sent + 1
 end
 
@@ -165,7 +167,11 @@ function M.flush(bufnr)
   state.scheduled = false
   local change = catch_up(bufnr, state)
   if change then
-    send_edit(state, { change })
+    -- One undo step is what `u` would undo: Neovim's undo entry (an insert-mode session, one normal-mode command,
+    -- a `:s` over many lines), whose number changes when the next one starts.
+    local entry = vim.api.nvim_buf_call(bufnr, vim.fn.changenr)
+    send_edit(state, { change }, entry ~= state.undo_entry)
+    state.undo_entry = entry
   end
 end
 
@@ -187,6 +193,33 @@ local function on_bytes(_, bufnr, _, start_row, _, _, old_end_row, _, _, new_end
   end)
 end
 
+--- `u` and `<C-r>` in a shared buffer take back your own changes only (setup `undo = 'all'` keeps Neovim's).
+local UNDO_KEYS = { u = false, ['<C-r>'] = true }
+
+local function map_undo(bufnr)
+  if config.values.undo ~= 'own' then
+    return
+  end
+  for lhs, redo in pairs(UNDO_KEYS) do
+    vim.keymap.set('n', lhs, function()
+      M.undo(bufnr, redo, vim.v.count1, function(done)
+        if not done then
+          vim.api.nvim_echo({ { redo and 'Already at newest change' or 'Already at oldest change' } }, false, {})
+        end
+      end)
+    end, { buffer = bufnr, desc = redo and 'CodeCollab: redo your own change' or 'CodeCollab: undo your own change' })
+  end
+end
+
+local function unmap_undo(bufnr)
+  if not vim.api.nvim_buf_is_valid(bufnr) then
+    return
+  end
+  for lhs, _ in pairs(UNDO_KEYS) do
+    pcall(vim.keymap.del, 'n', lhs, { buffer = bufnr })
+  end
+end
+
 --- Starts tracking `bufnr` as `uri` (collab/open with its text; both counters at 0).
 function M.track(bufnr, uri)
   if M.tracked[bufnr] then
@@ -203,6 +236,7 @@ function M.track(bufnr, uri)
     eol = vim.bo[bufnr].eol,
   }
   client.notify('collab/open', { uri = uri, text = M.text(bufnr) })
+  map_undo(bufnr)
   vim.api.nvim_buf_attach(bufnr, false, {
     on_bytes = on_bytes,
     -- The file was read again (`:edit`, 'autoread' after a formatter or `git checkout` rewrote it): no on_bytes
@@ -225,12 +259,55 @@ function M.track(bufnr, uri)
   })
 end
 
+--- Asks the daemon to undo (or redo) this editor's own most recent step in `bufnr`, `count` times; then puts the
+--- cursor where the last change was, as `u` does. `done(any)` is called at the end (false: nothing was left).
+function M.undo(bufnr, redo, count, done)
+  local state = M.tracked[bufnr]
+  if not state then
+    return done(false)
+  end
+  -- What was typed and not sent yet is part of the latest step.
+  M.flush(bufnr)
+  local undone, applied = 0, state.applied
+  local function step()
+    client.request(redo and 'collab/redo' or 'collab/undo', { uri = state.uri }, function(err, result)
+      local ok = not err and result and result.done
+      if ok then
+        undone = undone + 1
+      end
+      if ok and undone < count then
+        return step()
+      end
+      -- The change came before the answer, and was applied unless something typed meanwhile made it stale (then
+      -- it comes again, transformed, and the cursor stays where the typing is).
+      if undone > 0 and state.applied > applied and state.last_applied and vim.api.nvim_buf_is_loaded(bufnr) then
+        for _, win in ipairs(vim.fn.win_findbuf(bufnr)) do
+          local row = math.min(state.last_applied[1] + 1, vim.api.nvim_buf_line_count(bufnr))
+          local line = vim.api.nvim_buf_get_lines(bufnr, row - 1, row, false)[1] or ''
+          pcall(vim.api.nvim_win_set_cursor, win, { row, math.min(state.last_applied[2], #line) })
+        end
+      end
+      done(undone > 0)
+    end)
+  end
+  step()
+end
+
 function M.untrack(bufnr)
   local state = M.tracked[bufnr]
   if state then
     M.tracked[bufnr] = nil
+    unmap_undo(bufnr)
     client.notify('collab/close', { uri = state.uri })
   end
+end
+
+--- Forgets every buffer (the session is over): no closes are sent, and the undo keys are Neovim's again.
+function M.forget_all()
+  for bufnr, _ in pairs(M.tracked) do
+    unmap_undo(bufnr)
+  end
+  M.tracked = {}
 end
 
 function M.bufnr_for(uri)
@@ -309,6 +386,8 @@ function M.apply(params)
   catch_up(bufnr, state)
   if ok then
     state.applied = state.applied + 1
+    local first = params.changes[1]
+    state.last_applied = first and { first.range.start.line, first.range.start.character } or state.last_applied
     if M.on_remote_edit then
       M.on_remote_edit(bufnr)
     end

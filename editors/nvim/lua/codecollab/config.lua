@@ -13,6 +13,9 @@ M.defaults = {
   -- Write other people's changes to files that editors or shells run by themselves (.vscode/*, .nvim.lua,
   -- .exrc, .envrc, ...) without asking. Off: each change waits for :CodeCollab allow.
   allow_runnable_files = false,
+  -- What `u` and `<C-r>` take back in a shared buffer: 'own' (your own changes only, everyone else's stay) or
+  -- 'all' (Neovim's own undo: the most recent change, whoever made it).
+  undo = 'own',
 }
 
 M.values = vim.deepcopy(M.defaults)
@@ -33,6 +36,9 @@ function M.setup(opts)
     name = optional('string'),
     token = optional('string'),
     allow_runnable_files = optional('boolean'),
+    undo = function(value)
+      return value == nil or value == 'own' or value == 'all', "'own' or 'all'"
+    end,
   }
   for key, value in pairs(opts) do
     local check = schema[key]

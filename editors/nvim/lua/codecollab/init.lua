@@ -401,7 +401,7 @@ local function left()
     vim.api.nvim_buf_clear_namespace(bufnr, cursors.ns, 0, -1)
     vim.bo[bufnr].modifiable = true
   end
-  buffer.tracked = {}
+  buffer.forget_all()
   vim.api.nvim_clear_autocmds({ group = augroup })
   state.session, state.root, state.following, state.follow_at, state.ready = nil, nil, nil, nil, nil
   state.approvals = {}
@@ -556,7 +556,8 @@ function M.unfollow()
   stop_following()
 end
 
-local subcommands = { 'share', 'join', 'leave', 'peers', 'follow', 'unfollow', 'invite', 'allow', 'remove' }
+local subcommands =
+  { 'share', 'join', 'leave', 'peers', 'follow', 'unfollow', 'invite', 'allow', 'remove', 'undo', 'redo' }
 
 --- Runs `:CodeCollab {args}`; `bang` (`:CodeCollab! join`, also written `:CodeCollab join!`) lets a join move
 --- differing local files aside.
@@ -592,6 +593,17 @@ function M.command(args, bang)
       return notify('usage: :CodeCollab remove {name}', vim.log.levels.ERROR)
     end
     M.remove(args[2])
+  elseif sub == 'undo' or sub == 'redo' then
+    -- `:undo` and `:redo` for your own changes (`u` and `<C-r>` are mapped in shared buffers).
+    local bufnr = vim.api.nvim_get_current_buf()
+    if not buffer.tracked[bufnr] then
+      return notify('this buffer is not shared: use :' .. sub, vim.log.levels.WARN)
+    end
+    buffer.undo(bufnr, sub == 'redo', tonumber(args[2]) or 1, function(done)
+      if not done then
+        notify(sub == 'redo' and 'nothing of yours to redo' or 'nothing of yours to undo')
+      end
+    end)
   elseif sub == 'invite' then
     local invite = args[2] == 'view' and state.view_invite or state.invite
     if not invite then
