@@ -63,9 +63,10 @@ fn u_in_a_shared_buffer_undoes_only_your_own_changes_everywhere() {
     everywhere(&mut pair, without_ana);
     // Nothing of Ana's is left to undo; `:CodeCollab undo` says so and changes nothing.
     pair.a.command("CodeCollab undo").expect("command");
-    pair.a.wait_for("the word", Duration::from_secs(20), |n| {
-        Ok(codecollab_tests::fixtures::nvim::messages(n).contains("nothing of yours to undo"))
-    })
-    .expect("told");
+    pair.a
+        .wait_for("the word", Duration::from_secs(20), |n| {
+            Ok(codecollab_tests::fixtures::nvim::messages(n).contains("nothing of yours to undo"))
+        })
+        .expect("told");
     everywhere(&mut pair, without_ana);
 }
