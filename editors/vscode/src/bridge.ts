@@ -10,7 +10,8 @@
 // typing, forwarded in order. The next daemon edit waits for that echo. A refused apply whose revision matched
 // sends the empty edit, which makes the daemon re-send its queue.
 
-import { Change, EditParams, Methods } from './protocol';
+import { Change, EditParams, Methods, Position } from './protocol';
+import { UndoSteps } from './steps';
 
 /** What the bridge needs from the editor; the extension passes VS Code, the unit tests a fake. */
 export interface BridgeHost {
@@ -48,6 +49,10 @@ interface Tracked {
   echo?: number;
   /** Called when that echo arrives. */
   echoArrived?: () => void;
+  /** Where the user's undo steps end. */
+  steps: UndoSteps;
+  /** Where the last daemon edit applied began (its first change in the document). */
+  lastApplied?: Position;
 }
 
 export interface Counters {
@@ -66,7 +71,7 @@ export class DocumentBridge {
 
   /** Starts tracking a document: sends `collab/open` with its text; both counters restart at 0. */
   open(uri: string, version: number, text: string): void {
-    this.docs.set(uri, { uri, version, sent: 0, applied: 0, held: [] });
+    this.docs.set(uri, { uri, version, sent: 0, applied: 0, held: [], steps: new UndoSteps() });
     this.host.notify(Methods.open, { uri, text });
   }
 
@@ -91,6 +96,11 @@ export class DocumentBridge {
 
   tracked(): string[] {
     return [...this.docs.keys()];
+  }
+
+  /** Where the last daemon edit applied to `uri` began. */
+  lastApplied(uri: string): Position | undefined {
+    return this.docs.get(uri)?.lastApplied;
   }
 
   counters(uri: string): Counters | undefined {
@@ -137,11 +147,11 @@ export class DocumentBridge {
     if (change.changes.length === 0) {
       return; // a version bump without a text change (VS Code fires these when the dirty state changes)
     }
-    this.send(doc, change.changes);
+    this.send(doc, change.changes, doc.steps.next(change.changes));
   }
 
-  private send(doc: Tracked, changes: Change[]): void {
-    const params: EditParams = { uri: doc.uri, revision: doc.applied, changes };
+  private send(doc: Tracked, changes: Change[], undoStop?: boolean): void {
+    const params: EditParams = { uri: doc.uri, revision: doc.applied, changes, undoStop };
     doc.sent += 1;
     this.host.notify(Methods.edit, params);
   }
@@ -223,6 +233,8 @@ export class DocumentBridge {
     let rest = held;
     if (ok) {
       doc.applied += 1;
+      // Descending document order: the last change is the first in the document.
+      doc.lastApplied = changes[changes.length - 1].range.start;
       if (held.length > 0 && held[0].version === base + 1) {
         doc.version = base + 1; // the echo of our own edit
         rest = held.slice(1);

@@ -32,6 +32,7 @@ import {
   ShareResult,
   StateParams,
   StatusResult,
+  UndoResult,
 } from './protocol';
 
 /** Where the host token is kept in VS Code's secret storage. */
@@ -66,6 +67,8 @@ export function activate(context: vscode.ExtensionContext): void {
     ['codecollab.setHostToken', () => controller!.setHostToken()],
     ['codecollab.showPeers', () => controller!.showPeers()],
     ['codecollab.removePeer', () => controller!.removePeer()],
+    ['codecollab.undo', () => controller!.undo(false)],
+    ['codecollab.redo', () => controller!.undo(true)],
   ];
   for (const [id, run] of commands) {
     context.subscriptions.push(
@@ -553,9 +556,55 @@ class Controller implements vscode.Disposable {
       // A file deleted in the session whose editor was kept open is shared again when the user saves it.
       vscode.workspace.onDidSaveTextDocument((doc) => this.track(doc)),
       vscode.window.onDidChangeVisibleTextEditors(() => this.cursors.render()),
+      vscode.window.onDidChangeActiveTextEditor(() => this.updateUndoContext()),
+      vscode.workspace.onDidChangeConfiguration((event) => {
+        if (event.affectsConfiguration('codecollab.undo')) {
+          this.updateUndoContext();
+        }
+      }),
     );
     vscode.workspace.textDocuments.forEach((doc) => this.track(doc));
+    this.updateUndoContext();
     this.renderStatus();
+  }
+
+  /**
+   * Ctrl+Z and redo go to the daemon (your own changes only) in a shared document while `codecollab.undo` is
+   * `own`: the keybindings' `when` clause reads this context key.
+   */
+  private updateUndoContext(): void {
+    const active = vscode.window.activeTextEditor?.document.uri.toString();
+    const own = vscode.workspace.getConfiguration('codecollab').get<string>('undo', 'own') === 'own';
+    const shared = active !== undefined && this.bridge.isTracked(active);
+    void vscode.commands.executeCommand('setContext', 'codecollab.ownUndo', own && shared);
+  }
+
+  /**
+   * Undoes (redoes) your own most recent change in the active shared document, through the daemon, and puts the
+   * cursor where it was. Anywhere else, VS Code's own undo (redo).
+   */
+  async undo(redo: boolean): Promise<void> {
+    const editor = vscode.window.activeTextEditor;
+    const uri = editor?.document.uri.toString();
+    const client = this.client;
+    if (!editor || !uri || !client || !this.bridge.isTracked(uri)) {
+      await vscode.commands.executeCommand(redo ? 'redo' : 'undo');
+      return;
+    }
+    const before = this.bridge.counters(uri)?.applied ?? 0;
+    const result = await client.sendRequest<UndoResult>(redo ? Methods.redo : Methods.undo, { uri });
+    // The change came before the answer; wait until it is applied here.
+    await this.bridge.idle();
+    if (!result.done) {
+      vscode.window.setStatusBarMessage(`CodeCollab: nothing of yours to ${redo ? 'redo' : 'undo'}`, 3000);
+      return;
+    }
+    const at = this.bridge.lastApplied(uri);
+    if ((this.bridge.counters(uri)?.applied ?? 0) > before && at && vscode.window.activeTextEditor === editor) {
+      const position = new vscode.Position(at.line, at.character);
+      editor.selection = new vscode.Selection(position, position);
+      editor.revealRange(new vscode.Range(position, position));
+    }
   }
 
   private end(): void {
@@ -577,6 +626,7 @@ class Controller implements vscode.Disposable {
       this.bridge.close(uri, false);
     }
     this.cursors.clear();
+    this.updateUndoContext();
   }
 
   private underRoot(uri: vscode.Uri): boolean {
@@ -591,6 +641,7 @@ class Controller implements vscode.Disposable {
     const uri = doc.uri.toString();
     if (this.session && this.underRoot(doc.uri) && !this.bridge.isTracked(uri)) {
       this.bridge.open(uri, doc.version, doc.getText());
+      this.updateUndoContext();
     }
   }
 

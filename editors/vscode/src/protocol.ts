@@ -20,6 +20,16 @@ export interface EditParams {
   uri: string;
   revision: number;
   changes: Change[];
+  /** Editor → daemon: whether this edit starts a new undo step (see src/steps.ts). */
+  undoStop?: boolean;
+}
+
+export interface UndoParams {
+  uri: string;
+}
+
+export interface UndoResult {
+  done: boolean;
 }
 
 export interface OpenParams {
@@ -163,4 +173,6 @@ export const Methods = {
   files: 'collab/files',
   allow: 'collab/allow',
   removePeer: 'collab/removePeer',
+  undo: 'collab/undo',
+  redo: 'collab/redo',
 } as const;

@@ -14,5 +14,6 @@ mod peer_file_operations;
 mod reload;
 mod restart;
 mod typing;
+mod undo;
 mod version_skew;
 mod view_only;

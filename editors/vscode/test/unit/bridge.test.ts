@@ -64,8 +64,19 @@ class FakeEditor implements BridgeHost {
     this.sent.push({ method, params });
   }
 
+  /** The edits sent, without where undo steps end (see `stops`). */
   edits(): EditParams[] {
-    return this.sent.filter((s) => s.method === 'collab/edit').map((s) => s.params as EditParams);
+    return this.sent
+      .filter((s) => s.method === 'collab/edit')
+      .map((s) => {
+        const { undoStop: _, ...edit } = s.params as EditParams; // eslint-disable-line @typescript-eslint/no-unused-vars
+        return edit;
+      });
+  }
+
+  /** Whether each edit sent starts an undo step. */
+  stops(): (boolean | undefined)[] {
+    return this.sent.filter((s) => s.method === 'collab/edit').map((s) => (s.params as EditParams).undoStop);
   }
 
   unchanged(uri: string, c: Change): boolean {
@@ -303,4 +314,39 @@ test('a daemon edit that changes nothing is counted without touching the buffer'
   assert.equal(ed.applies, 0);
   ed.type(3, 'd');
   assert.deepEqual(ed.edits(), [{ uri: URI, revision: 1, changes: [insert('abc', 3, 'd')] }]);
+});
+
+test('undo steps end as VS Code ends them: a word and its spaces, a run of deletions, anything else alone', async () => {
+  const ed = new FakeEditor('');
+  // "ab cd": a word and its space, then the next word.
+  for (const [i, c] of [...'ab cd'].entries()) {
+    ed.type(i, c);
+  }
+  // Two backspaces, then a paste, then typing somewhere else.
+  const del = (from: number) => {
+    const start = at(ed.text, from);
+    const end = at(ed.text, from + 1);
+    ed.change([{ range: { start, end }, text: '' }]);
+  };
+  del(4);
+  del(3);
+  ed.type(3, 'pasted text');
+  ed.type(0, 'x');
+  ed.type(1, 'y');
+  assert.equal(ed.text, 'xyab pasted text');
+  assert.deepEqual(ed.stops(), [true, false, false, true, false, true, false, true, true, false]);
+  // The empty edit (a refused apply) says nothing of steps.
+  ed.refuseAll = true;
+  ed.bridge.daemonEdit({ uri: URI, revision: ed.bridge.counters(URI)!.sent, changes: [insert(ed.text, 0, 'Z')] });
+  await ed.bridge.idle();
+  assert.equal(ed.stops().at(-1), undefined);
+});
+
+test('the start of the last daemon edit applied is kept, for the cursor after an undo', async () => {
+  const ed = new FakeEditor('one\ntwo\nthree\n');
+  // Descending order, as the daemon sends them: the last change is the first in the document.
+  ed.bridge.daemonEdit({ uri: URI, revision: 0, changes: [insert(ed.text, 8, '!'), insert(ed.text, 4, '>')] });
+  await ed.bridge.idle();
+  assert.equal(ed.text, 'one\n>two\n!three\n');
+  assert.deepEqual(ed.bridge.lastApplied(URI), { line: 1, character: 0 });
 });
