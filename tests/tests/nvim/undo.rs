@@ -50,8 +50,12 @@ fn u_in_a_shared_buffer_undoes_only_your_own_changes_everywhere() {
     let without_ana = " ben-inalpha beta\ngamma delta\nxxx yyy xxx\nBen end\nTop\n";
     everywhere(&mut pair, without_ana);
     assert_eq!(cursor_row(&mut pair.a), 1, "the cursor is where the line was");
-    // CTRL-R brings it back.
+    // CTRL-R brings it back; :undo and :redo typed on the command line do the same as u and CTRL-R.
     pair.a.input("<C-r>").expect("keys");
+    everywhere(&mut pair, with_top);
+    pair.a.input(":undo<CR>").expect("keys");
+    everywhere(&mut pair, without_ana);
+    pair.a.input(":redo<CR>").expect("keys");
     everywhere(&mut pair, with_top);
 
     // A step of Ana's that Ben deleted entirely is skipped: u takes back the one before it.

@@ -195,6 +195,8 @@ end
 
 --- `u` and `<C-r>` in a shared buffer take back your own changes only (setup `undo = 'all'` keeps Neovim's).
 local UNDO_KEYS = { u = false, ['<C-r>'] = true }
+--- And so do `:undo` and `:redo` typed alone on the command line (buffer-local abbreviations).
+local UNDO_COMMANDS = { u = 'undo', undo = 'undo', red = 'redo', redo = 'redo' }
 
 local function map_undo(bufnr)
   if config.values.undo ~= 'own' then
@@ -209,6 +211,11 @@ local function map_undo(bufnr)
       end)
     end, { buffer = bufnr, desc = redo and 'CodeCollab: redo your own change' or 'CodeCollab: undo your own change' })
   end
+  for typed, command in pairs(UNDO_COMMANDS) do
+    vim.keymap.set('ca', typed, function()
+      return (vim.fn.getcmdtype() == ':' and vim.fn.getcmdline() == typed) and ('CodeCollab ' .. command) or typed
+    end, { buffer = bufnr, expr = true })
+  end
 end
 
 local function unmap_undo(bufnr)
@@ -217,6 +224,9 @@ local function unmap_undo(bufnr)
   end
   for lhs, _ in pairs(UNDO_KEYS) do
     pcall(vim.keymap.del, 'n', lhs, { buffer = bufnr })
+  end
+  for typed, _ in pairs(UNDO_COMMANDS) do
+    pcall(vim.keymap.del, 'ca', typed, { buffer = bufnr })
   end
 end
 
