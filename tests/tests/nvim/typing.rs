@@ -18,6 +18,8 @@ fn two_neovims_typing_at_once_end_identical() {
         b.input(kb).expect("keys");
         std::thread::sleep(Duration::from_millis(30));
     }
+    // Ana's `u` goes through the daemon: wait for it to land before the two are compared.
+    a.wait_for("Ana's undo", Duration::from_secs(20), |n| Ok(!n.text()?.contains("日本語"))).expect("undone");
     let text = converge(&mut [&mut a, &mut b]);
     assert_ne!(text, DOC, "the edits happened");
     // Ana's `u` undoes her own most recent change (the line she added), whatever Ben did meanwhile; her first edit,
