@@ -144,6 +144,18 @@ impl Sim {
         true
     }
 
+    /// Between two of `a`'s undos (or redos): perhaps `b` or `c` inserts a token (returned), and a few messages go.
+    fn others_type_meanwhile(&mut self) -> Option<tokens::TokenEdit> {
+        let typed = self.rng.chance(0.5).then(|| {
+            let p = 1 + self.rng.below(2);
+            self.type_token(p, 0.0)
+        });
+        for _ in 0..self.rng.below(4) {
+            self.deliver_one();
+        }
+        typed
+    }
+
     fn settle(&mut self) {
         while self.deliver_one() {}
     }
@@ -211,13 +223,7 @@ fn undo_and_redo_amid_others_edits_converge_and_touch_only_ones_own_edits() {
         let mut undone_steps = 0;
         while sim.undo(0, false) {
             undone_steps += 1;
-            if sim.rng.chance(0.5) {
-                let p = 1 + sim.rng.below(2);
-                typed_since.push(sim.type_token(p, 0.0));
-            }
-            for _ in 0..sim.rng.below(4) {
-                sim.deliver_one();
-            }
+            typed_since.extend(sim.others_type_meanwhile());
         }
         sim.settle();
         sim.assert_converged();
@@ -232,13 +238,7 @@ fn undo_and_redo_amid_others_edits_converge_and_touch_only_ones_own_edits() {
         // are back, and the others' typing stays.
         for _ in 0..undone_steps {
             assert!(sim.undo(0, true), "seed {seed}: every step undone can be redone");
-            if sim.rng.chance(0.5) {
-                let p = 1 + sim.rng.below(2);
-                typed_since.push(sim.type_token(p, 0.0));
-            }
-            for _ in 0..sim.rng.below(4) {
-                sim.deliver_one();
-            }
+            typed_since.extend(sim.others_type_meanwhile());
         }
         sim.settle();
         sim.assert_converged();
