@@ -133,6 +133,21 @@ fn invite(server: &str, session: &str, token: &str) -> String {
     format!("{base}/?session={session}#{token}")
 }
 
+/// The web client's link for an invite: `http(s)://host:port/s/ID#TOKEN` for `ws(s)://host:port/?session=ID#TOKEN`
+/// (the server serves the session page beside its WebSocket).
+pub(crate) fn web_invite(invite: &str) -> String {
+    let (url, token) = invite.split_once('#').unwrap_or((invite, ""));
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let session = query.split('&').find_map(|p| p.strip_prefix("session=")).unwrap_or_default();
+    let base = base.trim_end_matches('/');
+    let base = match base.split_once("://") {
+        Some(("wss", rest)) => format!("https://{rest}"),
+        Some(("ws", rest)) => format!("http://{rest}"),
+        _ => base.to_owned(),
+    };
+    format!("{base}/s/{session}#{token}")
+}
+
 fn parse_invite(invite: &str) -> Option<(String, String)> {
     let (url, token) = invite.trim().split_once('#')?;
     let url = url.split('?').next()?.trim_end_matches('/').to_owned();
@@ -219,7 +234,7 @@ impl MainLoop {
     /// Leaves whatever session or start is in progress: files no editor has open are written, the connection
     /// closes (its relay task ends when its sender drops).
     pub(crate) fn leave(&mut self) {
-        self.flush_disk();
+        self.flush_disk_at_end();
         self.stop("left the session");
         self.set_state(None);
     }
@@ -242,7 +257,7 @@ impl MainLoop {
     /// open, stops reconnecting, and tells the user what happened and what is kept.
     pub(crate) fn end_session(&mut self, reason: &str) {
         let root = self.connection.session().map(|s| s.root.display().to_string()).unwrap_or_default();
-        self.flush_disk();
+        self.flush_disk_at_end();
         let text = format!(
             "the session ended: {reason}. Your files and the edits not yet sent are kept in {root} \
              (open files in your editor). The host can share the folder again and send a new invite."
@@ -435,5 +450,18 @@ impl MainLoop {
                 self.set_state(None);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_web_invite_is_the_invite_as_a_link_to_the_session_page() {
+        let plain = invite("ws://127.0.0.1:7830/", "ab12", "cc1.x.y");
+        assert_eq!(web_invite(&plain), "http://127.0.0.1:7830/s/ab12#cc1.x.y");
+        let behind_a_proxy = invite("wss://collab.example.com/team", "ab12", "t");
+        assert_eq!(web_invite(&behind_a_proxy), "https://collab.example.com/team/s/ab12#t");
     }
 }

@@ -21,6 +21,11 @@ pub struct ShareResult {
     pub session: String,
     pub invite: String,
     pub view_invite: String,
+    /// The same invites as links to the web client the server serves (addition).
+    #[serde(default)]
+    pub web_invite: String,
+    #[serde(default)]
+    pub web_view_invite: String,
 }
 
 /// `collab/join` params.

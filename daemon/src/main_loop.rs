@@ -147,7 +147,7 @@ impl MainLoop {
             self.leave_once_sent();
         }
         flusher.abort();
-        self.flush_disk();
+        self.flush_disk_at_end();
     }
 
     /// The session, with the way out of it (the server only while connected).
@@ -181,6 +181,15 @@ impl MainLoop {
 
     pub(crate) fn flush_disk(&mut self) {
         if let Some((session, io)) = self.session_io() {
+            session.flush_disk(&io);
+        }
+    }
+
+    /// The last write before the session or the daemon ends: every changed file, even one the editor said it is
+    /// moving (it will not say more).
+    pub(crate) fn flush_disk_at_end(&mut self) {
+        if let Some((session, io)) = self.session_io() {
+            session.editor_moves_done();
             session.flush_disk(&io);
         }
     }
@@ -261,7 +270,7 @@ impl MainLoop {
             }
             Event::FilesRenamed { renames, done } => {
                 if let Some((session, io)) = self.session_io() {
-                    session.files_renamed(renames, &io);
+                    session.files_renamed(renames, done.is_none(), &io);
                 }
                 if let Some(done) = done {
                     let _ = done.send(());
@@ -281,7 +290,8 @@ impl MainLoop {
             }
             Event::Relay(event) => self.relay_event(event),
             Event::Reconnect { epoch } => self.reconnect(epoch),
-            Event::FlushDisk | Event::Shutdown => self.flush_disk(),
+            Event::FlushDisk => self.flush_disk(),
+            Event::Shutdown => self.flush_disk_at_end(),
             Event::Retry { epoch } => {
                 let current = self.epoch;
                 if let Some((session, mut io)) = self.session_io() {

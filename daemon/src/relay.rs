@@ -103,8 +103,14 @@ async fn run<E>(
     events: &mpsc::UnboundedSender<E>,
     wrap: fn(RelayEvent) -> E,
 ) -> anyhow::Result<String> {
-    let connect =
-        codecollab_net::Connect { url, token, protocols: &[SUBPROTOCOL], tls: Some(tls), max_frame: MAX_FRAME };
+    let connect = codecollab_net::Connect {
+        url,
+        token,
+        protocols: &[SUBPROTOCOL],
+        tls: Some(tls),
+        max_frame: MAX_FRAME,
+        relayed: false,
+    };
     let ws = tokio::time::timeout(Duration::from_secs(10), codecollab_net::connect(connect))
         .await
         .context("connecting timed out")??;

@@ -59,7 +59,13 @@ pub struct Connect<'a> {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// The largest frame accepted from the server.
     pub max_frame: usize,
+    /// A server node relaying its client to the node that serves the session (sent as [`RELAYED_HEADER`]): the
+    /// other node serves it or refuses, and never relays it further.
+    pub relayed: bool,
 }
+
+/// The header a relaying server node adds to its upgrade request.
+pub const RELAYED_HEADER: &str = "x-codecollab-relayed";
 
 /// The parts of a ws:// or wss:// URL a connection needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +128,9 @@ pub async fn connect(options: Connect<'_>) -> anyhow::Result<Socket> {
     }
     if let Some(token) = options.token {
         request.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {token}"))?);
+    }
+    if options.relayed {
+        request.headers_mut().insert(RELAYED_HEADER, HeaderValue::from_static("1"));
     }
     let upgraded = tokio_tungstenite::client_async_with_config(request, stream, Some(config(options.max_frame))).await;
     match upgraded {

@@ -24,12 +24,21 @@ pub const FRAGMENT_BYTES: usize = 8 * 1024;
 pub mod close {
     /// Nothing arrived for two heartbeat intervals.
     pub const HEARTBEAT: u16 = 4000;
+    /// The token was refused (missing, expired, forged, revoked), or this address failed too often: sent to
+    /// browsers, which cannot read an HTTP refusal, after the handshake; other clients get HTTP 401 or 429.
+    pub const UNAUTHORIZED: u16 = 4001;
     /// The client offered a protocol version the server does not speak.
     pub const UNSUPPORTED_VERSION: u16 = 4002;
     /// The host removed this peer from the session.
     pub const REMOVED: u16 = 4003;
     /// The client read too slowly: its queue overflowed. Reconnecting resumes where it was.
     pub const TOO_SLOW: u16 = 4008;
+    /// Another server node sequences a document of this connection now (several nodes on one database).
+    /// Reconnecting resumes where it was; operations not acknowledged are sent again.
+    pub const MOVED: u16 = 4009;
+    /// The server cannot serve this connection right now (its store is out of reach); try again later. The
+    /// standard code (RFC 6455 section 7.4.1, "Try Again Later"); sent to browsers instead of HTTP 503.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 /// A document's id within its session, assigned by the server. Paths can change (renames); ids do not.

@@ -81,11 +81,28 @@ impl Secret {
         Secret { key: hmac::Key::new(hmac::HMAC_SHA256, bytes), random: SystemRandom::new() }
     }
 
+    /// `CODECOLLAB_SECRET`, if set.
+    pub fn from_environment() -> anyhow::Result<Option<Secret>> {
+        match std::env::var("CODECOLLAB_SECRET") {
+            Ok(value) => {
+                anyhow::ensure!(value.len() >= 32, "CODECOLLAB_SECRET must be at least 32 characters");
+                Ok(Some(Secret::from_bytes(value.as_bytes())))
+            }
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Fresh random key material, as 64 hex digits.
+    pub fn fresh_hex() -> anyhow::Result<String> {
+        let mut bytes = [0u8; 32];
+        SystemRandom::new().fill(&mut bytes).map_err(|_| anyhow::anyhow!("no system randomness"))?;
+        Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     /// `CODECOLLAB_SECRET` if set; else the data directory's secret file, created on first start (mode 0600).
     pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Secret> {
-        if let Ok(value) = std::env::var("CODECOLLAB_SECRET") {
-            anyhow::ensure!(value.len() >= 32, "CODECOLLAB_SECRET must be at least 32 characters");
-            return Ok(Secret::from_bytes(value.as_bytes()));
+        if let Some(secret) = Self::from_environment()? {
+            return Ok(secret);
         }
         let path = data_dir.join(SECRET_FILE);
         match std::fs::read(&path) {
@@ -97,9 +114,7 @@ impl Secret {
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         }
         std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-        let mut bytes = [0u8; 32];
-        SystemRandom::new().fill(&mut bytes).map_err(|_| anyhow::anyhow!("no system randomness"))?;
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = Self::fresh_hex()?;
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]

@@ -38,6 +38,9 @@ pub enum Command {
         /// How long the token is valid, e.g. `12h`, `30d`.
         #[arg(long, default_value = "30d", value_parser = parse_duration)]
         ttl: Duration,
+        /// The cluster's database, for nodes on PostgreSQL: their secret is kept there, not in a data directory.
+        #[arg(long, env = "CODECOLLAB_DATABASE_URL")]
+        database_url: Option<String>,
     },
 }
 
@@ -83,6 +86,18 @@ pub struct ServeArgs {
     /// Creating a session needs a host token even on a loopback address (a machine shared by several users).
     #[arg(long, env = "CODECOLLAB_REQUIRE_HOST_TOKEN")]
     pub require_host_token: bool,
+    /// Keep sessions and documents in PostgreSQL instead of SQLite in the data directory, e.g.
+    /// `postgres://codecollab@db.example.com/codecollab` (docs/operations.md, "PostgreSQL").
+    #[arg(long, env = "CODECOLLAB_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// How the other nodes on the same database reach this one, and its name among them; the same across its
+    /// restarts [default: ws://LISTEN-ADDRESS].
+    #[arg(long, env = "CODECOLLAB_NODE_URL")]
+    pub node_url: Option<String>,
+    /// With PostgreSQL: how long a node's hold on a document lasts unless renewed; another node takes the
+    /// document over this long after its node stopped [default: 5s].
+    #[arg(long, env = "CODECOLLAB_LEASE", value_parser = parse_duration)]
+    pub lease: Option<Duration>,
 }
 
 /// How long the store keeps each document's operations after they are committed, so that a peer that comes
@@ -175,6 +190,9 @@ struct FileConfig {
     invite_ttl: Option<String>,
     limits: Option<Limits>,
     require_host_token: Option<bool>,
+    database_url: Option<String>,
+    node_url: Option<String>,
+    lease: Option<String>,
 }
 
 /// The effective configuration.
@@ -199,6 +217,12 @@ pub struct Config {
     pub limits: Limits,
     /// Creating a session needs a host token on any address, loopback included.
     pub require_host_token: bool,
+    /// PostgreSQL instead of SQLite; `None`: SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// This node's URL for the other nodes; `None`: `ws://` (or `wss://`) and the address it listens on.
+    pub node_url: Option<String>,
+    /// How long a node's lease on a document lasts unless renewed (PostgreSQL).
+    pub lease: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -223,6 +247,9 @@ impl Default for Config {
             invite_ttl: Duration::from_secs(7 * 24 * 3600),
             limits: Limits::default(),
             require_host_token: false,
+            database_url: None,
+            node_url: None,
+            lease: Duration::from_secs(5),
         }
     }
 }
@@ -290,6 +317,33 @@ impl Config {
             config.limits = limits;
         }
         config.require_host_token = args.require_host_token || file.require_host_token.unwrap_or(false);
+        config.database_url = args.database_url.clone().or(file.database_url);
+        if let Some(url) = &config.database_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                bail!("the database URL must start with postgres:// or postgresql://");
+            }
+        }
+        config.node_url = args.node_url.clone().or(file.node_url);
+        if config.database_url.is_some() {
+            // Node-to-node connections are plain WebSocket in this version: TLS ends in front of the nodes.
+            if config.tls.is_some() {
+                bail!(
+                    "several nodes on PostgreSQL relay to each other over plain ws://: end TLS in front of them \
+                     (a reverse proxy or load balancer, docs/operations.md) instead of --tls-cert"
+                );
+            }
+            if config.node_url.as_deref().is_some_and(|url| !url.starts_with("ws://")) {
+                bail!("--node-url must be a ws:// URL: node-to-node connections are plain WebSocket in this version");
+            }
+        }
+        if let Some(lease) = args.lease {
+            config.lease = lease;
+        } else if let Some(text) = file.lease {
+            config.lease = parse_duration(&text).map_err(anyhow::Error::msg).context("lease")?;
+        }
+        if config.lease < Duration::from_millis(300) {
+            bail!("the lease must be at least 300ms: it is renewed every third of it");
+        }
         if config.heartbeat < Duration::from_millis(10) {
             bail!("heartbeat interval must be at least 10ms");
         }
@@ -344,6 +398,37 @@ mod tests {
         let config = Config::load(&ServeArgs { config: Some(path), ..Default::default() }).expect("valid");
         assert!(config.require_host_token && !config.open_session_creation());
         assert_eq!(config.public_url.as_deref(), Some("wss://collab.example.com"));
+    }
+
+    #[test]
+    fn a_cluster_node_takes_its_database_node_url_and_lease_and_refuses_what_it_cannot_do() {
+        let url = Some("postgres://db.internal/codecollab".to_owned());
+        let args = ServeArgs {
+            database_url: url.clone(),
+            node_url: Some("ws://node1.internal:7830".into()),
+            lease: Some(Duration::from_secs(2)),
+            ..Default::default()
+        };
+        let config = Config::load(&args).expect("valid");
+        assert_eq!(config.database_url, url);
+        assert_eq!(
+            (config.node_url.as_deref(), config.lease),
+            (Some("ws://node1.internal:7830"), Duration::from_secs(2))
+        );
+        let refused = |args: ServeArgs| Config::load(&args).expect_err("refused").to_string();
+        let wss = ServeArgs { database_url: url.clone(), node_url: Some("wss://n:1".into()), ..Default::default() };
+        assert!(refused(wss).contains("must be a ws:// URL"));
+        let tls = ServeArgs {
+            database_url: url.clone(),
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            ..Default::default()
+        };
+        assert!(refused(tls).contains("end TLS in front of them"));
+        let mysql = ServeArgs { database_url: Some("mysql://x".into()), ..Default::default() };
+        assert!(refused(mysql).contains("postgres://"));
+        let short = ServeArgs { database_url: url, lease: Some(Duration::from_millis(100)), ..Default::default() };
+        assert!(refused(short).contains("at least 300ms"));
     }
 
     #[test]

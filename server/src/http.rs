@@ -12,6 +12,9 @@ use crate::metrics::Metrics;
 /// The largest request head accepted.
 pub const MAX_HEAD: usize = 16 * 1024;
 
+/// The prefix of the subprotocol a browser carries its token in (`codecollab.bearer.<token>`); never echoed.
+pub const BEARER_SUBPROTOCOL: &str = "codecollab.bearer.";
+
 #[derive(Debug)]
 pub struct RequestHead {
     pub method: String,
@@ -31,21 +34,34 @@ impl RequestHead {
         self.header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
     }
 
-    /// The bearer token of the `Authorization` header, if any.
+    /// The bearer token of the `Authorization` header, or else of a `codecollab.bearer.<token>` subprotocol (what a
+    /// browser sends: its WebSocket API cannot set headers), if any.
     pub fn bearer_token(&self) -> Option<&str> {
-        let value = self.header("authorization")?;
-        let (scheme, token) = value.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        if let Some(value) = self.header("authorization") {
+            let (scheme, token) = value.split_once(' ')?;
+            return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
+        }
+        self.subprotocol_bearer()
     }
 
-    /// The subprotocols the client offers.
+    /// The token of a `codecollab.bearer.<token>` subprotocol, if one is offered.
+    pub fn subprotocol_bearer(&self) -> Option<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == "sec-websocket-protocol")
+            .flat_map(|(_, v)| v.split(','))
+            .find_map(|p| p.trim().strip_prefix(BEARER_SUBPROTOCOL))
+            .filter(|token| !token.is_empty())
+    }
+
+    /// The subprotocols the client offers, but for a token's.
     pub fn subprotocols(&self) -> Vec<String> {
         self.headers
             .iter()
             .filter(|(n, _)| n == "sec-websocket-protocol")
             .flat_map(|(_, v)| v.split(','))
             .map(|p| p.trim().to_owned())
-            .filter(|p| !p.is_empty())
+            .filter(|p| !p.is_empty() && !p.starts_with(BEARER_SUBPROTOCOL))
             .collect()
     }
 }
@@ -83,10 +99,18 @@ pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Optio
     }
 }
 
-/// The answer to a plain HTTP request (not a WebSocket upgrade): status, content type and body.
-pub fn route(head: &RequestHead, metrics: &Metrics) -> (&'static str, &'static str, String) {
+/// The answer to a plain HTTP request (not a WebSocket upgrade): status, content type and body. `health` is
+/// whether the store answers (for `/healthz`).
+pub fn route(
+    head: &RequestHead,
+    metrics: &Metrics,
+    health: Result<(), String>,
+) -> (&'static str, &'static str, String) {
     match (head.method.as_str(), head.path.as_str()) {
-        ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_owned()),
+        ("GET", "/healthz") => match health {
+            Ok(()) => ("200 OK", "text/plain", "ok\n".to_owned()),
+            Err(why) => ("503 Service Unavailable", "text/plain", format!("the store does not answer: {why}\n")),
+        },
         ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
         _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
     }
@@ -105,6 +129,24 @@ pub async fn respond<S: AsyncWrite + Unpin>(
     );
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// Writes one of the web client's pages or assets and shuts the stream down (the head alone for `HEAD`).
+pub async fn respond_page<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    page: &crate::web::Page,
+    head_only: bool,
+) -> io::Result<()> {
+    let mut out = format!("HTTP/1.1 {}\r\nContent-Length: {}\r\nConnection: close\r\n", page.status, page.body.len());
+    for (name, value) in &page.headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    stream.write_all(out.as_bytes()).await?;
+    if !head_only {
+        stream.write_all(page.body).await?;
+    }
     stream.shutdown().await
 }
 

@@ -28,6 +28,7 @@ pub mod shared;
 pub mod store;
 pub mod throttle;
 pub mod tls;
+pub mod web;
 
 pub use config::Config;
 pub use server::run;

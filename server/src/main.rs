@@ -12,7 +12,9 @@ use codecollab_server::Config;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::Token { data_dir, name, ttl }) => print_token(&data_dir, &name, ttl),
+        Some(Command::Token { data_dir, name, ttl, database_url }) => {
+            print_token(&data_dir, database_url.as_deref(), &name, ttl)
+        }
         None => serve(&cli.serve),
     };
     match result {
@@ -24,8 +26,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn print_token(data_dir: &std::path::Path, name: &str, ttl: std::time::Duration) -> anyhow::Result<()> {
-    let secret = Secret::load_or_create(data_dir)?;
+fn print_token(
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+    name: &str,
+    ttl: std::time::Duration,
+) -> anyhow::Result<()> {
+    let secret = match (Secret::from_environment()?, database_url) {
+        (Some(secret), _) => secret,
+        (None, Some(url)) => {
+            let hex = codecollab_server::store::postgres::secret_in(url, &Secret::fresh_hex()?)?;
+            Secret::from_bytes(hex.as_bytes())
+        }
+        (None, None) => Secret::load_or_create(data_dir)?,
+    };
     let mut claims = secret.claims(TokenKind::Host, ttl);
     claims.name = Some(name.to_owned());
     #[allow(clippy::print_stdout)] // The token is this command's output.
@@ -48,7 +62,8 @@ fn serve(args: &codecollab_server::config::ServeArgs) -> anyhow::Result<()> {
             tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         let address = listener.local_addr()?;
         let scheme = if config.tls.is_some() { "wss" } else { "ws" };
-        tracing::info!(data_dir = %config.data_dir.display(), "listening on {scheme}://{address}");
+        let store = if config.database_url.is_some() { "postgresql" } else { "sqlite" };
+        tracing::info!(data_dir = %config.data_dir.display(), store, "listening on {scheme}://{address}");
         codecollab_server::run(listener, config, shutdown_signal()).await
     })
 }

@@ -63,6 +63,9 @@ impl Histogram {
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub connections: AtomicI64,
+    /// Clients this node relays to the node that serves their session, and the messages relayed either way.
+    pub relayed_connections: AtomicI64,
+    pub relayed_messages: AtomicU64,
     pub sessions: AtomicI64,
     pub documents: AtomicI64,
     pub ops_committed: AtomicU64,
@@ -83,6 +86,12 @@ pub struct Metrics {
     pub stale_ops: AtomicU64,
     /// Document batches whose commit failed (rolled back; their authors were told to send again).
     pub commit_failures: AtomicU64,
+    /// Documents this node came to sequence (several nodes on PostgreSQL: a lease taken, new or from a node that
+    /// stopped renewing it), and those another node took over from this one.
+    pub leases_taken: AtomicU64,
+    /// Leases this node holds now, on documents and sessions.
+    pub leases_held: AtomicI64,
+    pub leases_lost: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub commit_latency: Histogram,
@@ -107,6 +116,16 @@ impl Metrics {
             ("codecollab_connections", "Open WebSocket connections.", &self.connections),
             ("codecollab_sessions", "Sessions loaded in memory.", &self.sessions),
             ("codecollab_documents", "Documents loaded in memory.", &self.documents),
+            (
+                "codecollab_leases_held",
+                "Documents and sessions this node holds a lease on (a cluster on PostgreSQL).",
+                &self.leases_held,
+            ),
+            (
+                "codecollab_relayed_connections",
+                "Clients relayed to the node that serves their session (a cluster on PostgreSQL).",
+                &self.relayed_connections,
+            ),
         ];
         for (name, help, value) in gauges {
             let _ =
@@ -158,6 +177,21 @@ impl Metrics {
                 "codecollab_commit_failures_total",
                 "Document batches the store could not commit (rolled back, authors told to send again).",
                 &self.commit_failures,
+            ),
+            (
+                "codecollab_leases_taken_total",
+                "Documents this node took to sequence (the store's lease on them, new or taken over).",
+                &self.leases_taken,
+            ),
+            (
+                "codecollab_leases_lost_total",
+                "Documents another node took over from this one (found at a commit or a lease renewal).",
+                &self.leases_lost,
+            ),
+            (
+                "codecollab_relayed_messages_total",
+                "Messages relayed between clients and the node that serves their session, either way.",
+                &self.relayed_messages,
             ),
             ("codecollab_bytes_in_total", "WebSocket payload bytes received.", &self.bytes_in),
             ("codecollab_bytes_out_total", "WebSocket payload bytes sent.", &self.bytes_out),

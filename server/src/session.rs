@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use codecollab_protocol::path;
 use codecollab_protocol::wire::{
-    DocId, DocInfo, ErrorCode, Limits, PeerId, PeerInfo, Role, ServerMsg, UnsharedFile, MAX_UNSHARED,
+    close, DocId, DocInfo, ErrorCode, Limits, PeerId, PeerInfo, Role, ServerMsg, UnsharedFile, MAX_UNSHARED,
     MAX_UNSHARED_REASON,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -78,6 +78,9 @@ pub enum SessionCommand {
         files: Vec<UnsharedFile>,
         reply: Reply<()>,
     },
+    /// Another node serves the session now: every peer's connection is closed (they reconnect, and are relayed
+    /// there), and the task ends.
+    Moved,
 }
 
 #[derive(Debug, Clone)]
@@ -181,6 +184,13 @@ pub fn validate_path(path: &str) -> Result<String, Refusal> {
 impl SessionTask {
     async fn run(mut self, mut receiver: mpsc::Receiver<SessionCommand>) {
         while let Some(command) = receiver.recv().await {
+            if let SessionCommand::Moved = command {
+                tracing::warn!(session = %self.id, "another node serves the session now; its peers reconnect");
+                for entry in self.peers.values() {
+                    entry.outbox.close(close::MOVED, "another server serves this session now");
+                }
+                break;
+            }
             self.handle(command).await;
         }
         self.context.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
@@ -236,6 +246,7 @@ impl SessionTask {
             SessionCommand::Unshared { peer, files, reply } => {
                 let _ = reply.send(self.add_unshared(peer, files));
             }
+            SessionCommand::Moved => {}
         }
     }
 
@@ -334,7 +345,8 @@ impl SessionTask {
         let Some(entry) = self.docs.get_mut(&doc) else {
             return Err(Refusal::new(ErrorCode::UnknownDocument, format!("no document {doc} in this session")));
         };
-        if let Some(handle) = &entry.handle {
+        // A stopped task (another node took the document over) is started again: this node may get it back.
+        if let Some(handle) = entry.handle.as_ref().filter(|handle| !handle.is_stopped()) {
             return Ok(handle.clone());
         }
         let handle = document::spawn(

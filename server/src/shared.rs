@@ -14,9 +14,9 @@ use crate::config::Config;
 use crate::document::DocSettings;
 use crate::metrics::Metrics;
 use crate::refusal::Refusal;
-use crate::session::{self, SessionContext, SessionHandle};
+use crate::session::{self, SessionCommand, SessionContext, SessionHandle};
 use crate::store::writer::StoreHandle;
-use crate::store::{SessionRecord, Write};
+use crate::store::{SessionHome, SessionRecord, Write};
 use crate::throttle::AuthThrottle;
 
 /// State shared by every connection.
@@ -57,6 +57,15 @@ impl Shared {
         }
     }
 
+    /// Whether the store answers a read within two seconds.
+    pub async fn store_health(&self) -> Result<(), String> {
+        match tokio::time::timeout(std::time::Duration::from_secs(2), self.store.session_count()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err("no answer within 2s".into()),
+        }
+    }
+
     /// Lets go of every session task (at shutdown: they end once no connection refers to them either).
     pub fn release_sessions(&self) {
         self.sessions.lock().expect("sessions lock").clear();
@@ -73,6 +82,7 @@ impl Shared {
                 },
                 snapshot_every: self.config.snapshot_every,
                 retention: self.config.retention,
+                claim_patience: self.config.lease * 2 + std::time::Duration::from_secs(1),
             },
             max_documents: self.config.limits.max_documents_per_session,
             limits: Limits {
@@ -80,6 +90,27 @@ impl Shared {
                 max_document_chars: self.config.limits.max_document_chars as u64,
                 heartbeat_ms: self.config.heartbeat.as_millis() as u64,
             },
+        }
+    }
+
+    /// Which node serves session `id`'s clients: this one if its task runs here; else the store says (taking the
+    /// session for this node when no other holds it).
+    pub async fn session_home(&self, id: &str) -> Result<SessionHome, Refusal> {
+        if self.sessions.lock().expect("sessions lock").contains_key(id) {
+            return Ok(SessionHome::Here);
+        }
+        self.store.claim_session(id).await.map_err(|error| {
+            tracing::error!(%error, "finding the session's node failed");
+            Refusal::new(ErrorCode::StorageFailure, "the server could not find which node serves the session")
+        })
+    }
+
+    /// Another node took session `id` over: its task here ends, closing its peers' connections (they reconnect
+    /// and are relayed to the new node).
+    pub async fn session_moved(&self, id: &str) {
+        let handle = self.sessions.lock().expect("sessions lock").remove(id);
+        if let Some(handle) = handle {
+            handle.tell(SessionCommand::Moved).await;
         }
     }
 
@@ -120,6 +151,15 @@ impl Shared {
         if !stored {
             self.session_count.fetch_sub(1, Ordering::SeqCst);
             return Err(Refusal::new(ErrorCode::StorageFailure, "the server could not store the session"));
+        }
+        // This node serves it (with several nodes, before any other can be asked for it).
+        match self.store.claim_session(&id).await {
+            Ok(SessionHome::Here) => {}
+            other => {
+                tracing::error!(?other, "a new session is held elsewhere");
+                self.session_count.fetch_sub(1, Ordering::SeqCst);
+                return Err(Refusal::new(ErrorCode::StorageFailure, "the server could not take the new session"));
+            }
         }
         let record = SessionRecord { host: name.to_owned(), removed: Vec::new(), documents: Vec::new() };
         let handle = session::spawn(id.clone(), record, self.session_context());

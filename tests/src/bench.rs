@@ -5,3 +5,9 @@
 pub fn row(figure: &str, value: &str, baseline: &str, ratio: f64, target: &str) {
     println!("bench-row\t{figure}\t{value}\t{baseline}\t{ratio:.2}x\t{target}");
 }
+
+/// Prints a row with no baseline of its own: `scripts/bench` pairs it with another run's row (the same shape on
+/// another store, say) and fills in the ratio.
+pub fn row_alone(figure: &str, value: &str, target: &str) {
+    println!("bench-row\t{figure}\t{value}\t-\t-\t{target}");
+}

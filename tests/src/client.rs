@@ -64,6 +64,7 @@ impl WsClient {
             protocols: &protocols,
             tls: options.tls,
             max_frame: 256 << 20,
+            relayed: false,
         })
         .await?;
         Ok(WsClient { ws, pending: Default::default() })

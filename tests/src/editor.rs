@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use codecollab_protocol::wire::{ClientMsg, DocId, PeerId, ServerMsg};
+use codecollab_protocol::wire::{ClientMsg, DocId, DocInfo, PeerId, ServerMsg};
 use codecollab_protocol::{Client, ClientId, Outgoing, Revision, TextOperation};
 use ropey::Rope;
 
@@ -202,6 +202,23 @@ impl Editor {
         self.sync_to(0).await
     }
 
+    /// [`Editor::reconnect`], tried again as a daemon would (every 200 ms) until it works or `within` has passed:
+    /// for a server that is still starting, or a cluster whose node for the session is being replaced.
+    pub async fn reconnect_within(&mut self, url: &str, within: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match self.reconnect(url).await {
+                Ok(()) => return Ok(()),
+                Err(error) if tokio::time::Instant::now() < deadline => {
+                    tracing_free_note(&error);
+                    self.disconnect();
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => return Err(error.context(format!("no resume within {within:?}"))),
+            }
+        }
+    }
+
     /// Reconnects to `url` with the personal token, resubscribes from the last revision seen, processes the
     /// replay and resends what was in flight.
     pub async fn reconnect(&mut self, url: &str) -> anyhow::Result<()> {
@@ -220,6 +237,30 @@ impl Editor {
             if done {
                 return Ok(());
             }
+        }
+    }
+}
+
+/// Says on stderr why an attempt failed (kept with a failing test's output).
+fn tracing_free_note(error: &anyhow::Error) {
+    eprintln!("[editor] trying again after: {error:#}");
+}
+
+/// [`server_text`], tried again every 200 ms until it works or `within` has passed.
+pub async fn server_text_within(
+    url: &str,
+    token: &str,
+    path: &str,
+    within: Duration,
+) -> anyhow::Result<(String, Revision)> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match server_text(url, token, path).await {
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                tracing_free_note(&error);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            outcome => return outcome,
         }
     }
 }
@@ -309,15 +350,20 @@ async fn invite_file_op(invite: &str, path: &str, to: Option<&str>) -> anyhow::R
 
 /// The paths of the documents the session of `invite` holds, sorted, as the server's `welcome` lists them.
 pub async fn invite_server_paths(invite: &str) -> anyhow::Result<Vec<String>> {
+    let mut paths: Vec<String> = invite_server_docs(invite).await?.into_iter().map(|d| d.path).collect();
+    paths.sort();
+    Ok(paths)
+}
+
+/// The documents the session of `invite` holds (ids and paths), as the server's `welcome` lists them.
+pub async fn invite_server_docs(invite: &str) -> anyhow::Result<Vec<DocInfo>> {
     let (url, token) = invite.split_once('#').context("an invite ends in #TOKEN")?;
     let url = url.split('?').next().unwrap_or(url).trim_end_matches('/');
     let connect = Connect { token: Some(token.into()), ..Default::default() };
     let (ws, welcome) = join(url, &connect, random_client_id(), "lister").await?;
     let ServerMsg::Welcome { docs, .. } = welcome else { unreachable!("checked by join") };
     ws.close().await;
-    let mut paths: Vec<String> = docs.into_iter().map(|d| d.path).collect();
-    paths.sort();
-    Ok(paths)
+    Ok(docs)
 }
 
 /// The server's text of `path` in the session of `invite` (an editor's invite string).

@@ -7,6 +7,7 @@
 //! - [`editor`]: [`editor::Editor`], one document edited through the protocol's OT client, as a daemon would.
 //! - [`nvim`]: [`nvim::Nvim`], a real headless Neovim with the plugin, driven over msgpack-RPC.
 //! - [`vscode`]: [`vscode::VsCode`], a real VS Code workbench (code-server) with the extension, driven by Playwright.
+//! - [`browser`]: [`browser::Browser`], the web client in a real Chromium, driven by Playwright.
 //! - [`lsp`]: [`lsp::ScriptedEditor`], the real daemon binary driven over stdio as an editor plugin would.
 //! - [`hostile`]: [`hostile::HostileServer`], a server that sends whatever a test scripts, lies included.
 //! - [`proxy`]: [`proxy::FaultProxy`], a TCP proxy that delays, stalls, resets, refuses and cuts on command.
@@ -16,7 +17,9 @@
 //!   tests.
 
 pub mod bench;
+pub mod browser;
 pub mod client;
+pub mod driver;
 pub mod editor;
 pub mod fixtures;
 pub mod harness;

@@ -34,7 +34,8 @@ pub struct Nvim {
     stream: UnixStream,
     reader: BufReader<UnixStream>,
     next_id: u64,
-    _dir: TempDir,
+    /// Neovim's config and state (its LSP log holds the daemon's log); kept when a test fails.
+    dir: Option<TempDir>,
 }
 
 impl std::fmt::Debug for Nvim {
@@ -68,7 +69,9 @@ impl Nvim {
             .env("XDG_CONFIG_HOME", dir.path())
             .env("XDG_DATA_HOME", dir.path())
             .env("XDG_STATE_HOME", dir.path())
-            .env("CODECOLLAB_LOG", "warn");
+            // The daemon's log goes to Neovim's LSP log (under XDG_STATE_HOME); CODECOLLAB_TEST_DAEMON_LOG=debug
+            // says more.
+            .env("CODECOLLAB_LOG", std::env::var("CODECOLLAB_TEST_DAEMON_LOG").unwrap_or_else(|_| "warn".into()));
         Nvim::spawn(command, &socket, dir)
     }
 
@@ -104,7 +107,7 @@ impl Nvim {
         };
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
         let reader = BufReader::new(stream.try_clone()?);
-        Ok(Nvim { child, stream, reader, next_id: 1, _dir: dir })
+        Ok(Nvim { child, stream, reader, next_id: 1, dir: Some(dir) })
     }
 
     /// Calls an API function and returns its result (an error from Neovim is `Err`).
@@ -204,5 +207,11 @@ impl Drop for Nvim {
     fn drop(&mut self) {
         let _ = self.call("nvim_command", json!(["qa!"]));
         reap(&mut self.child, Duration::from_secs(2));
+        if std::thread::panicking() {
+            if let Some(dir) = self.dir.take() {
+                eprintln!("keeping Neovim's folder {} (its LSP log holds the daemon's)", dir.path().display());
+                std::mem::forget(dir);
+            }
+        }
     }
 }

@@ -1,15 +1,15 @@
 //! A real VS Code workbench (code-server in headless Chromium) with the CodeCollab extension installed from the
 //! `.vsix` that `scripts/test` builds, driven through `editors/vscode/test/e2e/driver.js` (Playwright) over a pipe.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use crate::harness::{binary, poll_until, reap, TempDir};
+use crate::driver::Driver;
+use crate::harness::{binary, poll_until, TempDir};
 
 fn extension_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../editors/vscode")
@@ -68,9 +68,8 @@ fn quiet_settings() -> Value {
 }
 
 pub struct VsCode {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
+    /// Declared before `work`: dropped (code-server and Chromium stopped) before the folder goes.
+    driver: Driver,
     /// The workbench's profile, logs and screenshots; kept when a test fails.
     work: Option<TempDir>,
     work_path: PathBuf,
@@ -118,51 +117,24 @@ impl VsCode {
     }
 
     fn launch(work: TempDir, folder: &Path, config: Value, user_data: PathBuf) -> anyhow::Result<VsCode> {
-        let driver = extension_dir().join("test/e2e/driver.js");
-        let mut child = Command::new("node")
-            .arg(&driver)
-            .arg(config.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting node (the VS Code driver); is Node.js installed?")?;
-        let stdin = child.stdin.take().context("stdin")?;
-        let stdout = BufReader::new(child.stdout.take().context("stdout")?);
+        let driver = Driver::spawn(&extension_dir().join("test/e2e/driver.js"), &config, "VS Code")?;
         let work_path = work.path().to_owned();
-        let mut vscode = VsCode {
-            child,
-            stdin: Some(stdin),
-            stdout,
-            work: Some(work),
-            work_path,
-            user_data,
-            folder: folder.to_owned(),
-        };
+        let mut vscode = VsCode { driver, work: Some(work), work_path, user_data, folder: folder.to_owned() };
         vscode.recv().context("starting VS Code")?;
         Ok(vscode)
     }
 
     /// Sends one driver command without waiting for its answer (for typing in two editors at once).
-    pub fn send(&mut self, op: &str, mut args: Value) -> anyhow::Result<()> {
-        args["op"] = json!(op);
-        let stdin = self.stdin.as_mut().context("the driver is closed")?;
-        writeln!(stdin, "{args}")?;
-        stdin.flush()?;
-        Ok(())
+    pub fn send(&mut self, op: &str, args: Value) -> anyhow::Result<()> {
+        self.driver.send(op, args)
     }
 
     /// The answer to the oldest command sent.
     pub fn recv(&mut self) -> anyhow::Result<Value> {
-        let mut line = String::new();
-        if self.stdout.read_line(&mut line)? == 0 {
-            bail!("the VS Code driver exited; {}", self.logs());
+        match self.driver.recv() {
+            Ok(reply) => Ok(reply),
+            Err(error) => bail!("{error}; {}", self.logs()),
         }
-        let reply: Value = serde_json::from_str(&line).with_context(|| format!("driver said {line:?}"))?;
-        if reply["ok"] != json!(true) {
-            bail!("VS Code driver: {}; {}", reply["error"], self.logs());
-        }
-        Ok(reply)
     }
 
     pub fn call(&mut self, op: &str, args: Value) -> anyhow::Result<Value> {
@@ -319,12 +291,9 @@ fn find_file(dir: &Path, suffix: &str) -> Option<PathBuf> {
 
 impl Drop for VsCode {
     fn drop(&mut self) {
-        // Closing stdin makes the driver close Chromium and stop code-server.
-        drop(self.stdin.take());
         if std::thread::panicking() {
             eprintln!("keeping the VS Code work directory {} (logs, failure.png)", self.work_path.display());
             std::mem::forget(self.work.take());
         }
-        reap(&mut self.child, Duration::from_secs(10));
     }
 }

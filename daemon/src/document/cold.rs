@@ -126,6 +126,15 @@ impl Doc {
         Ok(())
     }
 
+    /// Forgets what its file on disk held: it was moved away (aside, by a join's consent) or not moved to the
+    /// document's new path, so the next write makes a new file rather than one that looks deleted on disk.
+    pub fn forget_disk(&mut self) {
+        self.disk = None;
+        if let Some(cold) = self.cold.as_mut() {
+            cold.written = false;
+        }
+    }
+
     /// Brings its text back from `file` if it is cold. `Err` if the file could not be read: the document is then
     /// left empty and not written, and the caller asks the server for it again.
     pub fn warm(&mut self, file: &Path) -> std::io::Result<()> {

@@ -3,12 +3,26 @@
 //! there with its text, a rename (of a file or a folder) moves the session's documents, a deletion deletes them,
 //! and a change on disk to a file no editor has open is merged in as an edit.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use codecollab_protocol::wire::{ClientMsg, DocId, Role, UnsharedFile};
 
 use super::{op_bytes, Ended, Io, Session};
 use crate::workspace;
+
+/// How long a rename the editor announced (`willRenameFiles`) may take before the watch looks at its paths again,
+/// if the editor never says it is done.
+const EDITOR_MOVE_WINDOW: Duration = Duration::from_secs(10);
+
+/// Whether `path` is, or is under, a path our editor is moving now (`moving`: `Session::editor_moving`).
+pub(super) fn editor_is_moving(moving: &HashMap<String, Instant>, path: &str) -> bool {
+    moving.iter().any(|(moving, since)| {
+        since.elapsed() < EDITOR_MOVE_WINDOW
+            && path.strip_prefix(moving.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
 
 impl Session {
     /// The session path of `uri`, if it is under the shared folder.
@@ -35,9 +49,22 @@ impl Session {
     /// reach: sent, in order, right after the documents are resumed.
     pub(super) fn send_file_op(&mut self, msg: ClientMsg, io: &Io) {
         if io.relay.is_some() {
+            if let ClientMsg::Rename { doc, path } = &msg {
+                self.renames_in_flight.entry(*doc).or_default().push_back(path.clone());
+            }
             io.send(msg);
         } else {
             self.queued_file_ops.push(msg);
+        }
+    }
+
+    /// The server answered the oldest rename of `doc` we have in flight (broadcast it, or refused it).
+    pub(super) fn rename_answered(&mut self, doc: DocId) {
+        if let Some(queue) = self.renames_in_flight.get_mut(&doc) {
+            queue.pop_front();
+            if queue.is_empty() {
+                self.renames_in_flight.remove(&doc);
+            }
         }
     }
 
@@ -107,6 +134,10 @@ impl Session {
             let Some(path) = workspace::relative(&self.root, &full) else { continue };
             let temporary = path.rsplit('/').next().is_some_and(|name| name.ends_with(".codecollab-tmp"));
             if temporary || codecollab_protocol::path::check(&path).is_err() || ignore.ignored(&full) {
+                continue;
+            }
+            if editor_is_moving(&self.editor_moving, &path) {
+                tracing::debug!(%path, "changed on disk while the editor moves it; left to the editor's rename");
                 continue;
             }
             let held = self.docs.iter().find(|(_, d)| d.path == path).map(|(&doc, _)| doc);
@@ -209,14 +240,28 @@ impl Session {
         }
     }
 
-    /// `workspace/willRenameFiles` and `didRenameFiles`: the session's documents at `from` (a file, or every file
-    /// under a folder) move to `to`. Done once: a rename already carried out (the `will` before the `did`) is not
-    /// done again. The file on disk is the editor's to move.
-    pub fn files_renamed(&mut self, renames: Vec<(String, String)>, io: &Io) {
+    /// Forgets the renames our editor announced and did not say are done (see `files_renamed`).
+    pub fn editor_moves_done(&mut self) {
+        self.editor_moving.clear();
+    }
+
+    /// `workspace/willRenameFiles` and `didRenameFiles` (`done`): the session's documents at `from` (a file, or
+    /// every file under a folder) move to `to`. Done once: a rename already carried out (the `will` before the
+    /// `did`) is not done again. The file on disk is the editor's to move: from the `will` to the `did`, the watch
+    /// leaves both paths alone.
+    pub fn files_renamed(&mut self, renames: Vec<(String, String)>, done: bool, io: &Io) {
+        let now = Instant::now();
+        self.editor_moving.retain(|_, since| now.duration_since(*since) < EDITOR_MOVE_WINDOW);
         for (old_uri, new_uri) in renames {
             let (Some(from), Some(to)) = (self.session_path(&old_uri), self.session_path(&new_uri)) else {
                 continue; // Into or out of the shared folder: the creation or deletion that it is follows.
             };
+            for path in [&from, &to] {
+                match done {
+                    false => self.editor_moving.insert(path.clone(), now),
+                    true => self.editor_moving.remove(path),
+                };
+            }
             let prefix = format!("{from}/");
             let moves: Vec<(DocId, String)> = self
                 .docs

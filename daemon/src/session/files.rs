@@ -132,7 +132,14 @@ impl Session {
             Some(doc) => {
                 self.moved_away.retain(|_, moved| *moved != doc); // The editor knows it now.
                 self.warm(doc, io);
-                let Some(d) = self.docs.get_mut(&doc) else { return };
+                let Some(d) = self.docs.get_mut(&doc) else {
+                    // Its cold text could not be read back and it is being fetched again: its snapshot takes this
+                    // open up, as for a file on its way.
+                    if self.fetching.contains_key(&path) {
+                        self.pending_opens.insert(path, PendingOpen::new(params));
+                    }
+                    return;
+                };
                 let effects = d.open(params, io.editor.encoding);
                 let _ = self.apply(doc, Ok(effects), io);
                 if let Some(d) = self.docs.get(&doc) {
@@ -263,7 +270,17 @@ impl Session {
         // Cold documents whose text could not be read back for their write.
         let mut lost = Vec::new();
         for (id, d) in self.docs.iter_mut() {
-            if !d.dirty || d.editor.is_some() {
+            // A file our editor is moving is written once the move is done: written at its new path before it,
+            // the editor's move would put the older text over ours, and that would read as a change on disk.
+            if !d.dirty || d.editor.is_some() || super::file_ops::editor_is_moving(&self.editor_moving, &d.path) {
+                continue;
+            }
+            // Gone from disk since we last wrote or read it: deleted here (by the editor, a terminal, a tool), and
+            // that deletion is on its way (`didDeleteFiles`, the watch). Written now, the file would come back, and
+            // the watch would create it again for everyone.
+            let gone = || workspace::resolve(&self.root, &d.path).is_ok_and(|f| std::fs::symlink_metadata(f).is_err());
+            if d.disk.is_some() && gone() {
+                tracing::debug!(path = %d.path, "deleted on disk: not written again");
                 continue;
             }
             // A cold one (a join's files go cold before they are written) is read back for the write, and goes
@@ -379,7 +396,20 @@ impl Session {
     }
 
     /// The server moved a document: its file follows, if the new path is one we take.
+    ///
+    /// While renames of ours are in flight for `doc`, the server broadcasts each back to us in the order we sent
+    /// them: our own is already carried out here, and a peer's that comes before them is overridden by ours, which
+    /// the server applies after it. Neither moves anything (moving back to an older name would race the editor,
+    /// which moves the file itself).
     pub(super) fn renamed(&mut self, doc: DocId, path: String, io: &Io) {
+        if let Some(ours) = self.renames_in_flight.get(&doc) {
+            let own = ours.front() == Some(&path);
+            tracing::debug!(%doc, to = %path, own, "renamed while renames of ours are in flight");
+            if own {
+                self.rename_answered(doc);
+            }
+            return;
+        }
         self.warm(doc, io);
         let Some(from) = self.docs.get(&doc).map(|d| d.path.clone()) else { return };
         tracing::debug!(%doc, %from, to = %path, "renamed by a peer");
@@ -411,7 +441,13 @@ impl Session {
             editor_uri = d.editor.as_ref().map(|e| e.uri.clone());
         }
         match result {
-            Err(error) => self.refused_on_disk(&path, &format!("{error:#}"), io),
+            Err(error) => {
+                // Not moved, so not on disk at its new path: its next write there makes a new file.
+                if let Some(d) = self.docs.get_mut(&doc) {
+                    d.forget_disk();
+                }
+                self.refused_on_disk(&path, &format!("{error:#}"), io)
+            }
             Ok(()) => {
                 if editor_uri.is_none() {
                     if self.moved_away.len() >= MOVES_REMEMBERED {

@@ -97,6 +97,7 @@ impl Session {
     pub(super) fn remove_doc(&mut self, doc: DocId) -> Option<Doc> {
         self.cache.remove(doc);
         self.moved_away.retain(|_, moved| *moved != doc);
+        self.renames_in_flight.remove(&doc);
         self.docs.remove(&doc)
     }
 }

@@ -10,9 +10,9 @@ mod starting;
 
 pub use starting::Starting;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use codecollab_protocol::wire::{
     ClientMsg, DocId, DocInfo, ErrorCode, Limits, PeerId, PeerInfo, Role, ServerMsg, UnsharedFile, MAX_UNSHARED,
@@ -138,6 +138,13 @@ pub struct Session {
     pub unshared: BTreeMap<String, String>,
     /// File operations made while the server was out of reach, sent in order once it is back.
     queued_file_ops: Vec<ClientMsg>,
+    /// Our renames sent and not yet broadcast back, in order, by document: a `renamed` for a document with one in
+    /// flight is our own or one ours overrides (see `Session::renamed`).
+    renames_in_flight: HashMap<DocId, VecDeque<String>>,
+    /// The paths (old and new) of renames our editor announced (`willRenameFiles`) and has not yet said are done
+    /// (`didRenameFiles`), with when: the editor is moving those files, so what the watch sees there meanwhile is
+    /// that move, not a file created or deleted (see `Session::disk_changed`).
+    editor_moving: HashMap<String, Instant>,
     /// The watch on the shared folder, once the share or join is done.
     watcher: Option<crate::watcher::Watcher>,
     /// Where cold documents' texts are, and the budget of text in memory (see [`memory`]).
@@ -188,6 +195,8 @@ impl Session {
             watcher: None,
             unshared_here: Vec::new(),
             queued_file_ops: Vec::new(),
+            renames_in_flight: HashMap::new(),
+            editor_moving: HashMap::new(),
             unshared: unshared_map(welcome.unshared),
             removing: None,
             case_keys: HashMap::new(),
@@ -268,6 +277,8 @@ impl Session {
         if !self.unshared_here.is_empty() {
             io.send(ClientMsg::Unshared { files: self.unshared_here.clone() });
         }
+        // Renames sent on the lost connection were carried out or lost with it: the list in `welcome` says which.
+        self.renames_in_flight.clear();
         self.catch_up_on_files(&docs, io);
         // Presence from before the drop names peers by their old connections' ids, which a restarted server may
         // have handed to someone else: it is dropped, and arrives again from the peers still here.
@@ -282,7 +293,7 @@ impl Session {
         }
         // What was created, renamed or deleted here meanwhile: after the documents it names are resumed.
         for msg in std::mem::take(&mut self.queued_file_ops) {
-            io.send(msg);
+            self.send_file_op(msg, io);
         }
         io.editor.peers(Some(self));
         for doc in docs {
@@ -487,6 +498,14 @@ impl Session {
                 self.schedule_retry(io);
             }
             (ErrorCode::Unauthorized, _) => return Err(Ended::Lost(message)),
+            // A rename of ours refused (the path was taken meanwhile, or the document deleted): no broadcast of it
+            // will come back.
+            (ErrorCode::InvalidPath | ErrorCode::UnknownDocument, Some(doc))
+                if self.renames_in_flight.contains_key(&doc) =>
+            {
+                self.rename_answered(doc);
+                io.editor.warning(message);
+            }
             // Refused for good: undo the operation, here and in the editor, and say so.
             (
                 ErrorCode::DocumentTooLarge

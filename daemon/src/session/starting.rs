@@ -92,7 +92,10 @@ impl Session {
             Some(Starting::Share { reply, uploads: 0, invites: (invite, view_invite) }) => {
                 let message = format!("{} files shared", self.docs.len());
                 io.editor.progress(Progress::End { token: "codecollab/share".into(), message });
-                let _ = reply.send(Ok(ShareResult { session: self.id.clone(), invite, view_invite }));
+                let (web_invite, web_view_invite) =
+                    (crate::connection::web_invite(&invite), crate::connection::web_invite(&view_invite));
+                let result = ShareResult { session: self.id.clone(), invite, view_invite, web_invite, web_view_invite };
+                let _ = reply.send(Ok(result));
                 self.watch(io);
             }
             Some(Starting::Join { reply, waiting: 0, on_conflict, mut conflicts }) => {
@@ -159,6 +162,7 @@ impl Session {
                 rpc_error(format!("not joined: moving {path} aside into {} failed: {error:#}", folder.display()))
             })?;
             if let Some(d) = self.docs.values_mut().find(|d| &d.path == path) {
+                d.forget_disk();
                 d.dirty = true;
             }
         }

@@ -117,7 +117,7 @@ class Controller implements vscode.Disposable {
   private state: ConnectionState = 'idle';
   private session: string | undefined;
   private root: vscode.Uri | undefined;
-  private invites: { edit: string; view: string } | undefined;
+  private invites: { edit: string; view: string; webEdit?: string; webView?: string } | undefined;
   private peers: Peer[] = [];
   /** The name of the peer being followed (a name, not an id: a peer's id changes when it reconnects). */
   private following: string | undefined;
@@ -210,19 +210,29 @@ class Controller implements vscode.Disposable {
       }
       return;
     }
-    this.invites = { edit: result.invite, view: result.viewInvite };
+    this.invites = {
+      edit: result.invite,
+      view: result.viewInvite,
+      webEdit: result.webInvite,
+      webView: result.webViewInvite,
+    };
     this.begin(folder.uri, result.session);
     const copied = await vscode.env.clipboard.writeText(result.invite).then(
       () => true,
       () => false,
     );
     const where = copied ? 'copied to the clipboard' : 'copy it from here; Copy Invite Link gives it again';
+    const COPY_VIEW = 'Copy View-Only Invite';
+    const COPY_WEB = 'Copy Web Link';
     const choice = await vscode.window.showInformationMessage(
       `CodeCollab: sharing ${folder.name}. Invite (${where}): ${result.invite}`,
-      'Copy View-Only Invite',
+      COPY_VIEW,
+      ...(result.webInvite ? [COPY_WEB] : []),
     );
-    if (choice) {
+    if (choice === COPY_VIEW) {
       await vscode.env.clipboard.writeText(result.viewInvite);
+    } else if (choice === COPY_WEB && result.webInvite) {
+      await vscode.env.clipboard.writeText(result.webInvite);
     }
   }
 
@@ -366,6 +376,12 @@ class Controller implements vscode.Disposable {
       [
         { label: 'Edit', description: 'may edit', invite: this.invites.edit },
         { label: 'View only', description: 'may watch and point', invite: this.invites.view },
+        ...(this.invites.webEdit
+          ? [{ label: 'Web link', description: 'may edit, from a browser', invite: this.invites.webEdit }]
+          : []),
+        ...(this.invites.webView
+          ? [{ label: 'Web link, view only', description: 'may watch, from a browser', invite: this.invites.webView }]
+          : []),
       ],
       { title: 'CodeCollab: Copy Invite Link' },
     );

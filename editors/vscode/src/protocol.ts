@@ -93,6 +93,9 @@ export interface ShareResult {
   session: string;
   invite: string;
   viewInvite: string;
+  /** The same invites as links to the web client the server serves (absent from older daemons). */
+  webInvite?: string;
+  webViewInvite?: string;
 }
 
 export interface JoinParams {

@@ -11,8 +11,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::operation::{char_len, Component, TextOperation};
 
 /// The largest length, in chars, an operation may consume or produce: far above any document size a server
-/// accepts, and small enough that no sum of lengths can overflow.
-pub const MAX_OPERATION_LEN: usize = 1 << 40;
+/// accepts, and small enough that no sum of lengths can overflow (2^40 where `usize` has 64 bits; a quarter of the
+/// range on 32-bit targets, such as the browser's WebAssembly).
+pub const MAX_OPERATION_LEN: usize = if usize::BITS > 32 { 1 << (usize::BITS - 24) } else { 1 << 30 };
 
 impl Serialize for TextOperation {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

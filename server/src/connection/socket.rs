@@ -22,7 +22,12 @@ use crate::shared::Shared;
 const WRITE_BATCH: usize = 256;
 
 pub fn close_frame(code: u16, reason: &str) -> CloseFrame {
-    CloseFrame { code: CloseCode::from(code), reason: reason.to_owned().into() }
+    // A close frame's reason holds at most 123 bytes (RFC 6455 section 5.5): cut longer ones at a char boundary.
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    CloseFrame { code: CloseCode::from(code), reason: reason[..end].to_owned().into() }
 }
 
 /// Runs the connection until either side ends it. Reading and writing are two futures polled side by side, so

@@ -19,14 +19,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use codecollab_protocol::wire::{DocId, ErrorCode, PeerId, ServerMsg};
+use codecollab_protocol::wire::{close, DocId, ErrorCode, PeerId, ServerMsg};
 use codecollab_protocol::{
     Bias, ClientId, ClientSeq, Document, DocumentLimits, HistoryEntry, ReceiveError, Received, Revision, Selection,
     TextOperation,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_tungstenite::tungstenite::Bytes;
 
 use crate::config::Retention;
@@ -34,7 +34,7 @@ use crate::metrics::Metrics;
 use crate::outbox::{encode, Outbox};
 use crate::pace::{self, Pace};
 use crate::store::writer::StoreHandle;
-use crate::store::{LoadedDocument, StoreError, StoredOp, Write, Written};
+use crate::store::{LoadedDocument, Lost, StoreError, StoredOp, Write, Written};
 
 mod subscribers;
 
@@ -91,9 +91,15 @@ pub struct DocHandle {
 }
 
 impl DocHandle {
-    /// Queues a command. Returns false if the document task has stopped (the document was deleted).
+    /// Queues a command. Returns false if the document task has stopped (the document was deleted, or another
+    /// node took it over).
     pub async fn send(&self, command: DocCommand) -> bool {
         self.commands.send(command).await.is_ok()
+    }
+
+    /// Whether the task has stopped: a new one must be started to serve the document again.
+    pub fn is_stopped(&self) -> bool {
+        self.commands.is_closed()
     }
 }
 
@@ -103,6 +109,9 @@ pub struct DocSettings {
     pub limits: DocumentLimits,
     pub snapshot_every: u64,
     pub retention: Retention,
+    /// How long to keep trying to take a document another node holds (a node that stopped is taken over once its
+    /// lease expires: at most a lease's length after it stopped; the server allows twice that and a second).
+    pub claim_patience: Duration,
 }
 
 struct DocumentTask {
@@ -121,6 +130,8 @@ struct DocumentTask {
     metrics: Arc<Metrics>,
     /// Which clients answer acknowledgements at once (adaptive group commit).
     pace: Pace,
+    /// Another node sequences the document now: the task ends.
+    moved: bool,
 }
 
 /// An operation applied in memory and waiting for its commit.
@@ -141,7 +152,14 @@ pub async fn spawn(
     store: StoreHandle,
     metrics: Arc<Metrics>,
 ) -> Result<DocHandle, StoreError> {
-    let loaded = store.load_document(id).await?;
+    claim(id, &store, settings.claim_patience).await?;
+    let loaded = match store.load_document(id).await {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            store.release(id);
+            return Err(error);
+        }
+    };
     let client_seqs = loaded.client_seqs.iter().map(|&(client, seq, _)| (client, seq)).collect();
     let last_snapshot = loaded.snapshot_revision;
     let document = restore(id, loaded, settings)?;
@@ -158,11 +176,28 @@ pub async fn spawn(
         store,
         metrics,
         pace: Pace::default(),
+        moved: false,
     };
     task.metrics.documents.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(task.run(receiver));
     Ok(DocHandle { doc: id, commands })
 }
+
+/// Makes this node the document's sequencer, waiting up to `patience` while another node holds it.
+async fn claim(id: DocId, store: &StoreHandle, patience: Duration) -> Result<(), StoreError> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match store.claim(id).await {
+            Err(StoreError::NotOwner(_)) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(CLAIM_RETRY).await;
+            }
+            claimed => return claimed,
+        }
+    }
+}
+
+/// How often a document held by another node is tried again.
+const CLAIM_RETRY: Duration = Duration::from_millis(250);
 
 fn restore(id: DocId, loaded: LoadedDocument, settings: DocSettings) -> Result<Document, StoreError> {
     let history = loaded.ops.into_iter().map(|s| HistoryEntry { author: s.author, seq: s.seq, op: s.op });
@@ -181,7 +216,28 @@ fn refusal(error: &ReceiveError) -> ErrorCode {
 impl DocumentTask {
     async fn run(mut self, mut receiver: mpsc::Receiver<DocCommand>) {
         let mut batch = Vec::new();
-        while let Some(first) = receiver.recv().await {
+        let mut lost = self.store.lost();
+        let mut lost_open = true;
+        loop {
+            let first = tokio::select! {
+                biased;
+                command = receiver.recv() => match command {
+                    Some(command) => command,
+                    None => break,
+                },
+                taken = lost.recv(), if lost_open => {
+                    match taken {
+                        Ok(Lost::Document(doc)) if doc == self.id => {
+                            self.move_away();
+                            break;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => lost_open = false,
+                        // Another document, or missed ones: a commit would find out anyway.
+                        _ => {}
+                    }
+                    continue;
+                }
+            };
             self.take(first, &mut batch);
             // Let connection tasks that are already runnable deliver their ops first: one commit and one frame
             // per subscriber then serve them all. This costs no timer and no measurable latency.
@@ -189,6 +245,12 @@ impl DocumentTask {
             self.drain(&mut receiver, &mut batch);
             self.linger(&mut receiver, &mut batch).await;
             self.handle_batch(&mut batch).await;
+            if self.moved {
+                break;
+            }
+        }
+        if !self.moved {
+            self.store.release(self.id);
         }
         self.metrics.documents.fetch_sub(1, Ordering::Relaxed);
         tracing::debug!(doc = self.id, "document task stopped");
@@ -296,6 +358,16 @@ impl DocumentTask {
         self.broadcast_presence();
     }
 
+    /// Another node sequences the document now: every subscriber's connection is closed (reconnecting resumes
+    /// with the document's new owner, what was not acknowledged is sent again), and the task ends.
+    fn move_away(&mut self) {
+        tracing::warn!(doc = self.id, "another node sequences the document now; its subscribers reconnect");
+        for subscriber in self.subscribers.values() {
+            subscriber.outbox.close(close::MOVED, "another node serves this document now");
+        }
+        self.moved = true;
+    }
+
     fn refuse(&self, outbox: &Outbox, code: ErrorCode, message: String) {
         self.metrics.refused(code);
         outbox.send(&ServerMsg::Error { code, message, doc: Some(self.id) });
@@ -327,6 +399,13 @@ impl DocumentTask {
             Ok(outcomes) => outcomes.first().and_then(|o| o.as_ref().err()).cloned(),
             Err(error) => Some(error.clone()),
         };
+        if let Some(StoreError::NotOwner(_)) = failure {
+            // Another node took the document over (this one was paused or cut off past its lease): nothing of the
+            // batch is anywhere. Its authors resend it to the new owner when they reconnect.
+            self.document.rollback();
+            self.move_away();
+            return;
+        }
         if let Some(error) = failure {
             tracing::error!(doc = self.id, %error, ops = pending.len(), "commit failed; the batch is rolled back");
             self.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);

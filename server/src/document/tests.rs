@@ -63,7 +63,12 @@ async fn a_failed_commit_refuses_its_ops_and_still_serves_the_rest_of_the_batch(
     let metrics = Arc::new(Metrics::default());
     let (store, _thread) = StoreHandle::spawn(Box::new(FlakyStore { failing: failing.clone() }), metrics.clone());
     let limits = DocumentLimits::default();
-    let settings = DocSettings { limits, snapshot_every: 1_000, retention: Retention::default() };
+    let settings = DocSettings {
+        limits,
+        snapshot_every: 1_000,
+        retention: Retention::default(),
+        claim_patience: std::time::Duration::from_secs(1),
+    };
     let handle = spawn(1, "a.txt".into(), settings, store, metrics.clone()).await.expect("loads");
     let (author, mut author_frames) = Outbox::new(64);
     let (reader, mut reader_frames) = Outbox::new(64);

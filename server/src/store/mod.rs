@@ -1,15 +1,36 @@
 //! Durable storage behind a narrow interface: batches of writes committed atomically (which is what group commit
-//! needs), and a few reads. SQLite implements it today; a PostgreSQL store shared by several nodes implements the
-//! same trait without touching the document logic.
+//! needs), and a few reads. SQLite (the embedded default) and PostgreSQL (shared by several nodes) implement it
+//! without the document logic knowing which.
 //!
 //! The one rule every implementation keeps: an operation is appended at a revision that must be free. Two
 //! writers can never both commit revision `r` of a document; the loser gets [`StoreError::RevisionTaken`].
 
+#[cfg(test)]
+mod conformance;
+pub mod postgres;
 pub mod sqlite;
 pub mod writer;
 
 use codecollab_protocol::wire::DocId;
 use codecollab_protocol::{ClientId, ClientSeq, Revision, TextOperation};
+
+/// Both databases' integers are signed: ids and sequence numbers are stored bit-for-bit.
+fn to_sql(value: u64) -> i64 {
+    value as i64
+}
+
+fn from_sql(value: i64) -> u64 {
+    value as u64
+}
+
+/// Operations are stored in the same compact MessagePack form as on the wire, in either database.
+fn encode_op(op: &TextOperation) -> Vec<u8> {
+    rmp_serde::to_vec(op).expect("operations encode")
+}
+
+fn decode_op(bytes: &[u8]) -> Result<TextOperation, StoreError> {
+    rmp_serde::from_slice(bytes).map_err(|e| StoreError::Backend(format!("a stored operation does not decode: {e}")))
+}
 
 /// One committed operation as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +123,25 @@ pub enum StoreError {
     UnknownDocument(DocId),
     #[error("storage failure: {0}")]
     Backend(String),
+    /// Another node sequences this document now (its lease is not this node's, or no longer is).
+    #[error("document {0} is sequenced by another node")]
+    NotOwner(DocId),
+}
+
+/// Which node serves a session's clients (several nodes sharing one store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionHome {
+    /// This node: it holds the session, and sequences its documents.
+    Here,
+    /// Another node, reached at this URL: this node relays the session's clients to it.
+    Node(String),
+}
+
+/// What another node took over from this one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lost {
+    Document(DocId),
+    Session(String),
 }
 
 /// A document as listed in a session.
@@ -146,6 +186,41 @@ pub trait Store: Send {
     /// Housekeeping kept out of commits (SQLite: checkpointing its write-ahead log). Only the store thread runs it.
     fn maintain(&mut self) -> Result<(), StoreError> {
         Ok(())
+    }
+    /// Makes this node the one that sequences `doc`, when several nodes share the store: from then on, until
+    /// [`Store::release`], a write of the document's operations commits only while no other node has taken it
+    /// over, and is refused with [`StoreError::NotOwner`] after that, in the same transaction (fencing). Refused
+    /// with `NotOwner` while another node holds it. Returns whether a lease was taken: a store of one node owns
+    /// every document and takes none.
+    fn claim(&mut self, _doc: DocId) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    /// Makes this node the one that serves session `session`'s clients, unless another node holds it (then its
+    /// URL). Like [`Store::claim`] for documents; a store of one node serves every session here.
+    fn claim_session(&mut self, _session: &str) -> Result<SessionHome, StoreError> {
+        Ok(SessionHome::Here)
+    }
+    /// Gives up every session and document this node holds (it is shutting down), so others take them at once.
+    fn release_all(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Gives `doc` up (its task ended), so another node may take it at once.
+    fn release(&mut self, _doc: DocId) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// How often [`Store::maintain`] must run even when nothing is committed (to keep what [`Store::claim`]
+    /// took), if at all.
+    fn housekeeping_every(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// How many documents and sessions this node holds leases on.
+    fn leases_held(&self) -> usize {
+        0
+    }
+    /// The documents and sessions this node found it no longer holds since the last call (another node took
+    /// them over while this one could not renew its claim).
+    fn take_lost(&mut self) -> Vec<Lost> {
+        Vec::new()
     }
     /// Applies `writes` in one transaction and returns one outcome per write, in order.
     fn commit(&mut self, writes: &[Write]) -> Result<Vec<Result<Written, StoreError>>, StoreError>;

@@ -14,11 +14,11 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use codecollab_protocol::wire::DocId;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use codecollab_protocol::Revision;
 
-use super::{LoadedDocument, SessionRecord, Store, StoreError, StoredOp, Write, Written};
+use super::{LoadedDocument, Lost, SessionHome, SessionRecord, Store, StoreError, StoredOp, Write, Written};
 use crate::metrics::Metrics;
 
 /// Requests waiting beyond this many are left for the next round, bounding one transaction's size.
@@ -35,8 +35,17 @@ enum Request {
         reply: oneshot::Sender<Outcomes>,
     },
     Read(Read),
-    /// An inline commit found housekeeping due.
+    /// An inline commit found housekeeping due, or its period came round ([`Store::housekeeping_every`]).
     Maintain,
+    Claim {
+        doc: DocId,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    ClaimSession {
+        session: String,
+        reply: oneshot::Sender<Result<SessionHome, StoreError>>,
+    },
+    Release(DocId),
 }
 
 enum Read {
@@ -58,6 +67,8 @@ pub struct StoreHandle {
     /// Whether small commits may run on the caller's thread ([`Store::commits_quickly`]).
     inline: bool,
     metrics: Arc<Metrics>,
+    /// Documents and sessions another node took over ([`Store::take_lost`]).
+    lost: broadcast::Sender<Lost>,
 }
 
 impl std::fmt::Debug for StoreHandle {
@@ -81,15 +92,54 @@ impl StoreHandle {
     pub fn spawn(store: Box<dyn Store>, metrics: Arc<Metrics>) -> (StoreHandle, JoinHandle<()>) {
         let (requests, receiver) = mpsc::channel(65_536);
         let inline = store.commits_quickly();
+        if let Some(period) = store.housekeeping_every() {
+            // A weak sender: the ticker does not keep the store thread alive once every handle is gone.
+            let weak = requests.downgrade();
+            std::thread::Builder::new()
+                .name("codecollab-store-tick".into())
+                .spawn(move || loop {
+                    std::thread::sleep(period);
+                    let Some(requests) = weak.upgrade() else { return };
+                    let _ = requests.try_send(Request::Maintain);
+                })
+                .expect("spawning the housekeeping ticker");
+        }
+        let (lost, _) = broadcast::channel(1_024);
         let store = Arc::new(Mutex::new(store));
         let thread = {
-            let (store, metrics) = (store.clone(), metrics.clone());
+            let (store, metrics, lost) = (store.clone(), metrics.clone(), lost.clone());
             std::thread::Builder::new()
                 .name("codecollab-store".into())
-                .spawn(move || run(&store, receiver, &metrics))
+                .spawn(move || run(&store, receiver, &metrics, &lost))
                 .expect("spawning the store thread")
         };
-        (StoreHandle { requests, store, inline, metrics }, thread)
+        (StoreHandle { requests, store, inline, metrics, lost }, thread)
+    }
+
+    /// Makes this node the one that sequences `doc` ([`Store::claim`]).
+    pub async fn claim(&self, doc: DocId) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests.send(Request::Claim { doc, reply }).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Which node serves `session`'s clients, taking it for this one if no other holds it
+    /// ([`Store::claim_session`]).
+    pub async fn claim_session(&self, session: &str) -> Result<SessionHome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let session = session.to_owned();
+        self.requests.send(Request::ClaimSession { session, reply }).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Gives `doc` up ([`Store::release`]); does not wait.
+    pub fn release(&self, doc: DocId) {
+        let _ = self.requests.try_send(Request::Release(doc));
+    }
+
+    /// Tells of each document and session another node took over from this one.
+    pub fn lost(&self) -> broadcast::Receiver<Lost> {
+        self.lost.subscribe()
     }
 
     async fn read<T>(
@@ -160,7 +210,12 @@ fn lock(store: &Mutex<Box<dyn Store>>) -> MutexGuard<'_, Box<dyn Store>> {
     store.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn run(shared: &Mutex<Box<dyn Store>>, mut receiver: mpsc::Receiver<Request>, metrics: &Metrics) {
+fn run(
+    shared: &Mutex<Box<dyn Store>>,
+    mut receiver: mpsc::Receiver<Request>,
+    metrics: &Metrics,
+    lost: &broadcast::Sender<Lost>,
+) {
     let mut batch = Vec::new();
     while let Some(first) = receiver.blocking_recv() {
         batch.push(first);
@@ -174,6 +229,9 @@ fn run(shared: &Mutex<Box<dyn Store>>, mut receiver: mpsc::Receiver<Request>, me
         let mut writes = Vec::new();
         let mut replies = Vec::new();
         let mut reads = Vec::new();
+        let mut claims = Vec::new();
+        let mut session_claims = Vec::new();
+        let mut releases = Vec::new();
         for request in batch.drain(..) {
             match request {
                 Request::Commit { writes: w, reply } => {
@@ -182,9 +240,28 @@ fn run(shared: &Mutex<Box<dyn Store>>, mut receiver: mpsc::Receiver<Request>, me
                 }
                 Request::Read(read) => reads.push(read),
                 Request::Maintain => {}
+                Request::Claim { doc, reply } => claims.push((doc, reply)),
+                Request::ClaimSession { session, reply } => session_claims.push((session, reply)),
+                Request::Release(doc) => releases.push(doc),
             }
         }
         let mut store = lock(shared);
+        // Releases first: a document whose task ended and started again in this round is claimed anew.
+        for doc in releases {
+            if let Err(error) = store.release(doc) {
+                tracing::warn!(doc, %error, "releasing a document failed");
+            }
+        }
+        for (doc, reply) in claims {
+            let claimed = store.claim(doc);
+            if matches!(claimed, Ok(true)) {
+                metrics.leases_taken.fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = reply.send(claimed.map(|_| ()));
+        }
+        for (session, reply) in session_claims {
+            let _ = reply.send(store.claim_session(&session));
+        }
         if !writes.is_empty() {
             match commit(&mut **store, &writes, metrics) {
                 Ok(mut outcomes) => {
@@ -225,6 +302,41 @@ fn run(shared: &Mutex<Box<dyn Store>>, mut receiver: mpsc::Receiver<Request>, me
                 Err(error) => tracing::warn!(%error, "store housekeeping failed"),
             }
         }
+        metrics.leases_held.store(store.leases_held() as i64, Ordering::Relaxed);
+        for taken in store.take_lost() {
+            tracing::warn!(?taken, "another node took it over");
+            metrics.leases_lost.fetch_add(1, Ordering::Relaxed);
+            let _ = lost.send(taken);
+        }
+    }
+    // Every handle is gone: the server is stopping. Others may take what this node held at once.
+    let mut store = lock(shared);
+    if let Err(error) = store.release_all() {
+        tracing::warn!(%error, "releasing this node's documents and sessions failed");
+    }
+    // The store is dropped here, on its own thread: the last reference to the mutex may be dropped on an async
+    // runtime's thread, where dropping a PostgreSQL connection (which blocks on a runtime of its own) panics.
+    drop(std::mem::replace(&mut *store, Box::new(Stopped)));
+}
+
+/// What the mutex holds once the store thread has dropped the real store: nothing is served any more.
+struct Stopped;
+
+impl Store for Stopped {
+    fn commit(&mut self, _: &[Write]) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
+        Err(stopped())
+    }
+    fn load_session(&mut self, _: &str) -> Result<Option<SessionRecord>, StoreError> {
+        Err(stopped())
+    }
+    fn session_count(&mut self) -> Result<usize, StoreError> {
+        Err(stopped())
+    }
+    fn load_document(&mut self, _: DocId) -> Result<LoadedDocument, StoreError> {
+        Err(stopped())
+    }
+    fn load_ops(&mut self, _: DocId, _: Revision, _: Revision) -> OpsRead {
+        Err(stopped())
     }
 }
 

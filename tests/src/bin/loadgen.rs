@@ -2,9 +2,10 @@
 //! given by `--url`) with editing clients and reports committed ops/s, acknowledgement and fan-out latency, the
 //! server's CPU time per op and its peak memory.
 //!
-//! The clients run on one thread, so that the load generator takes one core of the machine it shares with the
-//! server; the server it starts gets the others (`--workers`, one less than the CPUs). `--threads 2` gives the
-//! clients more, to show whether the load generator is what limits a figure.
+//! Clients typing at a rate (`--rate`) start at phases spread over one period, not all at once. The clients run on
+//! one thread, so that the load generator takes one core of the machine it shares with the server; the server it
+//! starts gets the others (`--server-workers`, one less than the CPUs), as does the bare relay of `--versus-relay`.
+//! `--threads 2` gives the clients more, to show whether the load generator is what limits a figure.
 //!
 //! After a run it prints where an operation's time went inside the server, stage by stage, from the server's own
 //! histograms (`/metrics`, the difference over the run).
@@ -14,6 +15,7 @@
 //!   loadgen --clients 10 --rate 10 --seconds 10                # each client types 10 ops/s
 //!   loadgen --clients 10 --doc-size 10000000 --seconds 10      # a 10 MB document
 //!   loadgen --idle 1000 --seconds 10 --heartbeat 1s            # idle connections: server memory
+//!   loadgen --clients 10 --postgres --nodes 3 --seconds 10     # three nodes on PostgreSQL, clients spread
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use codecollab_protocol::wire::{ClientMsg, ServerMsg};
 use codecollab_protocol::{Client, Revision, TextOperation};
+use codecollab_server::store::postgres::ScratchDatabase;
 use codecollab_tests::client::{Connect, WsClient};
 use codecollab_tests::editor::{self, SessionTokens};
 use codecollab_tests::harness::{proc_status_kb, ServerProcess, TempDir};
@@ -64,17 +67,30 @@ struct Args {
     /// `process` or `fsync` (for the server started here).
     #[arg(long, default_value = "process")]
     durability: String,
-    /// Worker threads of the server started here [default: one less than the CPUs, at least one: this load
-    /// generator takes one core].
+    /// Worker threads of the server started here, and of the relay [default: one less than the CPUs, at least one:
+    /// this load generator takes one core]. On two cores, a second worker halves the closed loop's ops/s of the
+    /// server and of the relay alike, and shortens the tails of many clients at a rate.
     #[arg(long)]
     server_workers: Option<usize>,
-    /// Run the same shape against a bare relay first (`codecollab_tests::relay`: no OT, no storage, the server's
-    /// worker count) and print every figure beside that floor, as a ratio.
+    /// Run the same shape through a bare relay too, after the server (`codecollab_tests::relay`, in a process of
+    /// its own: no OT, no storage, the server's worker count), and print every figure beside that floor, as a ratio.
     #[arg(long)]
     versus_relay: bool,
+    /// Internal: serve only the bare relay with this many threads, print its URL, and run until stdin closes
+    /// (`--versus-relay` runs it in a process of its own this way).
+    #[arg(long, hide = true)]
+    serve_relay: Option<usize>,
     /// Threads of the load generator's own runtime.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// The server started here keeps its data in PostgreSQL (a scratch database on `CODECOLLAB_TEST_POSTGRES`,
+    /// dropped afterwards) instead of SQLite.
+    #[arg(long)]
+    postgres: bool,
+    /// With --postgres: start this many nodes on the database and spread the clients over them (round robin); the
+    /// session is served by the first, the others relay to it. CPU figures are the first node's.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
 }
 
 /// One of the server's latency histograms: cumulative counts by upper bound (seconds), count and sum.
@@ -194,7 +210,10 @@ async fn edit(target: Target, index: usize, args: Arc<Args>, barrier: Arc<Barrie
     let path = format!("doc{doc_index}.txt");
     let text = initial_text(args.doc_size);
     let opened = match &target {
-        Target::Server { url, tokens } => open_doc(url, &tokens.edit_token, 1000 + index as u64, &path, &text).await,
+        Target::Server { urls, tokens } => {
+            let url = &urls[index % urls.len()];
+            open_doc(url, &tokens.edit_token, 1000 + index as u64, &path, &text).await
+        }
         Target::Relay { url } => relay_open(url, doc_index as u64, text.chars().count()).await,
     };
     // Everyone reaches the barrier, even a client that failed to open, so a failure is reported, not a hang.
@@ -213,7 +232,9 @@ async fn edit(target: Target, index: usize, args: Arc<Args>, barrier: Arc<Barrie
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.seconds);
     let period = (args.rate > 0).then(|| Duration::from_secs_f64(1.0 / f64::from(args.rate)));
-    let mut next_tick = started;
+    // Clients typing at a rate start at phases spread over one period, as people do: started all at once, they
+    // would send in bursts of every client at the same instant, and the figures would measure the bursts' queues.
+    let mut next_tick = started + period.map_or(Duration::ZERO, |p| p.mul_f64(rng.below(1000) as f64 / 1000.0));
     loop {
         let now = Instant::now();
         if now >= deadline {
@@ -287,8 +308,14 @@ async fn relay_open(url: &str, doc: u64, len: usize) -> anyhow::Result<(WsClient
 /// Where the clients of one measured run connect.
 #[derive(Clone)]
 enum Target {
-    Server { url: String, tokens: Arc<SessionTokens> },
-    Relay { url: String },
+    /// Client `i` connects to `urls[i % urls.len()]` (several nodes of a cluster, or one server).
+    Server {
+        urls: Vec<String>,
+        tokens: Arc<SessionTokens>,
+    },
+    Relay {
+        url: String,
+    },
 }
 
 /// The headline figures of one run, for the comparison with the relay.
@@ -354,8 +381,44 @@ async fn idle(url: &str, sessions: usize, connections: usize, seconds: u64, pid:
     Ok(())
 }
 
+/// The bare relay in a child process (this binary with `--serve-relay`), ended when dropped.
+struct RelayProcess(std::process::Child);
+
+impl RelayProcess {
+    /// Starts it with `workers` threads; returns it and its URL.
+    fn start(workers: &str) -> anyhow::Result<(RelayProcess, String)> {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["--serve-relay", workers])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the relay process")?;
+        let stdout = child.stdout.take().context("the relay's stdout")?;
+        let relay = RelayProcess(child);
+        let mut url = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut url)?;
+        anyhow::ensure!(url.starts_with("ws://"), "the relay process printed {url:?} instead of its URL");
+        Ok((relay, url.trim().to_owned()))
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
+    if let Some(threads) = args.serve_relay {
+        println!("{}", codecollab_tests::relay::start(threads)?);
+        // Until the load generator that started this process closes our stdin (or ends).
+        std::io::copy(&mut std::io::stdin(), &mut std::io::sink())?;
+        return Ok(());
+    }
     let runtime = match args.threads {
         0 | 1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
         n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()?,
@@ -364,13 +427,18 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Arc<Args>) -> anyhow::Result<()> {
-    let data = TempDir::new("loadgen");
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let workers = args.server_workers.unwrap_or(cpus.saturating_sub(1)).max(1).to_string();
-    let (server, url) = match &args.url {
-        Some(url) => (None, url.clone()),
+    anyhow::ensure!(args.nodes == 1 || args.postgres, "--nodes needs --postgres");
+    let database = match args.postgres {
+        true => Some(ScratchDatabase::create("loadgen")?),
+        false => None,
+    };
+    let mut nodes = Vec::new();
+    let urls = match &args.url {
+        Some(url) => vec![url.clone()],
         None => {
-            let extra = [
+            let mut extra = vec![
                 "--heartbeat",
                 args.heartbeat.as_str(),
                 "--durability",
@@ -378,12 +446,19 @@ async fn run(args: Arc<Args>) -> anyhow::Result<()> {
                 "--workers",
                 workers.as_str(),
             ];
-            let server = ServerProcess::spawn("127.0.0.1:0", data.path(), &extra)?;
-            let url = server.url();
-            (Some(server), url)
+            if let Some(database) = &database {
+                extra.extend(["--database-url", database.url()]);
+            }
+            for _ in 0..args.nodes.max(1) {
+                let dir = TempDir::new("loadgen-node");
+                nodes.push((ServerProcess::spawn("127.0.0.1:0", dir.path(), &extra)?, dir));
+            }
+            nodes.iter().map(|(node, _)| node.url()).collect()
         }
     };
-    let pid = args.pid.or(server.as_ref().map(ServerProcess::pid));
+    let url = urls[0].clone();
+    let server = nodes.first().map(|(node, _)| node);
+    let pid = args.pid.or(server.map(ServerProcess::pid));
     if let Some(connections) = args.idle {
         return idle(&url, args.sessions, connections, args.seconds, pid).await;
     }
@@ -396,12 +471,16 @@ async fn run(args: Arc<Args>) -> anyhow::Result<()> {
     }
     let metrics_addr = match &args.url {
         Some(url) => url.trim_start_matches("ws://").split('/').next().and_then(|a| a.parse().ok()),
-        None => server.as_ref().map(|s| s.addr),
+        None => server.map(|s| s.addr),
     };
     let mode = if args.rate == 0 { "closed loop".to_owned() } else { format!("{} ops/s per client", args.rate) };
     let server_config = match &args.url {
         Some(url) => format!("server at {url}"),
-        None => format!("durability {}, {workers} server worker thread(s)", args.durability),
+        None if args.postgres => format!(
+            "PostgreSQL, {} node(s) (clients spread over them), {workers} worker thread(s) each",
+            args.nodes.max(1)
+        ),
+        None => format!("SQLite, durability {}, {workers} server worker thread(s)", args.durability),
     };
     println!(
         "load: {} clients, {} document(s) of {} bytes, {mode}, {} s, {server_config}, {} load generator thread(s)",
@@ -411,17 +490,41 @@ async fn run(args: Arc<Args>) -> anyhow::Result<()> {
         args.seconds,
         args.threads.max(1),
     );
+    if args.versus_relay {
+        println!("-- codecollab-server:");
+    }
+    let figures = measure(Target::Server { urls, tokens }, &args, pid, metrics_addr).await?;
     let floor = if args.versus_relay {
-        let relay = Target::Relay { url: codecollab_tests::relay::start(workers.parse()?)? };
-        println!("-- the bare relay (no OT, no storage), the floor:");
-        Some(measure(relay, &args, None, None).await?)
+        // After the server, in a process of its own. Measured first, the relay left the server's run after it with
+        // a fan-out p99 several times its figure measured alone (1,000 clients over 100 documents on 2 cores:
+        // 40-90 ms against 5-10 ms; the cause is not found), while the relay's own figures are the same before or
+        // after the server's run: this order gives each the figure it has alone.
+        let (relay, url) = RelayProcess::start(&workers)?;
+        println!("-- the bare relay (no OT, no storage, a process of its own), the floor, measured second:");
+        let floor = measure(Target::Relay { url }, &args, None, None).await?;
+        drop(relay);
+        Some(floor)
     } else {
         None
     };
-    if floor.is_some() {
-        println!("-- codecollab-server:");
+    let store = match (args.postgres, args.nodes) {
+        (false, _) => "SQLite".to_owned(),
+        (true, 1) => "PostgreSQL".to_owned(),
+        (true, n) => format!("{n} nodes on PostgreSQL"),
+    };
+    if args.url.is_none() {
+        let ms = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1e3);
+        for (figure, value) in [
+            ("committed ops/s", format!("{:.0}", figures.ops_per_s)),
+            ("ack p50", ms(figures.ack[0])),
+            ("ack p99", ms(figures.ack[1])),
+            ("fan-out p50", ms(figures.fanout[0])),
+            ("fan-out p99", ms(figures.fanout[1])),
+        ] {
+            let shape = format!("{} clients over {} doc(s), {mode}", args.clients, args.docs);
+            codecollab_tests::bench::row_alone(&format!("{shape}, {store}: {figure}"), &value, "-");
+        }
     }
-    let figures = measure(Target::Server { url, tokens }, &args, pid, metrics_addr).await?;
     let shape = format!("{} clients over {} doc(s), {mode}", args.clients, args.docs);
     if let Some(floor) = &floor {
         let ms = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1e3);
@@ -461,7 +564,8 @@ async fn run(args: Arc<Args>) -> anyhow::Result<()> {
             }
         }
     }
-    drop(server);
+    drop(nodes);
+    drop(database);
     Ok(())
 }
 
@@ -528,7 +632,7 @@ async fn measure(
         );
     }
     println!(
-        "load generator CPU: {:.2} s, {:.1} µs per op (with the relay's, when it runs here)",
+        "load generator CPU: {:.2} s, {:.1} µs per op",
         own.as_secs_f64(),
         own.as_secs_f64() * 1e6 / committed.max(1) as f64
     );

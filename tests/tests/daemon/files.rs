@@ -600,8 +600,12 @@ async fn a_joiner_over_its_memory_budget_keeps_files_cold_and_loses_nothing() {
     }
     // The cache's files go (a temporary-folder cleaner): a cold file the host then edits is fetched anew, and
     // the joiner's copy is the session's, each token once, nothing doubled.
-    let cold_before = std::fs::read_dir(&cache).expect("lists").count();
-    assert!(cold_before > 0, "some files are cold");
+    let cold_ids: Vec<u64> = std::fs::read_dir(&cache)
+        .expect("lists")
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .collect();
+    assert!(!cold_ids.is_empty(), "some files are cold");
     for entry in std::fs::read_dir(&cache).expect("lists").flatten() {
         std::fs::remove_file(entry.path()).expect("rm");
     }
@@ -621,21 +625,158 @@ async fn a_joiner_over_its_memory_budget_keeps_files_cold_and_loses_nothing() {
         assert!(tokio::time::Instant::now() < deadline, "the joiner's {}: {on_disk:?}", path_of(1));
     }
 
-    // A cold file opened in the joiner's editor: the daemon brings the buffer to the session's text.
-    let (i, token) = tokens.last().expect("tokens").clone();
-    let file = uri(&guest.path().join(path_of(i)));
+    // A file whose cold text went with the cache, opened in the joiner's editor: the daemon fetches it again and
+    // brings the buffer to the session's text.
+    let docs = codecollab_tests::editor::invite_server_docs(&invite).await.expect("docs");
+    let path = docs
+        .iter()
+        .find(|d| cold_ids.contains(&d.doc) && d.path != path_of(1))
+        .map(|d| d.path.clone())
+        .expect("a cold file the host has not edited since");
+    let file = uri(&guest.path().join(&path));
     b.open(&file, "stale text the editor read\n").await.expect("open");
-    let expected = server_text(&invite, &path_of(i)).await;
+    let expected = server_text(&invite, &path).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while b.text(&file) != expected {
         b.drain(Duration::from_millis(20)).await.expect("b runs");
         assert!(tokio::time::Instant::now() < deadline, "{:?} vs {expected:?}", b.text(&file));
     }
-    assert!(b.text(&file).contains(&token));
+    let i: usize = path.split(['f', '.']).nth(1).and_then(|n| n.parse().ok()).expect("f<i>.txt");
+    for (_, token) in tokens.iter().filter(|(t, _)| *t == i) {
+        assert!(b.text(&file).contains(token.as_str()), "{token} in {path}");
+    }
     b.request("collab/leave", json!({})).await.expect("leaves");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while cache.exists() {
         assert!(tokio::time::Instant::now() < deadline, "the cache folder outlived the session");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A rename chain (a.txt → b.txt → c.txt, sent one after the other without waiting) races the other peer's typing
+/// into the file it still knows as a.txt: every token lands in c.txt, and neither old name is left anywhere. Then a
+/// delete races that peer's typing into another file: the delete wins everywhere, and nothing brings the file back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rename_chain_and_a_delete_racing_a_peers_typing() {
+    let files = [("a.txt", "alpha\n"), ("x.txt", "xray\n")];
+    let mut pair = Pair::start(&files, (Encoding::Utf8, Encoding::Utf16)).await;
+    let (host, guest) = (pair.host.path().to_owned(), pair.guest.path().to_owned());
+    let (_, ub) = pair.uris("a.txt");
+    pair.b.open(&ub, "alpha\n").await.expect("b opens a.txt");
+    let rename =
+        |from: &str, to: &str| json!({"files": [{"oldUri": uri(&host.join(from)), "newUri": uri(&host.join(to))}]});
+    let mut typed = Vec::new();
+    for (i, (from, to)) in [("a.txt", "b.txt"), ("b.txt", "c.txt")].into_iter().enumerate() {
+        let token = format!("<b{i}>");
+        pair.b.type_at(&ub, 0, 0, &token).await.expect("b types into what it knows as a.txt");
+        typed.push(token);
+        pair.a.request("workspace/willRenameFiles", rename(from, to)).await.expect("will rename");
+        std::fs::rename(host.join(from), host.join(to)).expect("rename on disk");
+        pair.a.notify("workspace/didRenameFiles", rename(from, to)).await.expect("did rename");
+    }
+    pair.b.type_at(&ub, 0, 0, "<b2>").await.expect("b types after both renames were sent");
+    typed.push("<b2>".into());
+    let invite = pair.invite.clone();
+    let text = until_server(&invite, "c.txt", |t| typed.iter().all(|token| t.contains(token.as_str()))).await;
+    assert!(text.ends_with("alpha\n"), "{text:?}");
+    wait(&mut pair.b, "b's disk to hold c.txt only", |_| {
+        guest.join("c.txt").exists() && !guest.join("a.txt").exists() && !guest.join("b.txt").exists()
+    })
+    .await;
+    let paths = codecollab_tests::editor::invite_server_paths(&invite).await.expect("the session's files");
+    assert_eq!(paths, ["c.txt", "x.txt"]);
+
+    // b types into x.txt while a deletes it: the delete wins; b's buffer keeps its text (it is told), and nothing
+    // re-creates the file for anyone.
+    let (_, ux) = pair.uris("x.txt");
+    pair.b.open(&ux, "xray\n").await.expect("b opens x.txt");
+    pair.b.type_at(&ux, 0, 0, "<late>").await.expect("b types");
+    std::fs::remove_file(host.join("x.txt")).expect("rm");
+    pair.a
+        .notify("workspace/didDeleteFiles", json!({"files": [{"uri": uri(&host.join("x.txt"))}]}))
+        .await
+        .expect("delete");
+    pair.b.type_at(&ux, 0, 0, "<later>").await.expect("b types again");
+    wait(&mut pair.b, "the delete to reach b", |b| {
+        !guest.join("x.txt").exists() && b.files.iter().any(|f| f["deleted"].as_array().is_some_and(|d| !d.is_empty()))
+    })
+    .await;
+    pair.b.drain(Duration::from_millis(500)).await.expect("the daemon runs");
+    let paths = codecollab_tests::editor::invite_server_paths(&invite).await.expect("the session's files");
+    assert_eq!(paths, ["c.txt"], "the delete won");
+    assert!(!host.join("x.txt").exists() && !guest.join("x.txt").exists(), "on no disk either");
+    assert!(pair.b.text(&ux).contains("<later>"), "b's buffer keeps what it typed");
+}
+
+/// An editor slow to move a file it announced a rename of (`willRenameFiles`, then the move, then
+/// `didRenameFiles`), while the other peer types into it: the host's daemon does not write the file at its new name
+/// before the editor moves the old one there (the move would put the older text over it, and the watch would take
+/// that as the host deleting the peer's typing). Every token the peer typed ends in the file, on the server, on the
+/// host's disk and in the peer's buffer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_editor_slow_to_move_a_renamed_file_loses_none_of_a_peers_typing() {
+    let mut pair = Pair::start(&[("a.txt", "alpha\n")], (Encoding::Utf8, Encoding::Utf8)).await;
+    let (host, guest) = (pair.host.path().to_owned(), pair.guest.path().to_owned());
+    let (_, ub) = pair.uris("a.txt");
+    pair.b.open(&ub, "alpha\n").await.expect("b opens a.txt");
+    let rename = json!({"files": [{"oldUri": uri(&host.join("a.txt")), "newUri": uri(&host.join("b.txt"))}]});
+    pair.a.request("workspace/willRenameFiles", rename.clone()).await.expect("will rename");
+    pair.b.type_at(&ub, 0, 0, "<during>").await.expect("b types while the host's editor moves the file");
+    let invite = pair.invite.clone();
+    until_server(&invite, "b.txt", |t| t.contains("<during>")).await;
+    // The host's daemon has the typing and several disk writes' time before the editor moves the file.
+    pair.a.drain(Duration::from_millis(800)).await.expect("a's daemon runs");
+    std::fs::rename(host.join("a.txt"), host.join("b.txt")).expect("the editor moves the file");
+    pair.a.notify("workspace/didRenameFiles", rename).await.expect("did rename");
+    pair.b.type_at(&ub, 0, 0, "<after>").await.expect("b types after the move");
+    let tokens = ["<during>", "<after>"];
+    let all = |t: &str| tokens.iter().all(|token| t.contains(token)) && t.ends_with("alpha\n");
+    let read = |root: &std::path::Path| std::fs::read_to_string(root.join("b.txt")).unwrap_or_default();
+    wait(&mut pair.a, "the host's disk to hold every token", |_| all(&read(&host))).await;
+    wait(&mut pair.b, "the guest's buffer to hold every token", |b| all(&b.text(&ub))).await;
+    wait(&mut pair.b, "the guest's disk to follow the rename", |_| guest.join("b.txt").exists()).await;
+    // Whatever the watch saw of the move has been taken in by now (its batches are 200 ms): nothing was taken back.
+    pair.a.drain(Duration::from_millis(600)).await.expect("a's daemon runs");
+    let text = until_server(&invite, "b.txt", |_| true).await;
+    assert!(all(&text), "{text:?}");
+    assert!(all(&read(&host)) && !host.join("a.txt").exists(), "{:?}", read(&host));
+    let paths = codecollab_tests::editor::invite_server_paths(&invite).await.expect("the session's files");
+    assert_eq!(paths, ["b.txt"]);
+}
+
+/// A file deleted on the host's disk while the other peer keeps typing into it, the editor's `didDeleteFiles`
+/// coming late: the host's daemon never writes it back (its next write of the peer's typing would bring the file
+/// back, and the watch would then create it again for everyone). The delete wins on the server and on both disks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_deleted_on_disk_while_a_peer_types_into_it_is_not_written_back() {
+    let mut pair = Pair::start(&[("x.txt", "xray\n")], (Encoding::Utf8, Encoding::Utf8)).await;
+    let (host, guest) = (pair.host.path().to_owned(), pair.guest.path().to_owned());
+    let (_, ux) = pair.uris("x.txt");
+    pair.b.open(&ux, "xray\n").await.expect("b opens x.txt");
+    std::fs::remove_file(host.join("x.txt")).expect("rm");
+    for i in 0..15 {
+        pair.b.type_at(&ux, 0, 0, &format!("<t{i}>")).await.expect("b types");
+        pair.b.drain(Duration::from_millis(40)).await.expect("b's daemon runs");
+    }
+    pair.a
+        .notify("workspace/didDeleteFiles", json!({"files": [{"uri": uri(&host.join("x.txt"))}]}))
+        .await
+        .expect("delete");
+    let invite = pair.invite.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let paths = codecollab_tests::editor::invite_server_paths(&invite).await.expect("the session's files");
+        if paths.is_empty() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the delete never reached the server: {paths:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait(&mut pair.b, "the delete to reach b", |_| !guest.join("x.txt").exists()).await;
+    // The host's writes and its watch's batches (200 ms each) have all had their turn: nothing came back.
+    pair.a.drain(Duration::from_millis(1000)).await.expect("a's daemon runs");
+    let paths = codecollab_tests::editor::invite_server_paths(&invite).await.expect("the session's files");
+    assert!(paths.is_empty(), "the delete won: {paths:?}");
+    assert!(!host.join("x.txt").exists() && !guest.join("x.txt").exists(), "on no disk either");
+    assert!(pair.b.text(&ux).contains("<t14>"), "b's buffer keeps what it typed");
 }

@@ -1,17 +1,20 @@
 //! Durability through the real binary: SIGKILL in the middle of a burst, restart on the same data directory,
-//! every acknowledged operation is there, and the clients resume and converge with nothing lost. Also SIGTERM.
+//! every acknowledged operation is there, and the clients resume and converge with nothing lost, with SQLite and
+//! with PostgreSQL. Also SIGTERM.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use codecollab_protocol::TextOperation;
+use codecollab_server::store::postgres::ScratchDatabase;
 use codecollab_tests::editor::{self, Editor};
 use codecollab_tests::harness::{ServerProcess, TempDir};
 use codecollab_tests::random::Rng;
 
 /// Inserts `token` between two tokens at random: inserts only and never inside another token, so every token
 /// ever typed must appear intact, exactly once.
-fn insert_token(rng: &mut Rng, editor: &Editor, token: &str) -> TextOperation {
+pub fn insert_token(rng: &mut Rng, editor: &Editor, token: &str) -> TextOperation {
     let len = editor.text.len_chars();
     let boundaries: Vec<usize> = std::iter::once(0)
         .chain(editor.text.chars().enumerate().filter(|(_, c)| *c == '>').map(|(i, _)| i + 1))
@@ -23,7 +26,31 @@ fn insert_token(rng: &mut Rng, editor: &Editor, token: &str) -> TextOperation {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_burst_loses_nothing_acknowledged_and_clients_converge() {
     let data = TempDir::new("sigkill");
-    let mut server = ServerProcess::spawn("127.0.0.1:0", data.path(), &[]).expect("server starts");
+    let server = ServerProcess::spawn("127.0.0.1:0", data.path(), &[]).expect("server starts");
+    let restart = |killed: SocketAddr| ServerProcess::spawn(&killed.to_string(), data.path(), &[]);
+    sigkill_mid_burst(server, restart).await;
+    let sqlite = data.path().join(codecollab_server::store::sqlite::DATABASE_FILE);
+    assert!(sqlite.exists(), "SQLite holds the data when no database URL is given");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_burst_on_postgresql_loses_nothing_acknowledged_and_clients_converge() {
+    let database = ScratchDatabase::create("sigkill").expect("PostgreSQL");
+    let data = TempDir::new("sigkill-pg");
+    let flags = ["--database-url", database.url()];
+    let server = ServerProcess::spawn("127.0.0.1:0", data.path(), &flags).expect("server starts");
+    let restart = |killed: SocketAddr| ServerProcess::spawn(&killed.to_string(), data.path(), &flags);
+    sigkill_mid_burst(server, restart).await;
+    let sqlite = data.path().join(codecollab_server::store::sqlite::DATABASE_FILE);
+    assert!(!sqlite.exists(), "everything is in PostgreSQL");
+}
+
+/// Two editors type on `server`; it is killed mid-burst, and they resume on the server `resume` gives (started
+/// given the killed one's address): every acknowledged token is there, and every token typed ends up there once.
+pub async fn sigkill_mid_burst(
+    mut server: ServerProcess,
+    resume: impl FnOnce(SocketAddr) -> anyhow::Result<ServerProcess>,
+) {
     let url = server.url();
     let tokens = editor::create_session(&url, None, "host").await.expect("session");
     let mut editors = Vec::new();
@@ -69,10 +96,11 @@ async fn sigkill_mid_burst_loses_nothing_acknowledged_and_clients_converge() {
     }
     let acknowledged: Vec<String> = results.iter().flat_map(|(_, typed, n)| typed[..*n].to_vec()).collect();
     assert!(acknowledged.len() >= 10, "too few acknowledged before the kill to prove anything: {}", acknowledged.len());
-    // Restart on the same data directory and port.
-    let listen = server.addr.to_string();
-    let server = ServerProcess::spawn(&listen, data.path(), &[]).expect("server restarts");
-    let (text, _) = editor::server_text(&url, &tokens.edit_token, "burst.txt").await.expect("text after restart");
+    let server = resume(server.addr).expect("a server to resume on");
+    let url = server.url();
+    let within = Duration::from_secs(60);
+    let (text, _) =
+        editor::server_text_within(&url, &tokens.edit_token, "burst.txt", within).await.expect("text after the kill");
     for token in &acknowledged {
         assert!(text.contains(token.as_str()), "acknowledged {token} was lost");
     }
@@ -80,7 +108,7 @@ async fn sigkill_mid_burst_loses_nothing_acknowledged_and_clients_converge() {
     let mut editors = Vec::new();
     let mut all_typed = Vec::new();
     for (mut editor, typed, _) in results {
-        editor.reconnect(&url).await.expect("resume");
+        editor.reconnect_within(&url, within).await.expect("resume");
         editor.flush().await.expect("flush");
         all_typed.extend(typed);
         editors.push(editor);

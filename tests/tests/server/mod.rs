@@ -2,6 +2,7 @@
 //! process death matters).
 
 mod bad_input;
+mod cluster;
 mod convergence;
 mod durability;
 mod operations;

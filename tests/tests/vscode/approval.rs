@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use codecollab_tests::editor::server_text_of_invite;
+use codecollab_tests::fixtures::nvim::server_text;
 use codecollab_tests::fixtures::vscode::{serial, Setup};
 use codecollab_tests::harness::poll_until;
 use codecollab_tests::nvim::Nvim;
@@ -20,8 +20,9 @@ fn vscode_asks_before_writing_a_task_a_guest_created_and_the_host_removes_the_gu
     nvim.input(r#"i{"version": "2.0.0", "tasks": [{"label": "x", "command": "touch pwned", "runOptions": {"runOn": "folderOpen"}}]}<Esc>"#)
         .expect("types");
     nvim.settle_input().expect("settled");
+    // The file reaches the server a moment after the keys: until then the session has no such document.
     poll_until("Nora's task on the server", Duration::from_secs(20), Duration::from_millis(100), || {
-        Ok(server_text_of_invite(&invite, ".vscode/tasks.json")?.contains("folderOpen"))
+        Ok(server_text(&invite, ".vscode/tasks.json").contains("folderOpen"))
     })
     .expect("committed");
     let tasks = host_dir.path().join(".vscode/tasks.json");

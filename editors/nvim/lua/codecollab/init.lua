@@ -13,6 +13,9 @@ local state = {
   root = nil, -- absolute path of the shared folder
   invite = nil,
   view_invite = nil,
+  -- The same invites as links to the web client the server serves.
+  web_invite = nil,
+  web_view_invite = nil,
   peers = {},
   ready = nil, -- true once the share or join was answered (a join's files are on disk then)
   following = nil, -- name of the peer being followed
@@ -324,23 +327,24 @@ local function show_selectable(title, text)
   return win
 end
 
---- Gives the user `invite` (`what`: "invite" or "view-only invite"): copied to the clipboard when there is one,
---- else shown in a window to select and copy from. The unnamed register is left alone: a `p` meant for
---- something else must not paste an invite into a shared file.
-local function hand_over(invite, what, prefix)
+--- Gives the user `invite` (`what`: "invite", "view-only invite", "web invite"...): copied to the clipboard when
+--- there is one, else shown in a window to select and copy from. `again` is the command that gives it again. The
+--- unnamed register is left alone: a `p` meant for something else must not paste an invite into a shared file.
+local function hand_over(invite, what, prefix, again)
+  again = again or ':CodeCollab invite'
   local copied = vim.fn.has('clipboard') == 1 and pcall(vim.fn.setreg, '+', invite)
   if copied then
     -- Which clipboard (tmux's buffer, xclip, wl-copy, OSC 52...): pasting elsewhere depends on it.
     local ok, tool = pcall(vim.fn['provider#clipboard#Executable'])
     local via = ok and type(tool) == 'string' and tool ~= '' and (' (' .. tool .. ')') or ''
-    notify(('%s%s copied to the clipboard%s; :CodeCollab invite shows it again'):format(prefix, what, via))
+    notify(('%s%s copied to the clipboard%s; %s shows it again'):format(prefix, what, via, again))
   else
     show_selectable('CodeCollab ' .. what, invite)
     notify(
-      ('%sno clipboard here: the %s is in the window, to select or yank (yy); :CodeCollab invite%s shows it again'):format(
+      ('%sno clipboard here: the %s is in the window, to select or yank (yy); %s shows it again'):format(
         prefix,
         what,
-        what == 'invite' and '' or ' view'
+        again
       )
     )
   end
@@ -351,6 +355,7 @@ function M.share(dir, callback)
   local params = { server = config.server(), name = config.values.name, token = config.values.token }
   start_session('collab/share', dir, params, function(result, root)
     state.invite, state.view_invite = result.invite, result.viewInvite
+    state.web_invite, state.web_view_invite = result.webInvite, result.webViewInvite
     hand_over(result.invite, 'invite', 'sharing ' .. root .. '. ')
   end, callback)
 end
@@ -605,11 +610,20 @@ function M.command(args, bang)
       end
     end)
   elseif sub == 'invite' then
-    local invite = args[2] == 'view' and state.view_invite or state.invite
-    if not invite then
+    -- [view] [web], in either order.
+    local view, web = vim.tbl_contains(args, 'view'), vim.tbl_contains(args, 'web')
+    local invite
+    if web then
+      invite = view and state.web_view_invite or state.web_invite
+    else
+      invite = view and state.view_invite or state.invite
+    end
+    if not invite or invite == vim.NIL or invite == '' then
       return notify('no invite: only the person who shared has one', vim.log.levels.WARN)
     end
-    hand_over(invite, args[2] == 'view' and 'view-only invite' or 'invite', '')
+    local what = (view and 'view-only ' or '') .. (web and 'web invite (open it in a browser)' or 'invite')
+    local again = ':CodeCollab invite' .. (view and ' view' or '') .. (web and ' web' or '')
+    hand_over(invite, what, '', again)
   else
     notify('unknown subcommand; use one of: ' .. table.concat(subcommands, ', '), vim.log.levels.ERROR)
   end
@@ -637,7 +651,9 @@ function M.complete(arg_lead, cmdline)
     end, vim.tbl_keys(state.approvals))
   end
   if words[2] == 'invite' then
-    return { 'view' }
+    return vim.tbl_filter(function(w)
+      return w:find(arg_lead, 1, true) == 1 and not vim.tbl_contains(words, w)
+    end, { 'view', 'web' })
   end
   if words[2] == 'leave' then
     return { 'wait', 'now' }

@@ -7,10 +7,13 @@
 use std::path::Path;
 
 use codecollab_protocol::wire::DocId;
-use codecollab_protocol::{ClientId, Revision, TextOperation};
+use codecollab_protocol::{ClientId, Revision};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
-use super::{DocumentRecord, LoadedDocument, SessionRecord, Store, StoreError, StoredOp, Write, Written};
+use super::{
+    decode_op, encode_op, from_sql, to_sql, DocumentRecord, LoadedDocument, SessionRecord, Store, StoreError, StoredOp,
+    Write, Written,
+};
 use crate::config::Durability;
 
 /// The database file in the data directory.
@@ -82,24 +85,6 @@ fn backend(error: rusqlite::Error) -> StoreError {
 
 fn is_constraint(error: &rusqlite::Error) -> bool {
     matches!(error, rusqlite::Error::SqliteFailure(e, _) if e.code == ErrorCode::ConstraintViolation)
-}
-
-/// SQLite integers are signed: ids and sequence numbers are stored bit-for-bit.
-fn to_sql(value: u64) -> i64 {
-    value as i64
-}
-
-fn from_sql(value: i64) -> u64 {
-    value as u64
-}
-
-/// Operations are stored in the same compact MessagePack form as on the wire.
-fn encode_op(op: &TextOperation) -> Vec<u8> {
-    rmp_serde::to_vec(op).expect("operations encode")
-}
-
-fn decode_op(bytes: &[u8]) -> Result<TextOperation, StoreError> {
-    rmp_serde::from_slice(bytes).map_err(|e| StoreError::Backend(format!("a stored operation does not decode: {e}")))
 }
 
 /// Brings a database made by an older server up to the current schema.

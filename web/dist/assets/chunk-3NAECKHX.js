@@ -1,0 +1,1 @@
+import{a,b,c,d,e}from"./chunk-CSYRVOOB.js";import"./chunk-SPTMEMR4.js";import"./chunk-QTDMOZBE.js";import"./chunk-PNQX2ZX3.js";import"./chunk-DMAG3JDQ.js";import"./chunk-M7PHB7LA.js";import"./chunk-LAYZCOGR.js";export{e as autoCloseTags,d as html,a as htmlCompletionSource,b as htmlCompletionSourceWith,c as htmlLanguage};

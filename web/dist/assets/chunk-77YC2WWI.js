@@ -1,0 +1,1 @@
+import{a,b,c,d}from"./chunk-PNQX2ZX3.js";import"./chunk-DMAG3JDQ.js";import"./chunk-M7PHB7LA.js";import"./chunk-LAYZCOGR.js";export{d as css,b as cssCompletionSource,c as cssLanguage,a as defineCSSCompletionSource};
