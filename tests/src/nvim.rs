@@ -69,9 +69,9 @@ impl Nvim {
             .env("XDG_CONFIG_HOME", dir.path())
             .env("XDG_DATA_HOME", dir.path())
             .env("XDG_STATE_HOME", dir.path())
-            // The daemon's log goes to Neovim's LSP log (under XDG_STATE_HOME); CODECOLLAB_TEST_DAEMON_LOG=debug
-            // says more.
-            .env("CODECOLLAB_LOG", std::env::var("CODECOLLAB_TEST_DAEMON_LOG").unwrap_or_else(|_| "warn".into()));
+            // The daemon's log goes to Neovim's LSP log (under XDG_STATE_HOME), at debug so that a failure's tail
+            // (printed when a test fails) says what the daemon did; CODECOLLAB_TEST_DAEMON_LOG chooses another.
+            .env("CODECOLLAB_LOG", std::env::var("CODECOLLAB_TEST_DAEMON_LOG").unwrap_or_else(|_| DAEMON_LOG.into()));
         Nvim::spawn(command, &socket, dir)
     }
 
@@ -203,12 +203,28 @@ impl Nvim {
     }
 }
 
+/// The daemon's log filter in Neovim tests: its own debug lines, warnings from the rest.
+const DAEMON_LOG: &str = "codecollab_daemon=debug,warn";
+
+/// Prints the daemon's last lines from the LSP log under Neovim's state folder `dir` (CI keeps no folders, so a
+/// failure's output must say what the daemon did).
+fn print_daemon_log(dir: &Path) {
+    const LINES: usize = 80;
+    let Ok(log) = std::fs::read_to_string(dir.join("nvim").join("lsp.log")) else { return };
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("codecollab_daemon")).collect();
+    eprintln!("the daemon's last {} log lines, from {}:", LINES.min(lines.len()), dir.display());
+    for line in &lines[lines.len().saturating_sub(LINES)..] {
+        eprintln!("  {}", line.chars().take(400).collect::<String>());
+    }
+}
+
 impl Drop for Nvim {
     fn drop(&mut self) {
         let _ = self.call("nvim_command", json!(["qa!"]));
         reap(&mut self.child, Duration::from_secs(2));
         if std::thread::panicking() {
             if let Some(dir) = self.dir.take() {
+                print_daemon_log(dir.path());
                 eprintln!("keeping Neovim's folder {} (its LSP log holds the daemon's)", dir.path().display());
                 std::mem::forget(dir);
             }

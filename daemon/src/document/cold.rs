@@ -123,6 +123,7 @@ impl Doc {
         self.text = Rope::new();
         self.server_text = Rope::new();
         self.disk = None;
+        self.fresh_from_disk = false;
         Ok(())
     }
 

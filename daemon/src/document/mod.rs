@@ -65,6 +65,10 @@ pub struct Doc {
     pub last_used: u64,
     /// The editor's own undo steps here (`collab/undo`), kept while it shows the document.
     history: UndoHistory,
+    /// Created in the session from our disk with `disk`'s text, and neither shown by an editor nor written by us
+    /// since: an editor opening it with other text read the file after we did (written again since, or read by us
+    /// half-written), so its text is merged in against `disk` instead of being replaced by the session's.
+    pub fresh_from_disk: bool,
 }
 
 /// Others' changes to a file that runs by itself, waiting for the user's yes.
@@ -159,6 +163,7 @@ impl Doc {
             cached: None,
             last_used: 0,
             history: UndoHistory::new(UNDO_STEPS),
+            fresh_from_disk: false,
         }
     }
 
@@ -202,18 +207,7 @@ impl Doc {
             // A file the session held before we opened it: the editor opened what the disk had of it.
             None => &open.opened,
         };
-        let ours = merge::diff(base, &open.text, Some(Instant::now() + MERGE_DEADLINE));
-        match merge::merge(base, &ours, &server, Some(Instant::now() + MERGE_DEADLINE)) {
-            Ok(merged) if !merged.ours.is_noop() => {
-                if merged.ours.apply_to(&mut self.text).is_ok() {
-                    effects.send = self.ot.apply_local(merged.ours).ok().flatten();
-                }
-            }
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(path = %self.path, %error, "the editor's text could not be merged; the session's wins")
-            }
-        }
+        effects.send = self.merge_editor_text(base, &open.text, &server);
         let (buffer, edit) = EditorBuffer::open_after(open.uri.clone(), encoding, &open.text, &self.text, open.edits);
         effects.edits.extend(edit.map(|e| (open.uri, e)));
         self.editor = Some(buffer);
@@ -259,16 +253,47 @@ impl Doc {
 
     /// An editor opened this document's file: it shows the session's text from now on.
     pub fn open(&mut self, params: OpenParams, encoding: Encoding) -> Effects {
+        let mut send = None;
+        if std::mem::take(&mut self.fresh_from_disk) {
+            // Just created from what we read on disk: other text in the editor is the file read after us.
+            let disk = self.disk.as_ref().map(Rope::to_string);
+            if let Some(disk) = disk.filter(|disk| *disk != params.text) {
+                tracing::debug!(path = %self.path, "opened with newer text than we created it from: merged in");
+                let current = self.text.to_string();
+                send = self.merge_editor_text(&disk, &params.text, &current);
+                self.disk = Some(Rope::from_str(&params.text));
+            }
+        }
         let (buffer, edit) = EditorBuffer::open(params.uri.clone(), encoding, &params.text, &self.text);
         self.editor = Some(buffer);
         self.history = UndoHistory::new(UNDO_STEPS);
         // The editor shows it now, and writes it when its user saves.
         self.unapproved = None;
-        Effects { edits: edit.map(|e| (params.uri, e)).into_iter().collect(), ..Effects::default() }
+        Effects { edits: edit.map(|e| (params.uri, e)).into_iter().collect(), send, ..Effects::default() }
+    }
+
+    /// Merges what the editor's `text` changed from `base` into our text, `current` (base with others' changes),
+    /// three ways: the merged change is applied here and returned to be sent. If it cannot be merged in time, the
+    /// session's text stays (and says so in the log).
+    fn merge_editor_text(&mut self, base: &str, text: &str, current: &str) -> Option<Outgoing> {
+        let ours = merge::diff(base, text, Some(Instant::now() + MERGE_DEADLINE));
+        match merge::merge(base, &ours, current, Some(Instant::now() + MERGE_DEADLINE)) {
+            Ok(merged) if !merged.ours.is_noop() => {
+                if merged.ours.apply_to(&mut self.text).is_ok() {
+                    return self.ot.apply_local(merged.ours).ok().flatten();
+                }
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(path = %self.path, %error, "the editor's text could not be merged; the session's wins")
+            }
+        }
+        None
     }
 
     /// The editor closed it: the daemon writes it from now on.
     pub fn close(&mut self) {
+        self.fresh_from_disk = false;
         self.editor = None;
         self.history = UndoHistory::new(UNDO_STEPS);
         self.dirty = true;

@@ -80,3 +80,28 @@ fn a_cold_document_comes_back_with_its_text_and_takes_operations() {
     drop(cache);
     assert!(!file.parent().expect("folder").exists(), "the cache folder goes with the session");
 }
+
+/// An editor opening a document we just created from a half-written file (the rest written since) keeps its text:
+/// what it has beyond what we read is merged in, with a peer's typing since kept too. Once we wrote the file, an
+/// editor's other text is an older read of it, and the session's text wins, as for any open.
+#[test]
+fn an_open_of_a_file_just_created_from_disk_merges_the_editors_newer_text() {
+    let mut doc = Doc::new("t.txt".into(), 0, "<half>", 1 << 20);
+    doc.disk = Some(doc.text.clone());
+    doc.fresh_from_disk = true;
+    let op = TextOperation::replace(6, 0, 0, "<peer>").expect("in bounds");
+    doc.remote_op(1, op, "ada").expect("applies");
+    let open = OpenParams { uri: "file:///t.txt".into(), text: "<half><rest>".into() };
+    let effects = doc.open(open, Encoding::Utf32);
+    let sent = effects.send.expect("the rest goes to the server");
+    assert_eq!(sent.op.apply("<peer><half>").expect("fits"), "<peer><half><rest>");
+    assert_eq!(doc.text.to_string(), "<peer><half><rest>");
+    assert!(!doc.fresh_from_disk, "only the first open");
+
+    let mut written = Doc::new("t.txt".into(), 0, "<new>", 1 << 20);
+    written.disk = Some(written.text.clone());
+    let open = OpenParams { uri: "file:///t.txt".into(), text: "<old>".into() };
+    let effects = written.open(open, Encoding::Utf32);
+    assert!(effects.send.is_none() && written.text == "<new>", "the session's text wins an ordinary open");
+    assert_eq!(effects.edits.len(), 1, "the editor is brought in line");
+}

@@ -82,7 +82,7 @@ impl Session {
         let known = self.docs.values().any(|d| d.path == path)
             || self.pending_opens.contains_key(&path)
             || self.fetching.contains_key(&path)
-            || self.created_here.contains(&path);
+            || self.created_here.contains_key(&path);
         if known {
             return; // The editor opened it, a peer created it, or we are creating it.
         }
@@ -105,7 +105,7 @@ impl Session {
         if !self.may_change_files("created", &path, io) {
             return;
         }
-        self.created_here.insert(path.clone());
+        self.created_here.insert(path.clone(), text.clone());
         self.send_file_op(ClientMsg::Create { path, text }, io);
     }
 

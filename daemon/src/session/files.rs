@@ -35,6 +35,9 @@ impl Session {
         let joining = matches!(self.starting, Some(Starting::Join { .. }));
         tracing::debug!(%doc, %path, "snapshot");
         let ours = self.created_here.remove(&path);
+        // Our own creation from disk won (the server holds what we read): the file is ours as we read it.
+        let ours_won = ours.as_ref().is_some_and(|sent| *sent == text);
+        let ours = ours.is_some();
         self.fetching.remove(&path);
         if let Some(d) = self.docs.get_mut(&doc) {
             let resynced = d.resync(revision, &text, last_seq);
@@ -71,9 +74,15 @@ impl Session {
                     conflicts.push(path.clone());
                 }
             }
+        } else if ours_won {
+            // Created from our disk, with what we read. If the file holds more now (written again since, or read
+            // half-written), that is a change on disk, merged against what we read (the watch's next batch, or the
+            // editor's open), never a conflict: the file is not moved aside, and not written over.
+            entry.dirty = false;
+            entry.fresh_from_disk = true;
         } else if ours {
-            // Created from our disk: already there, unless a peer created the same path first and the server gave
-            // us theirs, in which case ours is moved aside.
+            // Created from our disk, but a peer created the same path first and the server gave us theirs: ours is
+            // moved aside.
             entry.dirty = workspace::existing(&self.root, &path).is_none_or(|local| local != text.as_bytes());
             if let Err(why) = self.move_aside(&path, &text, io) {
                 entry.dirty = false;
@@ -95,7 +104,11 @@ impl Session {
             // On disk as it is (we shared it, or it was there already).
             entry.disk = Some(entry.text.clone());
         }
-        let pending = self.pending_opens.remove(&path);
+        let mut pending = self.pending_opens.remove(&path);
+        if let (true, Some(open)) = (ours_won, pending.as_mut()) {
+            // The editor's own create was answered with ours from disk: what it holds beyond that is its own.
+            open.sent = Some(text.clone());
+        }
         let cursor = pending.as_ref().and_then(|open| open.cursor.clone());
         let adopted = pending.map(|open| entry.adopt(open, io.editor.encoding));
         self.claim(doc, &path);
@@ -323,6 +336,7 @@ impl Session {
             match workspace::write(&self.root, &d.path, &d.text.to_string()) {
                 Ok(()) => {
                     let first = d.disk.replace(d.text.clone()).is_none();
+                    d.fresh_from_disk = false;
                     first_written |= first && !d.presence.is_empty();
                     if self.announced.remove(id) {
                         created
@@ -367,6 +381,7 @@ impl Session {
         match workspace::write(&self.root, &d.path, &d.text.to_string()) {
             Ok(()) => {
                 d.disk = Some(d.text.clone());
+                d.fresh_from_disk = false;
                 true
             }
             Err(error) => {

@@ -125,9 +125,9 @@ pub struct Session {
     pub starting: Option<Starting>,
     /// Where local files that session files would have overwritten were moved, once there was one.
     backup: Option<PathBuf>,
-    /// Paths of files new on disk that we asked the server to create (`workspace/didCreateFiles`): their snapshot is
-    /// ours, already on disk.
-    created_here: HashSet<String>,
+    /// Files new on disk that we asked the server to create (`workspace/didCreateFiles`, the watch), with the text
+    /// we read and sent: their snapshot is ours, already on disk (or on it since with newer text, merged in).
+    created_here: HashMap<String, String>,
     /// Paths a peer moved a document away from while our editor did not have it open. An open of such a path may
     /// have crossed the `collab/files` that told the editor of the move: see `Session::open`.
     moved_away: HashMap<String, DocId>,
@@ -190,7 +190,7 @@ impl Session {
             created_by: HashMap::new(),
             announced: HashSet::new(),
             backup: None,
-            created_here: HashSet::new(),
+            created_here: HashMap::new(),
             moved_away: HashMap::new(),
             watcher: None,
             unshared_here: Vec::new(),
@@ -384,7 +384,7 @@ impl Session {
             ServerMsg::Created { doc, peer } => {
                 // If our editor opened the same new path, our own Create (which the server answers for an existing
                 // path by subscribing us) brings the snapshot: subscribing again would fetch the text twice.
-                if self.pending_opens.contains_key(&doc.path) || self.created_here.contains(&doc.path) {
+                if self.pending_opens.contains_key(&doc.path) || self.created_here.contains_key(&doc.path) {
                     return Ok(());
                 }
                 if let Some(name) = peer.and_then(|p| self.peers.get(&p)).map(|p| p.name.clone()) {

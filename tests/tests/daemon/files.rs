@@ -780,3 +780,28 @@ async fn a_file_deleted_on_disk_while_a_peer_types_into_it_is_not_written_back()
     assert!(!host.join("x.txt").exists() && !guest.join("x.txt").exists(), "on no disk either");
     assert!(pair.b.text(&ux).contains("<t14>"), "b's buffer keeps what it typed");
 }
+
+/// A file that appears on disk empty (shared from the watch with that text), is then written with content, and is
+/// opened by the editor before the watch's next batch (Neovim's `:w` of a buffer, a partial write read mid-way):
+/// the editor's text is newer than what the session was created with, and it is what the session keeps. The
+/// session's text used to win the open, clearing the editor's buffer and losing what it held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_editor_opening_a_file_just_shared_from_disk_with_newer_text_keeps_it() {
+    let mut pair = Pair::start(&[("x.txt", "xray\n")], (Encoding::Utf8, Encoding::Utf8)).await;
+    let host = pair.host.path().to_owned();
+    std::fs::write(host.join("new.txt"), "").expect("an empty file");
+    let invite = pair.invite.clone();
+    until_server(&invite, "new.txt", |t| t.is_empty()).await;
+    // Let the host's daemon hear its creation answered, then write and open within one batch of its watch.
+    pair.a.drain(Duration::from_millis(300)).await.expect("a's daemon runs");
+    let text = "written by the editor <t1>\n";
+    std::fs::write(host.join("new.txt"), text).expect("the editor writes");
+    let new = uri(&host.join("new.txt"));
+    pair.a.open(&new, text).await.expect("a opens new.txt");
+    let server = until_server(&invite, "new.txt", |t| t.contains("<t1>")).await;
+    assert_eq!(server, text);
+    wait(&mut pair.a, "a's buffer to agree", |a| a.text(&new) == text).await;
+    pair.a.drain(Duration::from_millis(500)).await.expect("a's daemon runs");
+    assert_eq!(pair.a.text(&new), text, "the editor's buffer keeps its text");
+    assert_eq!(until_server(&invite, "new.txt", |_| true).await, text, "nothing doubled");
+}
