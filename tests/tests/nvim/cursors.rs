@@ -93,3 +93,45 @@ fn the_xterm_colour_of_each_peer_colour_is_the_nearest() {
     assert_eq!(cterm(&mut nvim, [0xe6, 0x19, 0x4b]), 161);
     assert_eq!(cterm(&mut nvim, [0x3c, 0xb4, 0x4b]), 71);
 }
+
+/// The selected spans of the current buffer, as `[row, col, end_row, end_col]` of each selection extmark.
+const SELECTED: &str = "local ns = require('codecollab.cursors').ns \
+    local out = {} \
+    for _, m in ipairs(vim.api.nvim_buf_get_extmarks(0, ns, 0, -1, { details = true })) do \
+      local d = m[4] \
+      if (d.hl_group or ''):find('Sel$') then table.insert(out, { m[2], m[3], d.end_row, d.end_col }) end \
+    end \
+    return out";
+
+/// A Visual selection in one Neovim is drawn in the other, both ends included as Neovim selects them, forwards,
+/// backwards and linewise; leaving Visual mode takes it away and leaves the caret.
+#[test]
+fn a_visual_selection_is_shown_to_the_other_and_goes_when_visual_mode_ends() {
+    let NvimPair { server: _server, data: _data, host_dir: _host_dir, guest_dir: _guest_dir, mut a, mut b, invite: _ } =
+        NvimPair::start();
+    b.wait_for("the shared text", Duration::from_secs(20), |n| Ok(n.text()?.starts_with("alpha beta\ngamma delta")))
+        .expect("loaded");
+    let selected = |b: &mut Nvim, want: Value, what: &str| {
+        b.wait_for(what, Duration::from_secs(20), |n| Ok(n.lua(SELECTED, json!([]))? == want)).expect(what);
+    };
+    // "gamma", from its g to its last a: the selection covers all five, the caret after them.
+    a.input("2G0ve").expect("select a word");
+    selected(&mut b, json!([[1, 0, 1, 5]]), "gamma selected");
+    // Backwards over "delta": from its end to its d, both included.
+    a.input("<Esc>2G$vb").expect("select backwards");
+    selected(&mut b, json!([[1, 6, 1, 11]]), "delta selected");
+    b.wait_for("the caret at the d", Duration::from_secs(20), |n| {
+        Ok(n.lua(MARKS, json!([]))? == json!([["caret", 1, 6], ["label", 1, " ana "]]))
+    })
+    .expect("the caret is the selection's head");
+    // Linewise: whole lines.
+    a.input("<Esc>1G0Vj").expect("select two lines");
+    selected(&mut b, json!([[0, 0, 1, 11]]), "two lines selected");
+    // Leaving Visual mode does not move the cursor, and the selection goes.
+    a.input("<Esc>").expect("leave visual mode");
+    selected(&mut b, json!([]), "no selection");
+    b.wait_for("a caret", Duration::from_secs(20), |n| {
+        Ok(n.lua(MARKS, json!([]))? == json!([["caret", 1, 0], ["label", 1, " ana "]]))
+    })
+    .expect("a caret where ana is");
+}

@@ -226,6 +226,62 @@ end
 
 local augroup = vim.api.nvim_create_augroup('codecollab', { clear = true })
 
+--- The position just past the character at byte `col` (0-based) of `row` (0-based) in `bufnr`.
+local function after_char(bufnr, row, col)
+  local line = vim.api.nvim_buf_get_lines(bufnr, row, row + 1, false)[1] or ''
+  return { line = row, character = math.min(col + #vim.fn.strcharpart(line:sub(col + 1), 0, 1), #line) }
+end
+
+--- The current window's selections in `bufnr`, as `collab/cursor` ranges (start: the anchor, end: the caret). In
+--- Visual mode Neovim's selection includes the characters under both ends; linewise it is whole lines, blockwise
+--- one range per line. Otherwise, the caret.
+local function selections(bufnr)
+  local pos = vim.api.nvim_win_get_cursor(0)
+  local caret = { line = pos[1] - 1, character = pos[2] }
+  local mode = vim.api.nvim_get_mode().mode:sub(1, 1)
+  if mode ~= 'v' and mode ~= 'V' and mode ~= '\22' then
+    return { { start = caret, ['end'] = caret } }
+  end
+  local v = vim.fn.getpos('v')
+  local anchor = { line = v[2] - 1, character = v[3] - 1 }
+  local forward = caret.line > anchor.line or (caret.line == anchor.line and caret.character >= anchor.character)
+  local function line_end(row)
+    return { line = row, character = #(vim.api.nvim_buf_get_lines(bufnr, row, row + 1, false)[1] or '') }
+  end
+  if mode == 'v' then
+    if forward then
+      return { { start = anchor, ['end'] = after_char(bufnr, caret.line, caret.character) } }
+    end
+    return { { start = after_char(bufnr, anchor.line, anchor.character), ['end'] = caret } }
+  elseif mode == 'V' then
+    if forward then
+      return { { start = { line = anchor.line, character = 0 }, ['end'] = line_end(caret.line) } }
+    end
+    return { { start = line_end(anchor.line), ['end'] = { line = caret.line, character = 0 } } }
+  end
+  -- Blockwise: the same columns (bytes, as Neovim counts them here) on every line, the caret's line last.
+  local ranges = {}
+  local first, last = math.min(anchor.character, caret.character), math.max(anchor.character, caret.character)
+  local step = caret.line >= anchor.line and 1 or -1
+  for row = anchor.line, caret.line, step do
+    local line = vim.api.nvim_buf_get_lines(bufnr, row, row + 1, false)[1] or ''
+    local from = { line = row, character = math.min(first, #line) }
+    local to = after_char(bufnr, row, math.min(last, #line))
+    table.insert(ranges, { start = from, ['end'] = to })
+  end
+  return ranges
+end
+
+--- Tells the daemon where this window's cursor and selections are in `bufnr`, if it is shared.
+local function send_cursor(bufnr)
+  local tracked = buffer.tracked[bufnr]
+  if tracked and vim.api.nvim_get_current_buf() == bufnr then
+    -- The edit that moved the cursor goes first, so the daemon places the cursor in the text it is in.
+    buffer.flush(bufnr)
+    client.notify('collab/cursor', { uri = tracked.uri, ranges = selections(bufnr) })
+  end
+end
+
 local function watch_buffers()
   vim.api.nvim_clear_autocmds({ group = augroup })
   -- BufWritePost: a buffer whose file was deleted in the session is shared again when written.
@@ -259,14 +315,15 @@ local function watch_buffers()
       if state.following and not at_follow_position() then
         stop_following('you moved')
       end
-      local tracked = buffer.tracked[args.buf]
-      if tracked then
-        -- The edit that moved the cursor goes first, so the daemon places the cursor in the text it is in.
-        buffer.flush(args.buf)
-        local pos = vim.api.nvim_win_get_cursor(0)
-        local caret = { line = pos[1] - 1, character = pos[2] }
-        client.notify('collab/cursor', { uri = tracked.uri, ranges = { { start = caret, ['end'] = caret } } })
-      end
+      send_cursor(args.buf)
+    end,
+  })
+  -- Leaving Visual mode leaves the cursor where it is (no CursorMoved): the selection others see goes then.
+  vim.api.nvim_create_autocmd('ModeChanged', {
+    group = augroup,
+    pattern = { '[vV\x16]*:*', '*:[vV\x16]*' },
+    callback = function(args)
+      send_cursor(args.buf)
     end,
   })
   for _, bufnr in ipairs(vim.api.nvim_list_bufs()) do
