@@ -76,8 +76,8 @@ impl Session {
             }
         } else if ours_won {
             // Created from our disk, with what we read. If the file holds more now (written again since, or read
-            // half-written), that is a change on disk, merged against what we read (the watch's next batch, or the
-            // editor's open), never a conflict: the file is not moved aside, and not written over.
+            // half-written), that is a change on disk, merged against what we read (below, or at the editor's
+            // open), never a conflict: the file is not moved aside, and not written over.
             entry.dirty = false;
             entry.fresh_from_disk = true;
         } else if ours {
@@ -110,6 +110,7 @@ impl Session {
             open.sent = Some(text.clone());
         }
         let cursor = pending.as_ref().and_then(|open| open.cursor.clone());
+        let opened = pending.is_some();
         let adopted = pending.map(|open| entry.adopt(open, io.editor.encoding));
         self.claim(doc, &path);
         entry.last_used = self.cache.tick();
@@ -117,6 +118,18 @@ impl Session {
         self.docs.insert(doc, entry);
         if let Some(effects) = adopted {
             self.apply(doc, Ok(effects), io)?;
+        }
+        if ours_won && !opened {
+            // Written again since we read it: the watch's batch for that may have come while the creation was on
+            // its way (queued offline, or a slow answer) and found the path taken. Merged now, as it would be then.
+            let now = workspace::existing(&self.root, &path).and_then(|bytes| String::from_utf8(bytes).ok());
+            if let (Some(now), Some(d)) = (now, self.docs.get_mut(&doc)) {
+                if d.disk.as_ref().is_some_and(|read| *read != now.as_str()) {
+                    tracing::debug!(%path, "changed on disk while its creation was on its way: merged");
+                    let effects = d.disk_changed(now);
+                    self.apply(doc, Ok(effects), io)?;
+                }
+            }
         }
         // Where the editor's cursor was meanwhile: where others see this peer.
         if let (Some(ranges), Some(d)) = (cursor, self.docs.get_mut(&doc)) {

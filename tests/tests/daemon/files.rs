@@ -447,6 +447,10 @@ async fn file_operations_made_offline_reach_the_others_on_reconnect() {
     a.type_at(&ub_host, 0, 0, "offline ").await.expect("type");
     std::fs::write(host.path().join("new.txt"), "made offline\n").expect("write");
     a.notify("workspace/didCreateFiles", json!({"files": [{"uri": at("new.txt")}]})).await.expect("create");
+    // Written again once its creation is queued (and its watch's batch has come and gone): that goes too.
+    a.drain(Duration::from_millis(500)).await.expect("a's daemon runs");
+    std::fs::write(host.path().join("new.txt"), "made offline\nand more\n").expect("write again");
+    a.drain(Duration::from_millis(500)).await.expect("a's daemon runs");
     std::fs::remove_file(host.path().join("gone.txt")).expect("rm");
     a.notify("workspace/didDeleteFiles", json!({"files": [{"uri": at("gone.txt")}]})).await.expect("delete");
 
@@ -458,7 +462,7 @@ async fn file_operations_made_offline_reach_the_others_on_reconnect() {
         a.drain(Duration::from_millis(50)).await.expect("a");
         b.drain(Duration::from_millis(50)).await.expect("b");
         let done = read("b.txt").as_deref() == Some("offline alpha\n")
-            && read("new.txt").as_deref() == Some("made offline\n")
+            && read("new.txt").as_deref() == Some("made offline\nand more\n")
             && read("a.txt").is_none()
             && read("gone.txt").is_none();
         if done {
