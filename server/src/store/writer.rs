@@ -423,6 +423,17 @@ mod tests {
         std::mem::take(&mut *calls.lock().expect("not poisoned"))
     }
 
+    /// Waits until `n` calls are recorded: housekeeping runs on the store thread after the commit's answer.
+    async fn until_calls(calls: &Mutex<Vec<String>>, n: usize) {
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while calls.lock().expect("not poisoned").len() < n {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("housekeeping runs");
+    }
+
     #[tokio::test]
     async fn small_commits_skip_the_queue_only_when_the_store_is_idle_and_quick() {
         let (store, calls, go, metrics) = start(true);
@@ -431,6 +442,7 @@ mod tests {
 
         // A large commit goes to the store thread, which then does the housekeeping due (every second commit).
         store.commit(append(&"x".repeat(INLINE_BYTES + 1))).await.expect("commits");
+        until_calls(&calls, 2).await;
         assert_eq!(taken(&calls), ["commit on store thread", "maintain on store thread"]);
 
         // While the store thread holds the store (a slow read), a commit waits its turn in the queue.
@@ -454,13 +466,7 @@ mod tests {
 
         // An inline commit that makes housekeeping due leaves it to the store thread.
         store.commit(append("c")).await.expect("commits");
-        tokio::time::timeout(std::time::Duration::from_secs(5), async {
-            while calls.lock().expect("not poisoned").len() < 2 {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await
-        .expect("housekeeping runs");
+        until_calls(&calls, 2).await;
         assert_eq!(taken(&calls), ["commit on caller", "maintain on store thread"]);
         assert_eq!(metrics.commits_inline.load(Ordering::Relaxed), 2);
     }
