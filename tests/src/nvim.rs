@@ -75,6 +75,11 @@ impl Nvim {
         Nvim::spawn(command, &socket, dir)
     }
 
+    /// The Neovim process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts Neovim in `cwd` as the user whose home is `home` would: their `~/.config/nvim/init.lua` and the
     /// packages under `~/.local/share/nvim/site`, and a PATH with only the system's folders (no daemon on it).
     pub fn start_as_user(cwd: &Path, home: &Path) -> anyhow::Result<Nvim> {

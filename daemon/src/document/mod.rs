@@ -86,8 +86,9 @@ pub struct PendingOpen {
     pub uri: String,
     /// The text the editor opened it with.
     opened: String,
-    /// The editor's text now: `opened` with the edits it sent since.
-    pub text: String,
+    /// The editor's text now: `opened` with the edits it sent since (a rope: each edit costs O(log n), so typing
+    /// into a large file while the server answers does not copy it per keystroke).
+    pub text: Rope,
     /// Edits the editor sent since it opened the buffer (its revision pair counts them).
     edits: u64,
     /// What we sent the server to create it with, if we asked it to.
@@ -124,8 +125,8 @@ impl PendingOpen {
     pub fn new(params: OpenParams) -> PendingOpen {
         PendingOpen {
             uri: params.uri,
-            opened: params.text.clone(),
-            text: params.text,
+            text: Rope::from_str(&params.text),
+            opened: params.text,
             edits: 0,
             sent: None,
             cursor: None,
@@ -135,8 +136,8 @@ impl PendingOpen {
     /// An edit the editor made to this buffer. No daemon edit was sent to it yet, so every edit is made on the
     /// editor's own text.
     pub fn edit(&mut self, changes: &[Change], encoding: Encoding) -> Result<(), position::PositionError> {
-        let (_, after) = position::changes_to_operation(&Rope::from_str(&self.text), changes, encoding)?;
-        self.text = after.to_string();
+        let (_, after) = position::changes_to_operation(&self.text, changes, encoding)?;
+        self.text = after;
         self.edits += 1;
         Ok(())
     }
@@ -207,8 +208,9 @@ impl Doc {
             // A file the session held before we opened it: the editor opened what the disk had of it.
             None => &open.opened,
         };
-        effects.send = self.merge_editor_text(base, &open.text, &server);
-        let (buffer, edit) = EditorBuffer::open_after(open.uri.clone(), encoding, &open.text, &self.text, open.edits);
+        let text = open.text.to_string();
+        effects.send = self.merge_editor_text(base, &text, &server);
+        let (buffer, edit) = EditorBuffer::open_after(open.uri.clone(), encoding, &text, &self.text, open.edits);
         effects.edits.extend(edit.map(|e| (open.uri, e)));
         self.editor = Some(buffer);
         self.history = UndoHistory::new(UNDO_STEPS);

@@ -105,3 +105,19 @@ fn an_open_of_a_file_just_created_from_disk_merges_the_editors_newer_text() {
     assert!(effects.send.is_none() && written.text == "<new>", "the session's text wins an ordinary open");
     assert_eq!(effects.edits.len(), 1, "the editor is brought in line");
 }
+
+/// What the editor types while its open waits for the server is kept in a rope, edit by edit, and adopted whole
+/// (a 10 MB file used to be copied twice per keystroke there, and the daemon fell seconds behind the typing).
+#[test]
+fn edits_to_a_waiting_buffer_are_kept_and_adopted() {
+    let opened = "héllo\nwörld\n";
+    let mut open = PendingOpen::new(OpenParams { uri: "file:///t.txt".into(), text: opened.into() });
+    for (line, character, text) in [(1, 5, "!"), (0, 0, "¡"), (1, 0, "big ")] {
+        open.edit(&insert_at(line, character, text, 0).changes, Encoding::Utf16).expect("in the text");
+    }
+    assert_eq!(open.text.to_string(), "¡héllo\nbig wörld!\n");
+    let mut doc = Doc::new("t.txt".into(), 0, opened, 1 << 20);
+    let effects = doc.adopt(open, Encoding::Utf16);
+    assert_eq!(doc.text.to_string(), "¡héllo\nbig wörld!\n", "what was typed is in the session's text");
+    assert!(effects.send.is_some(), "and goes to the server");
+}

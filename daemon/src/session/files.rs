@@ -202,7 +202,7 @@ impl Session {
     /// file larger than a document may be is refused here, with a message.
     pub(super) fn create(&mut self, path: &str, io: &Io) {
         let Some(open) = self.pending_opens.get_mut(path) else { return };
-        let chars = open.text.chars().count() as u64;
+        let chars = open.text.len_chars() as u64;
         let limit = self.limits.max_document_chars;
         if chars > limit {
             self.pending_opens.remove(path);
@@ -210,11 +210,9 @@ impl Session {
                 .editor
                 .error(format!("{path} is not shared: {chars} chars is over the server's limit of {limit}"));
         }
-        let mut cut = open.text.len().min(op_bytes(&self.limits));
-        while !open.text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        let text = open.text[..cut].to_owned();
+        // At most a frame's worth of bytes, ending on a character boundary.
+        let cut = open.text.byte_to_char(open.text.len_bytes().min(op_bytes(&self.limits)));
+        let text = open.text.slice(..cut).to_string();
         open.sent = Some(text.clone());
         tracing::debug!(%path, "create");
         io.send(ClientMsg::Create { path: path.to_owned(), text });

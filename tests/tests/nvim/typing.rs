@@ -28,3 +28,26 @@ fn two_neovims_typing_at_once_end_identical() {
     assert!(!text.contains("日本語"), "Ana's u took back her own latest change: {text}");
     assert_eq!(server_text(&invite, "doc.txt"), text, "and the server agrees");
 }
+
+#[test]
+fn edits_in_a_long_line_reach_the_other_whole() {
+    let NvimPair { server: _server, data: _data, host_dir: _host_dir, guest_dir: _guest_dir, mut a, mut b, invite } =
+        NvimPair::start();
+    // A 4,500-byte line of two-byte and one-byte characters: the plugin finds each edit in it from where the edit
+    // starts (what `on_bytes` says), not by walking the line.
+    a.command("call append(1, repeat('é', 1500) . repeat('a', 1500))").expect("long line");
+    converge(&mut [&mut a, &mut b]);
+    // Several changes in one input (one flush: the earliest start bounds what is the same), a deletion, and the
+    // other's typing at once.
+    a.input("2G$aEND1<Esc>2G0iSTART1<Esc>2G1600|iMID1<Esc>").expect("keys");
+    b.input("2G800|iMIDB<Esc>2G$aENDB<Esc>").expect("keys");
+    a.input("2G300|x").expect("keys");
+    let text = converge(&mut [&mut a, &mut b]);
+    let line = text.lines().nth(1).expect("the long line");
+    for token in ["END1", "START1", "MID1", "MIDB", "ENDB"] {
+        assert!(line.contains(token), "{token} is in the line: {line}");
+    }
+    assert_eq!(line.matches('é').count(), 1499, "one é deleted, the rest kept");
+    assert_eq!(line.matches('a').count(), 1500, "every a kept");
+    assert_eq!(server_text(&invite, "doc.txt"), text, "and the server agrees");
+}

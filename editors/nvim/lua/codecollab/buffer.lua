@@ -9,8 +9,9 @@ local config = require('codecollab.config')
 local M = {}
 
 --- bufnr -> { uri, sent, applied, applying, scheduled, lines, nl, eol, region }: `lines`, `nl` and `eol` are the
---- buffer's text as last sent or applied; `region` the rows changed since ({ first, last, old_last }: rows
---- `first`..`last` of the buffer now stand where rows `first`..`old_last` of `lines` were; the rest is the same).
+--- buffer's text as last sent or applied; `region` the rows changed since ({ first, col, last, old_last }: rows
+--- `first`..`last` of the buffer now stand where rows `first`..`old_last` of `lines` were; the rest is the same, and
+--- so are the first `col` bytes of row `first`).
 M.tracked = {}
 --- Called with the buffer after a daemon edit was applied to it (the init module sets it).
 M.on_remote_edit = nil
@@ -36,16 +37,24 @@ local function send_edit(state, changes, stop)
   state.sent = state.sent + 1
 end
 
---- LSP position (line, UTF-8 byte column) of byte `offset` (0-based) in `text`.
+--- LSP position (line, UTF-8 byte column) of byte `offset` (0-based) in `text`. Line breaks are found with plain
+--- searches (a pattern with a character class tests every byte in Lua's matcher: a long line would cost that on
+--- every keystroke), each searched for again only once passed.
 local function position(text, offset)
-  local line, line_start = 0, 1
-  local i = 1
+  local line, line_start, i = 0, 1, 1
+  local lf, cr = 0, 0 -- the next LF and CR at or after `i`; false once there is none
   while true do
-    local nl = text:find('[\r\n]', i)
+    if lf and lf < i then
+      lf = text:find('\n', i, true) or false
+    end
+    if cr and cr < i then
+      cr = text:find('\r', i, true) or false
+    end
+    local nl = (lf and cr) and math.min(lf, cr) or lf or cr
     if not nl or nl > offset then
       break
     end
-    if text:sub(nl, nl) == '\r' and text:sub(nl + 1, nl + 1) == '\n' then
+    if nl == cr and text:byte(nl + 1) == 10 then
       if nl + 1 > offset then
         break
       end
@@ -62,13 +71,18 @@ local function continuation(text, i)
 end
 
 --- The one replacement turning `old` into `new`: their common prefix and suffix are trimmed, and the cut is
---- moved to character boundaries and never splits a CRLF.
-function M.diff(old, new)
+--- moved to character boundaries and never splits a CRLF. `same` (optional) is a length of prefix known to be
+--- common (checked: a wrong one only costs the search from the start), so a change in a long line costs no walk
+--- over the bytes before it.
+function M.diff(old, new, same)
   if old == new then
     return nil
   end
   local prefix = 0
   local max = math.min(#old, #new)
+  if same and same > 0 and same <= max and old:sub(1, same) == new:sub(1, same) then
+    prefix = same
+  end
   while prefix < max and old:byte(prefix + 1) == new:byte(prefix + 1) do
     prefix = prefix + 1
   end
@@ -88,20 +102,25 @@ function M.diff(old, new)
   return { range = range, text = new:sub(prefix + 1, #new - suffix) }
 end
 
---- Widens `state.region` by one `on_bytes` change: rows `row`..`row + old_rows` of the buffer as it was became rows
---- `row`..`row + new_rows`.
-local function widen(state, row, old_rows, new_rows)
+--- Widens `state.region` by one `on_bytes` change: from byte `col` of row `row` on, rows `row`..`row + old_rows` of
+--- the buffer as it was became rows `row`..`row + new_rows`. A change leaves everything before where it starts as
+--- it was, so the earliest start of all of them bounds what is the same.
+local function widen(state, row, col, old_rows, new_rows)
   local old_end, new_end = row + old_rows, row + new_rows
   local region = state.region
   if not region then
     -- Before this change the buffer was `lines`: its rows from `row` on are the same rows of `lines`.
-    state.region = { first = row, last = new_end, old_last = old_end }
+    state.region = { first = row, col = col, last = new_end, old_last = old_end }
     return
   end
   local reach = math.max(region.last, old_end)
   region.old_last = region.old_last + (reach - region.last)
   region.last = reach + (new_end - old_end)
-  region.first = math.min(region.first, row)
+  if row < region.first then
+    region.first, region.col = row, col
+  elseif row == region.first then
+    region.col = math.min(region.col, col)
+  end
 end
 
 --- Replaces items `first`..`last` (1-based, inclusive; `last` may be `first - 1`) of `list` with those of `new`.
@@ -130,6 +149,7 @@ local function catch_up(bufnr, state)
     return nil -- no row changed
   end
   local first, last, old_last = 0, count - 1, #lines - 1
+  local same = 0 -- bytes known to be the same at the start of row `first`
   if region ~= 'all' and nl == state.nl then
     region = region or { first = count - 1, last = count - 1, old_last = #lines - 1 }
     first, last, old_last = math.max(region.first, 0), region.last, region.old_last
@@ -138,6 +158,9 @@ local function catch_up(bufnr, state)
     if eol ~= state.eol or last >= count - 1 or old_last >= #lines - 1 then
       first = math.max(0, math.min(first, count - 1, #lines - 1))
       last, old_last = count - 1, #lines - 1
+    end
+    if region.col and first == region.first then
+      same = region.col
     end
   end
   local new = vim.api.nvim_buf_get_lines(bufnr, first, last + 1, false)
@@ -150,7 +173,7 @@ local function catch_up(bufnr, state)
   end
   splice(lines, first + 1, old_last + 1, new)
   state.nl, state.eol = nl, eol
-  local change = M.diff(old_text, new_text)
+  local change = M.diff(old_text, new_text, same)
   if change then
     change.range.start.line = change.range.start.line + first
     change.range['end'].line = change.range['end'].line + first
@@ -175,13 +198,13 @@ function M.flush(bufnr)
   end
 end
 
-local function on_bytes(_, bufnr, _, start_row, _, _, old_end_row, _, _, new_end_row)
+local function on_bytes(_, bufnr, _, start_row, start_col, _, old_end_row, _, _, new_end_row)
   local state = M.tracked[bufnr]
   if not state then
     return true -- detach
   end
   if state.region ~= 'all' then
-    widen(state, start_row, old_end_row, new_end_row)
+    widen(state, start_row, start_col, old_end_row, new_end_row)
   end
   if state.applying or state.scheduled then
     return

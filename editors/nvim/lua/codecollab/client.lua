@@ -30,7 +30,14 @@ function M.request(method, params, callback)
   end)
 end
 
+--- Sends a notification straight on the connection. `Client:notify` would also flush LSP document sync (this
+--- client syncs no buffer: `collab/edit` is its own) and schedule an `LspNotify` autocommand per message, which
+--- converts the whole message for Vimscript: on every keystroke, for nothing.
 function M.notify(method, params)
+  local client = M.client
+  if client and client.rpc then
+    return client.rpc.notify(method, params)
+  end
   return call('notify', method, params)
 end
 
