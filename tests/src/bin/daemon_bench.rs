@@ -438,8 +438,8 @@ fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     Ok(Duration::from_nanos(total))
 }
 
-/// `n` keystrokes `ax<Esc>` at the end of the current buffer, each until Neovim is back in normal mode with
-/// nothing pending and has answered a request after it (so what it scheduled has run).
+/// `n` keystrokes `ax<Esc>` at the end of the current buffer, each typed through [`TYPE`] (which returns once
+/// Neovim has run the keys) and followed by a request Neovim answers only after what the keys scheduled has run.
 fn keystrokes(nvim: &mut Nvim, n: u32) -> anyhow::Result<Keystroke> {
     nvim.input("G$")?;
     nvim.settle_input()?;
