@@ -226,9 +226,13 @@ end
 
 local augroup = vim.api.nvim_create_augroup('codecollab', { clear = true })
 
---- The position just past the character at byte `col` (0-based) of `row` (0-based) in `bufnr`.
-local function after_char(bufnr, row, col)
-  local line = vim.api.nvim_buf_get_lines(bufnr, row, row + 1, false)[1] or ''
+--- Row `row` (0-based) of `bufnr`, or '' past the end.
+local function line_at(bufnr, row)
+  return vim.api.nvim_buf_get_lines(bufnr, row, row + 1, false)[1] or ''
+end
+
+--- The position just past the character at byte `col` (0-based) of `line`, which is row `row` (0-based).
+local function after_char(line, row, col)
   return { line = row, character = math.min(col + #vim.fn.strcharpart(line:sub(col + 1), 0, 1), #line) }
 end
 
@@ -246,13 +250,13 @@ local function selections(bufnr)
   local anchor = { line = v[2] - 1, character = v[3] - 1 }
   local forward = caret.line > anchor.line or (caret.line == anchor.line and caret.character >= anchor.character)
   local function line_end(row)
-    return { line = row, character = #(vim.api.nvim_buf_get_lines(bufnr, row, row + 1, false)[1] or '') }
+    return { line = row, character = #line_at(bufnr, row) }
   end
   if mode == 'v' then
     if forward then
-      return { { start = anchor, ['end'] = after_char(bufnr, caret.line, caret.character) } }
+      return { { start = anchor, ['end'] = after_char(line_at(bufnr, caret.line), caret.line, caret.character) } }
     end
-    return { { start = after_char(bufnr, anchor.line, anchor.character), ['end'] = caret } }
+    return { { start = after_char(line_at(bufnr, anchor.line), anchor.line, anchor.character), ['end'] = caret } }
   elseif mode == 'V' then
     if forward then
       return { { start = { line = anchor.line, character = 0 }, ['end'] = line_end(caret.line) } }
@@ -264,9 +268,9 @@ local function selections(bufnr)
   local first, last = math.min(anchor.character, caret.character), math.max(anchor.character, caret.character)
   local step = caret.line >= anchor.line and 1 or -1
   for row = anchor.line, caret.line, step do
-    local line = vim.api.nvim_buf_get_lines(bufnr, row, row + 1, false)[1] or ''
+    local line = line_at(bufnr, row)
     local from = { line = row, character = math.min(first, #line) }
-    local to = after_char(bufnr, row, math.min(last, #line))
+    local to = after_char(line, row, math.min(last, #line))
     table.insert(ranges, { start = from, ['end'] = to })
   end
   return ranges
