@@ -12,8 +12,10 @@
 //! The choice does not matter to theirs, but it matters to ours: had we deleted `<b2>`, the second reading would
 //! make our deletion take the `<` of their `<c3>`, tearing their token apart. So the diff is read the way people
 //! edit ([`align`]): pure insertions and deletions slide to their most natural edges (lines, spaces, between
-//! brackets), replacements widen to such edges, changes separated only by punctuation inside a range we deleted
-//! are joined, and where we inserted inside one of their changes, our text goes before theirs.
+//! brackets), replacements widen to such edges, changes separated only by punctuation are joined, and where we
+//! inserted inside one of their changes, our text goes before theirs. What theirs then deletes and types again
+//! unchanged is read as kept ([`unchanged_kept`]), so that an edit that crosses the merge on its way to the
+//! editor keeps what it deleted.
 //!
 //! The guarantee (docs/wire-protocol.md, "Resync from a snapshot"): every character either side inserted is in
 //! the result, each side's in the order it typed them; a character either side deleted is absent, except
@@ -208,9 +210,62 @@ pub fn merge(base: &str, ours: &TextOperation, snapshot: &str, deadline: Option<
         return Err(OpError::BaseLengthMismatch { expected: ours.base_len(), actual: base_chars.len() });
     }
     let (first, second) = align(&base_chars, diff(base, snapshot, deadline), ours);
-    let (ours, first) = transform(ours, &first)?;
-    let (ours, second) = transform(&ours, &second)?;
-    Ok(Merged { ours, theirs: first.compose(&second)? })
+    let (merged_ours, first) = transform(ours, &first)?;
+    let (merged_ours, second) = transform(&merged_ours, &second)?;
+    let local: Vec<char> = ours.apply(base)?.chars().collect();
+    Ok(Merged { ours: merged_ours, theirs: unchanged_kept(&local, &first.compose(&second)?, deadline) })
+}
+
+/// `op` (on `text`) with what it deletes and types again unchanged read as kept. Each changed run, what it
+/// deletes and what it types, is cut into pieces at natural edges ([`edge`]: whole tokens, words, brackets, line
+/// breaks), and the pieces equal on both sides are kept (a patience diff of the pieces), so what is kept never
+/// cuts through a word someone typed. The text it makes is the same.
+///
+/// [`align`] widens their changes to natural edges and joins them across separators, and the diff may replace a
+/// run whole, which is what keeps each side's typing whole in the merge; but theirs then deletes text it did not
+/// change and types it again. Applied to
+/// our text that is harmless, but an edit of ours that crosses theirs on its way (the editor typed while the merge
+/// travelled to it, and the daemon transforms that edit past theirs) would lose its deletion of such text, since
+/// the text comes back as theirs: a token a user deleted would reappear.
+fn unchanged_kept(text: &[char], op: &TextOperation, deadline: Option<Instant>) -> TextOperation {
+    let mut kept = TextOperation::with_capacity(op.components().len());
+    let mut at = 0;
+    for hunk in hunks(op) {
+        kept.retain(hunk.at - at);
+        at = hunk.end();
+        let old = pieces(&text[hunk.at..hunk.end()]);
+        let new = pieces(&hunk.inserted);
+        let chars = |pieces: &[&[char]]| pieces.iter().flat_map(|p| p.iter()).collect::<String>();
+        let count = |pieces: &[&[char]]| pieces.iter().map(|p| p.len()).sum::<usize>();
+        for change in similar::capture_diff_slices_deadline(Algorithm::Patience, &old, &new, deadline) {
+            match change {
+                DiffOp::Equal { old_index, len, .. } => kept.retain(count(&old[old_index..old_index + len])),
+                DiffOp::Delete { old_index, old_len, .. } => kept.delete(count(&old[old_index..old_index + old_len])),
+                DiffOp::Insert { new_index, new_len, .. } => kept.insert(&chars(&new[new_index..new_index + new_len])),
+                DiffOp::Replace { old_index, old_len, new_index, new_len } => kept
+                    .insert(&chars(&new[new_index..new_index + new_len]))
+                    .delete(count(&old[old_index..old_index + old_len])),
+            };
+        }
+    }
+    kept.retain(text.len() - at);
+    kept
+}
+
+/// `text` cut at every natural edge inside it ([`edge`]).
+fn pieces(text: &[char]) -> Vec<&[char]> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    for i in 1..text.len() {
+        if edge(Some(text[i - 1]), Some(text[i])) > 0 {
+            pieces.push(&text[start..i]);
+            start = i;
+        }
+    }
+    if start < text.len() {
+        pieces.push(&text[start..]);
+    }
+    pieces
 }
 
 /// One changed run of an operation, in base coordinates: `deleted` chars from `at` replaced by `inserted`.
@@ -450,25 +505,24 @@ fn edge(left: Option<char>, right: Option<char>) -> u32 {
     }
 }
 
-/// Joins consecutive changed runs of theirs, at least one of which inserts, across a few unchanged chars, when
-/// the joined run cuts across our edits no more often than the two did. Where we did not touch the chars between
-/// them, this changes nothing but who goes first at a place both sides inserted: the joined run ends after them,
-/// as their typing did. Where we deleted some of them, they are joined only if they hold no letter or digit
-/// (separators, brackets, line breaks): those may be what they typed, matched by the diff to equal chars of the
-/// base, and deleting them would tear their insertions apart, so they come back instead. A word between two of
-/// their changes is taken to be the base's, and our deletion of it stands.
+/// Joins consecutive changed runs of theirs, at least one of which inserts, across a few unchanged chars that
+/// hold no letter or digit (separators, brackets, line breaks), when the joined run cuts across our edits no more
+/// often than the two did. Those chars may be what they typed, matched by the diff to equal chars of the base:
+/// where we deleted them, deleting them would tear their insertions apart, so they come back instead.
+///
+/// Never across a word: a word between two of their changes is the base's. Where we deleted it, our deletion
+/// stands. Where we did not, joining would take it into their change, so that it is deleted and typed again:
+/// where we inserted inside the joined run, our text would go before it all (see [`align`]), past text neither
+/// side changed; and an edit of ours that crossed the merge (one the editor made while the merge travelled to it)
+/// would lose its deletion of that word, which would come back as theirs.
 fn join(base: &[char], hunks: Vec<Hunk>, cuts: &Cuts) -> Vec<Hunk> {
     let mut joined: Vec<Hunk> = Vec::with_capacity(hunks.len());
     for hunk in hunks {
         if let Some(previous) = joined.last_mut() {
             let gap = previous.end()..hunk.at;
-            let untouched = || {
-                let range = cuts.deleted.partition_point(|&(_, end)| end <= gap.start);
-                cuts.deleted.get(range).is_none_or(|&(start, _)| start >= gap.end)
-            };
             let separators = || base[gap.clone()].iter().all(|c| !c.is_alphanumeric());
             let inserts = !previous.inserted.is_empty() || !hunk.inserted.is_empty();
-            if gap.len() <= MAX_WIDEN && inserts && (separators() || untouched()) {
+            if gap.len() <= MAX_WIDEN && inserts && separators() {
                 let mut inserted = previous.inserted.clone();
                 inserted.extend_from_slice(&base[gap.clone()]);
                 inserted.extend_from_slice(&hunk.inserted);
@@ -650,6 +704,29 @@ mod tests {
         // In a word too short to tell an edit inside it from a new word, theirs is a new word: ours goes before.
         let merged = merge("ab", &insert_at(2, 1, "X"), "aYb", None).expect("merges");
         assert_eq!(merged.theirs.apply("aXb").expect("fits"), "XaYb");
+    }
+
+    #[test]
+    fn our_typing_stays_after_a_word_neither_side_changed() {
+        // They typed <t3> before <b12> and replaced what follows it; we typed between the words after <b12>.
+        // Their changes are not joined across <b12>, so our typing does not move before it.
+        let base = "<b12><b6><b9><b4><b15>";
+        let local = "<b12><b6><o4><b9><b4><o5><o1>";
+        let mut ours = TextOperation::new();
+        ours.retain(9).insert("<o4>").retain(8).insert("<o5><o1>").delete(5);
+        assert_eq!(ours.apply(base).expect("fits"), local);
+        let merged = merge(base, &ours, "<t3>\n<b12><t4><t2><t1>\n", None).expect("merges");
+        let text = merged.theirs.apply(local).expect("fits");
+        assert!(text.starts_with("<t3>\n<b12><o4>"), "{text}");
+    }
+
+    #[test]
+    fn an_edit_crossing_the_merge_keeps_its_deletion() {
+        // They typed <t1> and <t2> around <b2>; the editor deleted <b2> while the merge was on its way to it.
+        let base = "<b1><b2><b3>";
+        let merged = merge(base, &TextOperation::identity(12), "<b1><t1><b2><t2><b3>", None).expect("merges");
+        let (crossing, _) = transform(&delete(12, 4, 8), &merged.theirs).expect("fits");
+        assert_eq!(crossing.apply("<b1><t1><b2><t2><b3>").expect("fits"), "<b1><t1><t2><b3>");
     }
 
     #[test]

@@ -184,7 +184,7 @@ impl ScriptedEditor {
         initialization_options: Value,
     ) -> anyhow::Result<ScriptedEditor> {
         let mut command = Command::new(binary("codecollab-daemon", "codecollab-daemon"));
-        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(daemon_log()?).kill_on_drop(true);
         // Warnings only, unless a run asks for more (`CODECOLLAB_TEST_DAEMON_LOG=debug` to diagnose a failure).
         command.env("CODECOLLAB_LOG", std::env::var("CODECOLLAB_TEST_DAEMON_LOG").unwrap_or_else(|_| "warn".into()));
         for (key, value) in env {
@@ -527,4 +527,17 @@ impl ScriptedEditor {
         drop(self.stdin);
         Ok(tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await??)
     }
+}
+
+/// Where a daemon started here logs: the test's stderr, or with `CODECOLLAB_TEST_DAEMON_LOG_DIR` a file of its own
+/// there, `daemon-<n>.log` numbered in the order the daemons start (to tell apart several daemons' debug logs).
+fn daemon_log() -> anyhow::Result<Stdio> {
+    static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let Some(dir) = std::env::var_os("CODECOLLAB_TEST_DAEMON_LOG_DIR") else {
+        return Ok(Stdio::inherit());
+    };
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::path::Path::new(&dir).join(format!("daemon-{n}.log"));
+    let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    Ok(Stdio::from(file))
 }

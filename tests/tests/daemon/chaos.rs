@@ -5,7 +5,8 @@
 //! exactly once, and every copy equals the server's.
 //!
 //! Seeded: `CODECOLLAB_SEED=<n>` reruns the same choices (the seed is printed); `CODECOLLAB_CHAOS_SECONDS` sets
-//! how long the faults go on (60 by default).
+//! how long the faults go on (60 by default); with `CODECOLLAB_TEST_DAEMON_LOG_DIR` each daemon logs to a file of its
+//! own there (`daemon-<n>.log`, n the peer) and the test says who deleted which token when.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use codecollab_tests::random::Rng;
 use codecollab_tests::tokens;
 use tokio::time::Instant;
 
-use codecollab_tests::fixtures::scripted::until;
+use codecollab_tests::fixtures::scripted::until_explained;
 use codecollab_tests::fixtures::scripted::{join, server_revision, server_text, share};
 use codecollab_tests::fixtures::uri;
 use codecollab_tests::fixtures::{metric, through, token_set};
@@ -117,6 +118,8 @@ async fn four_daemons_behind_misbehaving_networks_lose_nothing() {
     });
     let seconds = std::env::var("CODECOLLAB_CHAOS_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
     eprintln!("chaos: seed {seed} (rerun with CODECOLLAB_SEED={seed}), {seconds}s of faults");
+    // With the daemons' logs in files of their own, say who deleted what when, to follow a deletion through them.
+    let trace = std::env::var_os("CODECOLLAB_TEST_DAEMON_LOG_DIR").is_some();
     let heartbeat = Duration::from_millis(500);
     let server = TestServer::start(|c| {
         c.heartbeat = heartbeat;
@@ -168,6 +171,10 @@ async fn four_daemons_behind_misbehaving_networks_lose_nothing() {
         let uri = &uris[who][file];
         if rng.chance(0.1) {
             if let Some(token) = editor.delete_token(uri).await.expect("deletes") {
+                if trace {
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                    eprintln!("chaos: at {:.6} peer{who} deletes {token} in {}", now.as_secs_f64(), FILES[file]);
+                }
                 deleted[file].insert(token);
             }
         } else {
@@ -186,12 +193,18 @@ async fn four_daemons_behind_misbehaving_networks_lose_nothing() {
         let expected: BTreeSet<String> = inserted[file].difference(&deleted[file]).cloned().collect();
         let file_uris: Vec<&str> = uris.iter().map(|u| u[file].as_str()).collect();
         let mut all: Vec<&mut ScriptedEditor> = editors.iter_mut().collect();
-        let texts =
-            until(&mut all, &file_uris, Duration::from_secs(180), &format!("{} to converge", FILES[file]), |texts| {
+        let texts = until_explained(
+            &mut all,
+            &file_uris,
+            Duration::from_secs(180),
+            &format!("{} to converge (seed {seed})", FILES[file]),
+            |texts| {
                 texts.windows(2).all(|w| w[0] == w[1])
                     && tokens::parse(&texts[0]).is_some_and(|t| t.len() == expected.len())
-            })
-            .await;
+            },
+            |texts| explain(texts, &expected, &deleted[file]),
+        )
+        .await;
         assert_eq!(
             token_set(&texts[0]),
             expected,
@@ -221,4 +234,27 @@ async fn four_daemons_behind_misbehaving_networks_lose_nothing() {
         metric(server.addr, "codecollab_snapshot_resyncs_total").await > 0,
         "the snapshot path was taken (seed {seed})"
     );
+}
+
+/// What is wrong with `texts` (one copy per peer) against the tokens `expected` in them: for each copy, the
+/// tokens missing and the tokens extra (with whether they were deleted), and whether the copies differ.
+fn explain(texts: &[String], expected: &BTreeSet<String>, deleted: &BTreeSet<String>) -> String {
+    let mut report = String::new();
+    for (peer, text) in texts.iter().enumerate() {
+        let Some(found) = tokens::parse(text) else {
+            report += &format!("peer{peer}: a token is torn apart: {text:?}\n");
+            continue;
+        };
+        let set: BTreeSet<String> = found.iter().cloned().collect();
+        let twice = found.len() - set.len();
+        let missing: Vec<&String> = expected.difference(&set).collect();
+        let extra: Vec<String> = set
+            .difference(expected)
+            .map(|t| if deleted.contains(t) { format!("{t} (deleted)") } else { format!("{t} (never typed)") })
+            .collect();
+        report += &format!("peer{peer}: {} tokens, {twice} twice, missing {missing:?}, extra {extra:?}\n", found.len());
+    }
+    let same = texts.windows(2).all(|w| w[0] == w[1]);
+    report += &format!("the copies are {}\n", if same { "equal" } else { "not all equal" });
+    report
 }
