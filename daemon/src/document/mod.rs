@@ -411,11 +411,8 @@ impl Doc {
             tracing::error!("an editor edit did not fit the daemon's text");
             return Ok(effects);
         }
-        // The user's own typing leaves the caret after it: an editor that finds its caret where this puts it need
-        // not say so (docs/editor-protocol.md, "Cursors"), and the others see it move all the same.
         if let Some(mine) = self.my_selections.as_mut() {
-            Selection::transform_all(mine, &op, Bias::After);
-            self.cursor_unsent = true;
+            Selection::transform_all(mine, &op, Bias::Before);
         }
         for selections in self.presence.values_mut() {
             Selection::transform_all(selections, &op, Bias::Before);

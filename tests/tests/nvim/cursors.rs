@@ -1,6 +1,6 @@
 //! Remote cursors in Neovim, read off the rendered screen: the caret's cell takes the peer's colour and the name is
 //! a label at the end of the line, with and without 'termguicolors'; the text never shifts; marks move with the
-//! text and vanish when the peer leaves; typing moves the caret others see without a cursor message of its own.
+//! text and vanish when the peer leaves.
 
 use std::time::Duration;
 
@@ -134,40 +134,4 @@ fn a_visual_selection_is_shown_to_the_other_and_goes_when_visual_mode_ends() {
         Ok(n.lua(MARKS, json!([]))? == json!([["caret", 1, 0], ["label", 1, " ana "]]))
     })
     .expect("a caret where ana is");
-}
-
-#[test]
-fn typing_moves_the_caret_the_other_sees_without_a_cursor_message() {
-    let NvimPair { server: _server, data: _data, host_dir: _host_dir, guest_dir: _guest_dir, mut a, mut b, invite: _ } =
-        NvimPair::start();
-    let caret = |b: &mut Nvim, at: Value, what: &str| {
-        b.wait_for(what, Duration::from_secs(20), |n| {
-            Ok(n.lua(MARKS, json!([]))? == json!([["caret", at[0], at[1]], ["label", at[0], " ana "]]))
-        })
-        .expect(what);
-    };
-    a.input("2G0").expect("move");
-    caret(&mut b, json!([1, 0]), "ana's caret at the start of line 2");
-    // Count the cursor messages ana's plugin sends from here on.
-    a.lua(
-        "local client = require('codecollab.client') local notify = client.notify _G.cursor_messages = 0 \
-         client.notify = function(method, params) \
-           if method == 'collab/cursor' then _G.cursor_messages = _G.cursor_messages + 1 end \
-           return notify(method, params) end",
-        json!([]),
-    )
-    .expect("count");
-    // Typing leaves her caret after what she typed: the daemon knows from the edits alone.
-    a.input("iabc").expect("type");
-    b.wait_for("her text", Duration::from_secs(20), |n| Ok(n.text()?.contains("abcgamma delta"))).expect("typed");
-    caret(&mut b, json!([1, 3]), "her caret after what she typed");
-    a.input("<BS>").expect("backspace");
-    b.wait_for("her backspace", Duration::from_secs(20), |n| Ok(n.text()?.contains("\nabgamma delta")))
-        .expect("deleted");
-    caret(&mut b, json!([1, 2]), "her caret where the deleted char was");
-    assert_eq!(a.lua("return _G.cursor_messages", json!([])).expect("count"), json!(0), "no cursor message sent");
-    // A move that is not her typing goes out: leaving Insert mode puts the caret on the last char typed.
-    a.input("<Esc>").expect("leave insert mode");
-    caret(&mut b, json!([1, 1]), "her caret on the b");
-    assert_eq!(a.lua("return _G.cursor_messages", json!([])).expect("count"), json!(1), "one cursor message");
 }

@@ -8,10 +8,10 @@ local config = require('codecollab.config')
 
 local M = {}
 
---- bufnr -> { uri, sent, applied, applying, scheduled, lines, nl, eol, region, caret }: `lines`, `nl` and `eol` are the
+--- bufnr -> { uri, sent, applied, applying, scheduled, lines, nl, eol, region }: `lines`, `nl` and `eol` are the
 --- buffer's text as last sent or applied; `region` the rows changed since ({ first, col, last, old_last }: rows
 --- `first`..`last` of the buffer now stand where rows `first`..`old_last` of `lines` were; the rest is the same, and
---- so are the first `col` bytes of row `first`); `caret` our caret as the daemon has it, if known.
+--- so are the first `col` bytes of row `first`).
 M.tracked = {}
 --- Called with the buffer after a daemon edit was applied to it (the init module sets it).
 M.on_remote_edit = nil
@@ -31,58 +31,10 @@ function M.text(bufnr)
   return text
 end
 
-local function before(a, b)
-  return a.line < b.line or (a.line == b.line and a.character < b.character)
-end
-
-local function same(a, b)
-  return a.line == b.line and a.character == b.character
-end
-
---- Where the daemon puts our caret `caret` after our own `changes` (docs/editor-protocol.md, "Cursors"): past
---- text typed at it, to the start of a deletion it was at either end of, unmoved by changes after it; nil where
---- that takes more than this (a caret after the change, a replacement, a lone CR line break): then it is sent.
-local function caret_after(caret, changes)
-  for _, change in ipairs(changes) do
-    if not caret then
-      return nil
-    end
-    local s, e, text = change.range.start, change.range['end'], change.text
-    local lone_cr = text:find('\r[^\n]') or text:sub(-1) == '\r'
-    if before(caret, s) then
-      -- A change after the caret leaves it where it is.
-    elseif same(s, e) and same(caret, s) and text ~= '' and not lone_cr then
-      local rows = vim.split(text, '\n', { plain = true })
-      caret = { line = s.line + #rows - 1, character = (#rows == 1 and s.character or 0) + #rows[#rows] }
-    elseif text == '' and (same(caret, s) or same(caret, e)) then
-      caret = { line = s.line, character = s.character }
-    else
-      caret = nil
-    end
-  end
-  return caret
-end
-
 --- Sends one edit; `stop` (true or false) says whether it starts an undo step of its own.
 local function send_edit(state, changes, stop)
   client.notify('collab/edit', { uri = state.uri, revision = state.applied, changes = changes, undoStop = stop })
   state.sent = state.sent + 1
-  state.caret = caret_after(state.caret, changes)
-end
-
---- Whether `ranges` (this window's selections in `bufnr`) are what the daemon already has for us: a caret our
---- own last edits took where it is. Otherwise they are noted as sent (the caller sends them).
-function M.cursor_known(bufnr, ranges)
-  local state = M.tracked[bufnr]
-  if not state then
-    return false
-  end
-  local only = #ranges == 1 and same(ranges[1].start, ranges[1]['end']) and ranges[1]['end'] or nil
-  if only and state.caret and same(only, state.caret) then
-    return true
-  end
-  state.caret = only and { line = only.line, character = only.character } or nil
-  return false
 end
 
 --- LSP position (line, UTF-8 byte column) of byte `offset` (0-based) in `text`. Line breaks are found with plain
@@ -465,8 +417,6 @@ function M.apply(params)
   state.applying = false
   -- The copy of the lines takes in what was applied (on_bytes saw which rows), which is not sent back.
   catch_up(bufnr, state)
-  -- Where the daemon's edit leaves our caret is the editor's business: it is sent on the next move.
-  state.caret = nil
   if ok then
     state.applied = state.applied + 1
     local first = params.changes[1]

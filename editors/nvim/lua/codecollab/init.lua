@@ -280,13 +280,9 @@ end
 local function send_cursor(bufnr)
   local tracked = buffer.tracked[bufnr]
   if tracked and vim.api.nvim_get_current_buf() == bufnr then
-    -- The edit that moved the cursor goes first, so the daemon places the cursor in the text it is in. A caret
-    -- that edit took where it is (typing, backspace) is where the daemon puts it already: nothing to send.
+    -- The edit that moved the cursor goes first, so the daemon places the cursor in the text it is in.
     buffer.flush(bufnr)
-    local ranges = selections(bufnr)
-    if not buffer.cursor_known(bufnr, ranges) then
-      client.notify('collab/cursor', { uri = tracked.uri, ranges = ranges })
-    end
+    client.notify('collab/cursor', { uri = tracked.uri, ranges = selections(bufnr) })
   end
 end
 
