@@ -223,10 +223,9 @@ pub fn merge(base: &str, ours: &TextOperation, snapshot: &str, deadline: Option<
 ///
 /// [`align`] widens their changes to natural edges and joins them across separators, and the diff may replace a
 /// run whole, which is what keeps each side's typing whole in the merge; but theirs then deletes text it did not
-/// change and types it again. Applied to
-/// our text that is harmless, but an edit of ours that crosses theirs on its way (the editor typed while the merge
-/// travelled to it, and the daemon transforms that edit past theirs) would lose its deletion of such text, since
-/// the text comes back as theirs: a token a user deleted would reappear.
+/// change and types it again. Applied to our text that is harmless, but an edit of ours that crosses theirs on its
+/// way (the editor typed while the merge travelled to it, and the daemon transforms that edit past theirs) would
+/// lose its deletion of such text, since the text comes back as theirs: a token a user deleted would reappear.
 fn unchanged_kept(text: &[char], op: &TextOperation, deadline: Option<Instant>) -> TextOperation {
     let mut kept = TextOperation::with_capacity(op.components().len());
     let mut at = 0;
@@ -727,6 +726,22 @@ mod tests {
         let merged = merge(base, &TextOperation::identity(12), "<b1><t1><b2><t2><b3>", None).expect("merges");
         let (crossing, _) = transform(&delete(12, 4, 8), &merged.theirs).expect("fits");
         assert_eq!(crossing.apply("<b1><t1><b2><t2><b3>").expect("fits"), "<b1><t1><t2><b3>");
+    }
+
+    #[test]
+    fn text_deleted_and_typed_again_unchanged_is_kept() {
+        // A run that deletes `<b1><b2>` and types `<t1><b1><b2><t2>` keeps the two tokens, whole.
+        let text: Vec<char> = "<a0><b1><b2>".chars().collect();
+        let mut op = TextOperation::new();
+        op.retain(4).insert("<t1><b1><b2><t2>").delete(8);
+        let kept = unchanged_kept(&text, &op, None);
+        let mut expected = TextOperation::new();
+        expected.retain(4).insert("<t1>").retain(8).insert("<t2>");
+        assert_eq!(kept, expected);
+        // Equal chars that are not whole pieces (the brackets around a replaced word) are not kept.
+        let mut op = TextOperation::new();
+        op.retain(4).insert("<c3>").delete(4).retain(4);
+        assert_eq!(unchanged_kept(&text, &op, None), op);
     }
 
     #[test]
