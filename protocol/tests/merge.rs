@@ -43,17 +43,9 @@ fn check(seed: u64, base_tokens: usize, edits: usize) {
     let from_snapshot = merged.ours.apply(&snapshot).expect("ours fits the snapshot");
     assert_eq!(from_local, from_snapshot, "both ways lead to one text");
     let mut expected: BTreeSet<String> = tokens::parse(&base).expect("base is tokens").into_iter().collect();
-    for what in theirs.iter().chain(&ours) {
-        match what {
-            TokenEdit::Inserted(t) => expected.insert(t.clone()),
-            TokenEdit::Deleted(t) => expected.remove(t),
-        };
-    }
+    take_in(&mut expected, theirs.iter().chain(&ours));
     let context = format!("\nbase     {base:?}\nsnapshot {snapshot:?}\nlocal    {local:?}\nmerged   {from_local:?}");
-    let Some(found) = tokens::parse(&from_local) else { panic!("a token was torn apart:{context}") };
-    let found_set: BTreeSet<String> = found.iter().cloned().collect();
-    assert_eq!(found.len(), found_set.len(), "a token appears twice:{context}");
-    assert_eq!(found_set, expected, "{context}");
+    assert_tokens(&from_local, &expected, &context);
 
     // An edit the local editor made while the merge was on its way to it (it crossed theirs on the wire) is
     // transformed past theirs, as the daemon does: what it deletes must stay deleted, what it types must stay.
@@ -62,20 +54,30 @@ fn check(seed: u64, base_tokens: usize, edits: usize) {
     let (_, crossing, editor) = edit(&mut rng, &local, 'e', n_editor);
     let (crossing, _) = codecollab_protocol::transform(&crossing, &merged.theirs).expect("the edit fits");
     let last = crossing.apply(&from_local).expect("the crossing edit fits the merged text");
-    for what in &editor {
+    take_in(&mut expected, &editor);
+    let context = format!("{context}\nthen an edit that crossed theirs: {last:?}");
+    // Where the crossing edit typed inside a run theirs replaced, it lands at that run's start, in front of a line
+    // break theirs kept from the base: a token's line break may end up after the crossing edit's (a blank line
+    // where there was none). The tokens are what must hold.
+    assert_tokens(&last.replace('\n', ""), &expected, &context);
+}
+
+/// `expected` after the token edits `done`: what they inserted is in, what they deleted is out.
+fn take_in<'a>(expected: &mut BTreeSet<String>, done: impl IntoIterator<Item = &'a TokenEdit>) {
+    for what in done {
         match what {
             TokenEdit::Inserted(t) => expected.insert(t.clone()),
             TokenEdit::Deleted(t) => expected.remove(t),
         };
     }
-    let context = format!("{context}\nthen an edit that crossed theirs: {last:?}");
-    // Where the crossing edit typed inside a run theirs replaced, it lands at that run's start, in front of a line
-    // break theirs kept from the base: a token's line break may end up after the crossing edit's (a blank line
-    // where there was none). The tokens are what must hold.
-    let Some(found) = tokens::parse(&last.replace('\n', "")) else { panic!("a token was torn apart:{context}") };
+}
+
+/// `text` is whole tokens, each once, exactly `expected`; `context` says what was merged.
+fn assert_tokens(text: &str, expected: &BTreeSet<String>, context: &str) {
+    let Some(found) = tokens::parse(text) else { panic!("a token was torn apart:{context}") };
     let found_set: BTreeSet<String> = found.iter().cloned().collect();
     assert_eq!(found.len(), found_set.len(), "a token appears twice:{context}");
-    assert_eq!(found_set, expected, "{context}");
+    assert_eq!(&found_set, expected, "{context}");
 }
 
 #[test]
